@@ -1,0 +1,19 @@
+# Feedback Decision Transformer on Atari: from the DQN Replay Dataset to a results table.
+# The rules live in workflow/rules/, one stage per file; this file only wires them together.
+
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/replay.smk"
+
+
+rule all:
+    input:
+        replay_targets(),
+    default_target: True

@@ -1,0 +1,147 @@
+"""Atari through ale-py, preprocessed exactly as the DQN Replay Dataset was (SPEC §1).
+
+Dopamine's preprocessing: 4-frame action repeat with summed reward; the grayscale screens of the
+last two repeats max-pooled; resized to 84x84 with OpenCV's INTER_AREA. We reproduce INTER_AREA in
+numpy, float32 with OpenCV's accumulation order (horizontal pass, then vertical), which gives the
+same bytes (checked against cv2 in the tests), so OpenCV is not a runtime dependency.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from fdt.dopamine import FRAME_SHAPE
+from fdt.games import LEGACY_ROM_MD5, rom_id
+
+SCREEN_SHAPE = (210, 160)
+FRAME_SKIP = 4
+_TINY_WEIGHT = 1e-3  # OpenCV drops area weights below this
+
+
+@functools.lru_cache(maxsize=8)
+def area_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and float32 weights of each output pixel along one axis (INTER_AREA).
+
+    Output pixel o covers source interval [o*s, (o+1)*s), s = n_in / n_out; each source pixel
+    weighs the length of its overlap divided by s. Missing entries point at pixel 0 with weight 0,
+    which adds an exact 0.0 and so leaves the float sum unchanged.
+    """
+    scale = n_in / n_out
+    rows: list[list[tuple[int, float]]] = []
+    for o in range(n_out):
+        lo, hi = o * scale, (o + 1) * scale
+        entries = []
+        for i in range(int(np.floor(lo)), min(int(np.ceil(hi)), n_in)):
+            weight = (min(hi, i + 1) - max(lo, i)) / scale
+            if weight > _TINY_WEIGHT:
+                entries.append((i, weight))
+        rows.append(entries)
+    width = max(len(r) for r in rows)
+    index = np.zeros((n_out, width), dtype=np.intp)
+    weight = np.zeros((n_out, width), dtype=np.float32)
+    for o, entries in enumerate(rows):
+        for j, (i, w) in enumerate(entries):
+            index[o, j], weight[o, j] = i, w
+    return index, weight
+
+
+def resize_area(image: np.ndarray, shape: tuple[int, int] = FRAME_SHAPE) -> np.ndarray:
+    """uint8 (H, W) -> uint8 `shape`, equal to cv2.resize(image, shape[::-1], INTER_AREA)."""
+    col_index, col_weight = area_table(image.shape[1], shape[1])
+    row_index, row_weight = area_table(image.shape[0], shape[0])
+    source = image.astype(np.float32)
+    horizontal = np.zeros((image.shape[0], shape[1]), dtype=np.float32)
+    for j in range(col_index.shape[1]):
+        horizontal += source[:, col_index[:, j]] * col_weight[:, j]
+    out = np.zeros(shape, dtype=np.float32)
+    for j in range(row_index.shape[1]):
+        out += horizontal[row_index[:, j], :] * row_weight[:, j, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def rom_md5(path: str | Path) -> str:
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def resolve_rom(game: str, rom_dir: str | Path | None = None) -> Path:
+    """The ROM to play `game` with: the user's legacy ROM folder first, else ale-py's own.
+
+    Warns when the ROM differs from the one the dataset was recorded with (SPEC §1).
+    """
+    from ale_py import roms
+
+    name = rom_id(game)
+    path = Path(rom_dir) / f"{name}.bin" if rom_dir else Path(roms.get_rom_path(name))
+    if not path.is_file():
+        raise FileNotFoundError(f"no ROM for {game}: expected {path}")
+    legacy = LEGACY_ROM_MD5.get(game)
+    actual = rom_md5(path)
+    if legacy is None:
+        warnings.warn(f"{game}: the md5 of the ROM the dataset was recorded with is not known here; "
+                      f"playing {path} (md5 {actual}) may not match the replay data", stacklevel=2)
+    elif actual != legacy:
+        warnings.warn(f"{game}: ROM {path} has md5 {actual}, but the dataset was recorded with "
+                      f"{legacy}; point rom_dir at the legacy atari-py ROM", stacklevel=2)
+    return path
+
+
+class AtariEnvironment:
+    """One ALE game with Dopamine's preprocessing; actions index the minimal action set.
+
+    Life loss is not terminal; the episode ends at game over (a step cap is the caller's).
+    """
+
+    def __init__(self, game: str, *, seed: int, sticky_actions: float = 0.25,
+                 rom_dir: str | Path | None = None) -> None:
+        import ale_py
+
+        self.game = game
+        self.ale = ale_py.ALEInterface()
+        self.ale.setLoggerMode(ale_py.LoggerMode.Error)
+        self.ale.setInt("random_seed", seed)
+        self.ale.setFloat("repeat_action_probability", sticky_actions)
+        self.ale.setInt("frame_skip", 1)
+        self.ale.loadROM(str(resolve_rom(game, rom_dir)))
+        self.action_set = list(self.ale.getMinimalActionSet())
+        self._screens = np.zeros((2, *SCREEN_SHAPE), dtype=np.uint8)
+
+    @property
+    def num_actions(self) -> int:
+        return len(self.action_set)
+
+    def lives(self) -> int:
+        return int(self.ale.lives())
+
+    def ram(self) -> np.ndarray:
+        return self.ale.getRAM()
+
+    def game_over(self) -> bool:
+        return bool(self.ale.game_over())
+
+    def _observation(self) -> np.ndarray:
+        np.maximum(self._screens[0], self._screens[1], out=self._screens[0])
+        return resize_area(self._screens[0])
+
+    def reset(self) -> np.ndarray:
+        self.ale.reset_game()
+        self.ale.getScreenGrayscale(self._screens[0])
+        self._screens[1].fill(0)
+        return self._observation()
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool]:
+        """Repeat `action` 4 frames; return the pooled frame, summed raw reward and game over."""
+        total = 0.0
+        game_over = False
+        for repeat in range(FRAME_SKIP):
+            total += self.ale.act(self.action_set[action])
+            game_over = self.ale.game_over()
+            if game_over:
+                break  # as Dopamine: the screens of an unfinished repeat are not fetched
+            if repeat >= FRAME_SKIP - 2:
+                self.ale.getScreenGrayscale(self._screens[repeat - (FRAME_SKIP - 2)])
+        return self._observation(), total, game_over

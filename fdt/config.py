@@ -1,0 +1,111 @@
+"""Configuration: defaults from the JSON schema, validation with one clear sentence per error."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from fdt.dopamine import PADDING_ROWS
+from fdt.games import UnknownGameError, check_game
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def _fill_defaults(schema: Mapping[str, Any], value: dict[str, Any]) -> None:
+    """Set every missing property that has a default, recursively into objects."""
+    for name, sub in schema.get("properties", {}).items():
+        if name not in value and "default" in sub:
+            value[name] = copy.deepcopy(sub["default"])
+        if isinstance(value.get(name), dict) and sub.get("type") == "object":
+            _fill_defaults(sub, value[name])
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def parse_buffers(spec: list[int] | str) -> list[int]:
+    """Checkpoint numbers from a list or a "first-last" range string, sorted and unique."""
+    if isinstance(spec, str):
+        first, last = (int(x) for x in spec.split("-"))
+        if last < first:
+            raise ConfigError(f"config error at buffers: range {spec!r} ends before it starts")
+        return list(range(first, last + 1))
+    return sorted(set(spec))
+
+
+def validate_config(raw: Mapping[str, Any], origin: str = "config",
+                    schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Return the config with defaults filled in, or raise ConfigError naming the key at fault."""
+    config = copy.deepcopy(dict(raw))
+    schema = load_schema(schema_path)
+    _fill_defaults(schema, config)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(config),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        first = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"config error in {origin} at {_where(first)}: {first.message}")
+    _check_semantics(config, origin)
+    return config
+
+
+def _check_semantics(config: dict[str, Any], origin: str) -> None:
+    """Checks a schema cannot express: known games, sources that name where to read from."""
+    try:
+        for game in config["games"]:
+            check_game(game)
+    except UnknownGameError as err:
+        raise ConfigError(f"config error in {origin} at games: {err}") from None
+    buffers = parse_buffers(config["buffers"])
+    source = config["source"]
+    if source["kind"] == "https" and not source["url"]:
+        raise ConfigError(f"config error in {origin} at source.url: source kind 'https' needs a "
+                          "url template such as 'https://host/dqn/{game}/{run}/replay_logs/{name}'")
+    if source["kind"] == "local" and not source["path"]:
+        raise ConfigError(f"config error in {origin} at source.path: source kind 'local' needs the "
+                          "folder that holds {Game}/{run}/replay_logs/")
+    if source["kind"] == "demo":
+        demo = config["demo"]
+        available = demo["checkpoints"] + (1 if demo["final_rows"] > 0 else 0)
+        missing = [b for b in buffers if b >= available]
+        if missing:
+            raise ConfigError(
+                f"config error in {origin} at buffers: the demo source writes checkpoints "
+                f"0..{available - 1} (demo.checkpoints={demo['checkpoints']}, "
+                f"demo.final_rows={demo['final_rows']}), but buffers asks for {missing}")
+        # An episode must fit in one file so it spans at most two (conversion reads one
+        # neighbour on each side), as it does in the real data (27,000 steps << 1,000,000 rows).
+        if demo["capacity"] < demo["max_episode_steps"] + PADDING_ROWS + 1:
+            raise ConfigError(
+                f"config error in {origin} at demo.capacity: {demo['capacity']} rows cannot hold "
+                f"one episode of demo.max_episode_steps={demo['max_episode_steps']} plus its "
+                f"{PADDING_ROWS} padding rows")
+        if demo["final_rows"] >= demo["capacity"]:
+            raise ConfigError(f"config error in {origin} at demo.final_rows: must be below "
+                              f"demo.capacity ({demo['capacity']})")
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    return validate_config(raw, origin=str(path))
+
+
+def episode_cap(config: Mapping[str, Any]) -> int:
+    """The agent-step cap the configured source's data was collected with."""
+    if config["source"]["kind"] == "demo":
+        return int(config["demo"]["max_episode_steps"])
+    return int(config["replay"]["max_episode_steps"])

@@ -1,0 +1,460 @@
+"""Where replay logs come from: the public GCS bucket, an https mirror, or a local folder.
+
+Every source fetches a checkpoint's six files the same way: in parallel, into a staging folder
+(`.partial/`) where an interrupted transfer resumes from the bytes it has (HTTP Range) and a file
+that finished is never fetched again; each file is verified (size, the server's md5 or crc32c
+where it gives one, gzip integrity and the .npy length) before the six are moved into place
+together. A refused bucket (401/403) ends with one message naming the alternatives.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import os
+import shutil
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import requests
+from tqdm import tqdm
+
+from fdt.dopamine import ReplayFormatError, checkpoint_files, checkpoint_numbers, file_name, verify_npy_gz
+from fdt.io import file_digests
+
+STAGING = ".partial"
+ALTERNATIVES = (
+    "set source.kind to 'https' with source.url a mirror template "
+    "(e.g. 'https://host/dqn/{game}/{run}/replay_logs/{name}'), or to 'local' with source.path a "
+    "copy laid out as {Game}/{run}/replay_logs/, or to 'demo' to run offline on simulated data")
+
+
+class SourceError(RuntimeError):
+    """A source could not deliver a file; the message says which and why."""
+
+
+class SourceRefusedError(SourceError):
+    pass
+
+
+class SourceMissingError(SourceError):
+    pass
+
+
+class TransferCut(Exception):
+    """A transfer stopped early; worth retrying from where it stopped."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    location: str
+    size: int
+    md5: str | None = None
+    crc32c: str | None = None
+
+
+ProgressFn = Callable[[int], None]
+
+
+def _md5_hex(b64: str | None) -> str | None:
+    return base64.b64decode(b64).hex() if b64 else None
+
+
+def _crc32c_hex(b64: str | None) -> str | None:
+    return base64.b64decode(b64).hex() if b64 else None
+
+
+def _goog_hash(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """md5 and crc32c (hex) from an `x-goog-hash` or `Content-MD5` header, when present."""
+    md5 = crc = None
+    for part in headers.get("x-goog-hash", "").split(","):
+        kind, _, value = part.strip().partition("=")
+        if kind == "md5":
+            md5 = _md5_hex(value)
+        elif kind == "crc32c":
+            crc = _crc32c_hex(value)
+    if md5 is None and headers.get("Content-MD5"):
+        md5 = _md5_hex(headers["Content-MD5"])
+    return md5, crc
+
+
+class ReplaySource:
+    """Base: locating, describing and fetching one replay file."""
+
+    kind = "base"
+
+    def describe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def location(self, game: str, run: int, name: str) -> str:
+        raise NotImplementedError
+
+    def stat(self, game: str, run: int, name: str) -> RemoteFile:
+        raise NotImplementedError
+
+    def list_checkpoints(self, game: str, run: int) -> list[int]:
+        raise NotImplementedError
+
+    def download(self, remote: RemoteFile, part: Path, progress: ProgressFn) -> None:
+        """Append the bytes of `remote` missing from `part`; raise TransferCut if cut short."""
+        raise NotImplementedError
+
+
+class _HttpSource(ReplaySource):
+    """Shared HTTP transfer: thread-local sessions, Range resume, status codes to errors."""
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def _request(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.ConnectionError as err:
+            raise TransferCut(f"{what}: connection failed ({err})") from None
+        except requests.Timeout:
+            raise TransferCut(f"{what}: timed out after {self.timeout} s") from None
+        if response.status_code in (401, 403):
+            raise SourceRefusedError(
+                f"{what}: the server refused access (HTTP {response.status_code}). The public "
+                f"DQN replay bucket has refused even anonymous reads since 2025. Alternatives: "
+                f"{ALTERNATIVES}.")
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransferCut(f"{what}: server error HTTP {response.status_code}")
+        return response
+
+    def _media_url(self, remote: RemoteFile) -> str:
+        return remote.location
+
+    def download(self, remote: RemoteFile, part: Path, progress: ProgressFn) -> None:
+        have = part.stat().st_size if part.exists() else 0
+        if have >= remote.size:
+            return
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with self._request("GET", self._media_url(remote), remote.location, headers=headers,
+                           stream=True) as response:
+            if response.status_code == 416:
+                part.unlink()
+                raise TransferCut(f"{remote.location}: partial file did not fit the object; restarting")
+            if response.status_code not in (200, 206):
+                raise SourceError(f"{remote.location}: unexpected HTTP {response.status_code}")
+            mode = "ab" if response.status_code == 206 else "wb"  # 200: the server ignored Range
+            if mode == "wb" and have:
+                progress(-have)
+            try:
+                with open(part, mode) as out:
+                    for block in response.iter_content(chunk_size=1 << 20):
+                        out.write(block)
+                        progress(len(block))
+            except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError) as err:
+                raise TransferCut(f"{remote.location}: transfer cut ({err})") from None
+        if part.stat().st_size < remote.size:
+            raise TransferCut(f"{remote.location}: got {part.stat().st_size} of {remote.size} bytes")
+
+
+class GcsSource(_HttpSource):
+    """A GCS bucket through its JSON API, anonymously (`endpoint` may point at a stand-in)."""
+
+    kind = "gcs"
+
+    def __init__(self, bucket: str = "atari-replay-datasets", prefix: str = "dqn",
+                 endpoint: str = "https://storage.googleapis.com", timeout: float = 60.0) -> None:
+        super().__init__(timeout)
+        self.bucket, self.prefix, self.endpoint = bucket, prefix.strip("/"), endpoint.rstrip("/")
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "bucket": self.bucket, "prefix": self.prefix, "endpoint": self.endpoint}
+
+    def _object(self, game: str, run: int, name: str) -> str:
+        return "/".join(p for p in (self.prefix, game, str(run), "replay_logs", name) if p)
+
+    def location(self, game: str, run: int, name: str) -> str:
+        return f"gs://{self.bucket}/{self._object(game, run, name)}"
+
+    def _object_url(self, obj: str) -> str:
+        return (f"{self.endpoint}/storage/v1/b/{self.bucket}/o/"
+                f"{urllib.parse.quote(obj, safe='')}")
+
+    def stat(self, game: str, run: int, name: str) -> RemoteFile:
+        where = self.location(game, run, name)
+        response = self._request("GET", self._object_url(self._object(game, run, name)), where)
+        if response.status_code == 404:
+            raise SourceMissingError(f"{where}: no such object")
+        if response.status_code != 200:
+            raise SourceError(f"{where}: unexpected HTTP {response.status_code} asking for metadata")
+        meta = response.json()
+        return RemoteFile(name, where, int(meta["size"]), _md5_hex(meta.get("md5Hash")),
+                          _crc32c_hex(meta.get("crc32c")))
+
+    def _media_url(self, remote: RemoteFile) -> str:
+        obj = remote.location.removeprefix(f"gs://{self.bucket}/")
+        return self._object_url(obj) + "?alt=media"
+
+    def list_checkpoints(self, game: str, run: int) -> list[int]:
+        prefix = self._object(game, run, "")
+        url = f"{self.endpoint}/storage/v1/b/{self.bucket}/o"
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            params = {"prefix": prefix, **({"pageToken": token} if token else {})}
+            response = self._request("GET", url, f"gs://{self.bucket}/{prefix}", params=params)
+            if response.status_code == 404:
+                raise SourceMissingError(f"gs://{self.bucket}: no such bucket")
+            body = response.json()
+            names += [item["name"].rsplit("/", 1)[-1] for item in body.get("items", [])]
+            token = body.get("nextPageToken")
+            if not token:
+                return _numbers_from_names(names)
+
+
+class HttpsSource(_HttpSource):
+    """An https mirror: `url` holds {game}, {run} and {name}; `$` in names is sent as %24."""
+
+    kind = "https"
+
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        super().__init__(timeout)
+        self.template = url
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "url": self.template}
+
+    def location(self, game: str, run: int, name: str) -> str:
+        return self.template.format(game=game, run=run, name=urllib.parse.quote(name, safe=""))
+
+    def stat(self, game: str, run: int, name: str) -> RemoteFile:
+        url = self.location(game, run, name)
+        response = self._request("HEAD", url, url, allow_redirects=True)
+        if response.status_code == 404:
+            raise SourceMissingError(f"{url}: not found (HTTP 404)")
+        if response.status_code != 200 or "Content-Length" not in response.headers:
+            raise SourceError(f"{url}: HEAD gave HTTP {response.status_code} without a size")
+        md5, crc = _goog_hash(response.headers)
+        return RemoteFile(name, url, int(response.headers["Content-Length"]), md5, crc)
+
+    def list_checkpoints(self, game: str, run: int, limit: int = 200) -> list[int]:
+        """Probe observation files 0, 1, ... until one is missing (a mirror cannot be listed)."""
+        found = []
+        for number in range(limit):
+            try:
+                self.stat(game, run, file_name("observation", number))
+            except SourceMissingError:
+                break
+            found.append(number)
+        return found
+
+
+class LocalSource(ReplaySource):
+    """A folder laid out like the bucket: {root}/{Game}/{run}/replay_logs/."""
+
+    kind = "local"
+
+    def __init__(self, root: str | Path, describe_as: Mapping[str, Any] | None = None) -> None:
+        self.root = Path(root)
+        self._describe = dict(describe_as) if describe_as else None
+
+    def describe(self) -> dict[str, Any]:
+        return self._describe or {"kind": self.kind, "path": str(self.root)}
+
+    def location(self, game: str, run: int, name: str) -> str:
+        return str(self.root / game / str(run) / "replay_logs" / name)
+
+    def stat(self, game: str, run: int, name: str) -> RemoteFile:
+        path = Path(self.location(game, run, name))
+        if not path.is_file():
+            raise SourceMissingError(f"{path}: file not found")
+        return RemoteFile(name, str(path), path.stat().st_size)
+
+    def list_checkpoints(self, game: str, run: int) -> list[int]:
+        folder = self.root / game / str(run) / "replay_logs"
+        return checkpoint_numbers(folder) if folder.is_dir() else []
+
+    def download(self, remote: RemoteFile, part: Path, progress: ProgressFn) -> None:
+        have = part.stat().st_size if part.exists() else 0
+        with open(remote.location, "rb") as src, open(part, "ab") as out:
+            src.seek(have)
+            while block := src.read(1 << 22):
+                out.write(block)
+                progress(len(block))
+
+
+def _numbers_from_names(names: list[str]) -> list[int]:
+    numbers = set()
+    for name in names:
+        if name.startswith("$store$_observation_ckpt.") and name.endswith(".gz"):
+            numbers.add(int(name.split(".")[1]))
+    return sorted(numbers)
+
+
+def source_from_config(source: Mapping[str, Any], demo_root: str | Path | None = None) -> ReplaySource:
+    """The source a config's `source:` section names. The demo is a local folder we made."""
+    kind = source["kind"]
+    if kind == "gcs":
+        return GcsSource(source["bucket"], source["prefix"], source["endpoint"])
+    if kind == "https":
+        return HttpsSource(source["url"])
+    if kind == "local":
+        return LocalSource(source["path"])
+    if kind == "demo":
+        if demo_root is None:
+            raise ValueError("source kind 'demo' needs the folder the simulator wrote")
+        return LocalSource(demo_root, describe_as={"kind": "demo", "path": str(demo_root)})
+    raise ValueError(f"unknown source kind {kind!r}; expected gcs, https, local or demo")
+
+
+# --- fetching one checkpoint ----------------------------------------------------------------
+
+
+def _verify(path: Path, remote: RemoteFile, check_gzip: bool) -> dict[str, Any]:
+    """Check a complete file against what the source said; return its manifest entry."""
+    size = path.stat().st_size
+    if size != remote.size:
+        raise SourceError(f"{remote.location}: size {size} after transfer, the source says {remote.size}")
+    md5, crc = file_digests(path)
+    if remote.md5 and md5 != remote.md5:
+        raise SourceError(f"{remote.location}: md5 {md5} after transfer, the source says {remote.md5}")
+    if remote.crc32c and crc != remote.crc32c:
+        raise SourceError(f"{remote.location}: crc32c {crc} after transfer, the source says {remote.crc32c}")
+    entry: dict[str, Any] = {"location": remote.location, "size": size, "md5": md5, "crc32c": crc,
+                             "checked": ["size"] + (["md5"] if remote.md5 else [])
+                             + (["crc32c"] if remote.crc32c else [])}
+    if check_gzip:
+        try:
+            header = verify_npy_gz(path)
+        except ReplayFormatError as err:
+            raise SourceError(f"{remote.location}: fetched, but {err}") from None
+        entry["npy"] = {"dtype": header.dtype.str, "shape": list(header.shape)}
+        entry["checked"].append("gzip")
+    return entry
+
+
+def _fetch_file(source: ReplaySource, remote: RemoteFile, staging: Path, check_gzip: bool,
+                progress: ProgressFn, attempts: int, backoff: float) -> dict[str, Any]:
+    done = staging / remote.name
+    part = staging / f"{remote.name}.part"
+    if done.exists():
+        try:
+            entry = _verify(done, remote, check_gzip)
+            progress(remote.size)
+            entry["reused"] = True
+            return entry
+        except SourceError:
+            done.unlink()  # stale or damaged: fetch again
+    if part.exists():
+        progress(part.stat().st_size)
+    for attempt in range(attempts):
+        try:
+            source.download(remote, part, progress)
+            break
+        except TransferCut:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(backoff * 2 ** attempt)
+    try:
+        entry = _verify(part, remote, check_gzip)
+    except SourceError:
+        part.unlink()  # a complete-looking file that fails verification must not be resumed
+        raise
+    os.replace(part, done)
+    return entry
+
+
+def fetch_checkpoint(source: ReplaySource, game: str, run: int, number: int, dest: str | Path, *,
+                     workers: int = 4, check_gzip: bool = True, attempts: int = 5,
+                     backoff: float = 1.0, progress: bool = True) -> dict[str, Any]:
+    """Fetch the six files of checkpoint `number` into `dest`; return its manifest record.
+
+    Files land in `dest/.partial/` first; only when all six are verified are they moved into
+    `dest`, so `dest` never holds a partial checkpoint. Rerunning after an interruption resumes.
+    """
+    dest = Path(dest)
+    staging = dest / STAGING
+    names = checkpoint_files(number)
+    try:
+        remotes = [source.stat(game, run, name) for name in names]
+    except SourceMissingError as err:
+        try:
+            available = source.list_checkpoints(game, run)
+        except SourceError:
+            available = []
+        have = (f"it has checkpoints {_ranges(available)}" if available
+                else "no checkpoints were found there")
+        raise SourceMissingError(f"{err}; checkpoint {number} of {game} run {run} is not available "
+                                 f"from this source ({have})") from None
+    except TransferCut as err:
+        raise SourceError(str(err)) from None
+    staging.mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+    bar = tqdm(total=sum(r.size for r in remotes), unit="B", unit_scale=True, mininterval=1.0,
+               desc=f"fetch {game}/{run}/{number}", disable=not progress)
+
+    def advance(n: int) -> None:
+        with lock:
+            bar.update(n)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {r.name: pool.submit(_fetch_file, source, r, staging, check_gzip, advance,
+                                           attempts, backoff) for r in remotes}
+            entries = {name: f.result() for name, f in futures.items()}
+    except TransferCut as err:
+        raise SourceError(f"{err} (gave up after {attempts} attempts; rerun to resume)") from None
+    finally:
+        bar.close()
+    for name in names:  # link all first: if killed here, the staged copies remain for a rerun
+        with contextlib.suppress(FileNotFoundError):
+            (dest / name).unlink()
+        try:
+            os.link(staging / name, dest / name)
+        except OSError:
+            shutil.copy2(staging / name, dest / name)
+    for name in names:
+        (staging / name).unlink()
+    with contextlib.suppress(OSError):
+        staging.rmdir()
+    return {
+        "game": game, "run": run, "checkpoint": number, "source": source.describe(),
+        "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": entries,
+    }
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
+
+
+def merge_manifest(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's manifest from its per-checkpoint records."""
+    if not records:
+        raise ValueError("merge_manifest: no checkpoint records")
+    first = records[0]
+    return {"game": first["game"], "run": first["run"], "source": first["source"],
+            "checkpoints": sorted(r["checkpoint"] for r in records),
+            "files": {name: entry for r in records for name, entry in r["files"].items()},
+            "total_bytes": sum(e["size"] for r in records for e in r["files"].values())}
+
+
+__all__ = ["GcsSource", "HttpsSource", "LocalSource", "RemoteFile", "ReplaySource", "SourceError",
+           "SourceMissingError", "SourceRefusedError", "fetch_checkpoint", "merge_manifest",
+           "source_from_config"]

@@ -1,0 +1,291 @@
+"""The Parquet store of replay transitions: one file per (game, run, checkpoint).
+
+One row per real transition (padding rows are not stored; they sit in the slots no row names),
+in file-slot order, so row groups cover consecutive slots. Columns: replay_index (the row's
+chronological position in the run), buffer, slot, episode_id (replay index of the episode's first
+transition), step, action, reward (clipped, as stored), terminal (as stored), truncated (the last
+row of an episode cut by the step cap), episode_return, episode_length, episode_complete and the
+84x84 frame as fixed-size binary. The footer holds the counts and the source files' checksums.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from fdt.dopamine import (FILE_KINDS, FRAME_BYTES, FRAME_SHAPE, STACK_SIZE, GzipReader,
+                          ReplayCheckpoint, check_header, episode_transitions, file_name,
+                          iter_npy_rows, load_checkpoint, read_npy_header)
+from fdt.io import atomic_path, file_digests
+
+METADATA_KEY = "fdt.replay"
+FORMAT_VERSION = 1
+SCHEMA = pa.schema([
+    ("replay_index", pa.int64()),
+    ("buffer", pa.int32()),
+    ("slot", pa.int32()),
+    ("episode_id", pa.int64()),
+    ("step", pa.int32()),
+    ("action", pa.int32()),
+    ("reward", pa.float32()),
+    ("terminal", pa.bool_()),
+    ("truncated", pa.bool_()),
+    ("episode_return", pa.float32()),
+    ("episode_length", pa.int32()),
+    ("episode_complete", pa.bool_()),
+    ("frame", pa.binary(FRAME_BYTES)),
+])
+LIGHT_COLUMNS = [name for name in SCHEMA.names if name != "frame"]
+
+
+class StoreError(ValueError):
+    pass
+
+
+def frames_array(frames: np.ndarray) -> pa.FixedSizeBinaryArray:
+    """(n, 84, 84) uint8 -> Arrow fixed-size binary, without copying."""
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(FRAME_BYTES), len(frames),
+                                                [None, pa.py_buffer(frames)])
+
+
+def frames_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Arrow fixed-size binary frames -> (n, 84, 84) uint8."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    data = np.frombuffer(column.buffers()[1], dtype=np.uint8,
+                         count=len(column) * FRAME_BYTES, offset=column.offset * FRAME_BYTES)
+    return data.reshape(len(column), *FRAME_SHAPE)
+
+
+def _blocks_in_thread(reader: GzipReader, rows: int, capacity: int) -> Iterator[np.ndarray]:
+    """Decompress observation blocks on a second thread (zlib releases the GIL), two ahead."""
+    header = read_npy_header(reader)
+    check_header(reader.path, header, np.uint8, (capacity, *FRAME_SHAPE))
+    blocks: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for block in iter_npy_rows(reader, header, rows):
+                if stop.is_set():
+                    return
+                blocks.put(block)
+            blocks.put(done)
+        except BaseException as err:  # handed to the consumer, raised there
+            blocks.put(err)
+
+    worker = threading.Thread(target=produce, name="inflate", daemon=True)
+    worker.start()
+    try:
+        while (item := blocks.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                blocks.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        worker.join()
+
+
+def _table(columns: dict[str, np.ndarray], frames: np.ndarray) -> pa.Table:
+    arrays = [pa.array(columns[name], type=SCHEMA.field(name).type) for name in LIGHT_COLUMNS]
+    return pa.Table.from_arrays([*arrays, frames_array(frames)], schema=SCHEMA)
+
+
+def convert_checkpoint(replay_dir: str | Path, number: int, out_path: str | Path, *,
+                       with_previous: bool = False, with_following: bool = False,
+                       episode_cap: int = 27_000, row_group_rows: int = 4096, zstd_level: int = 3,
+                       provenance: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Convert checkpoint `number` of a Dopamine replay folder to one Parquet file.
+
+    `with_previous` / `with_following` use the neighbouring checkpoints (same folder) to place
+    the episodes that cross the file's edges. The observation file is streamed once; the output
+    is written under a temporary name and renamed when complete. Returns the summary stored in
+    the file's footer.
+    """
+    replay_dir = Path(replay_dir)
+    target = load_checkpoint(replay_dir, number)
+    previous = load_checkpoint(replay_dir, number - 1) if with_previous else None
+    following = load_checkpoint(replay_dir, number + 1) if with_following else None
+    transitions = episode_transitions(target, previous, following, episode_cap)
+
+    order = np.argsort(transitions.slot, kind="stable")
+    slot_sorted = transitions.slot[order]
+    columns = {name: getattr(transitions, name)[order] for name in LIGHT_COLUMNS
+               if name not in ("buffer", "slot")}
+    columns["slot"] = slot_sorted.astype(np.int32)
+    columns["buffer"] = np.full(len(order), number, dtype=np.int32)
+
+    summary = _summary(target, transitions.counts, episode_cap, provenance)
+    bar = tqdm(total=target.capacity, unit="slot", unit_scale=True, mininterval=1.0,
+               desc=f"convert {replay_dir.name}/{number}", disable=not progress)
+    with atomic_path(out_path) as tmp, GzipReader(target.observation_path, hash_raw=True) as reader:
+        writer = pq.ParquetWriter(tmp, SCHEMA, compression="zstd", compression_level=zstd_level,
+                                  use_dictionary=[n for n in LIGHT_COLUMNS],
+                                  write_statistics=LIGHT_COLUMNS)
+        try:
+            first_slot = 0
+            for block in _blocks_in_thread(reader, row_group_rows, target.capacity):
+                lo, hi = np.searchsorted(slot_sorted, [first_slot, first_slot + len(block)])
+                if hi > lo:
+                    frames = block[slot_sorted[lo:hi] - first_slot]
+                    writer.write_table(_table({k: v[lo:hi] for k, v in columns.items()}, frames),
+                                       row_group_size=row_group_rows)
+                first_slot += len(block)
+                bar.update(len(block))
+            summary["sources"] = _source_digests(replay_dir, number, reader)
+            writer.add_key_value_metadata({METADATA_KEY: json.dumps(summary, sort_keys=True)})
+        finally:
+            writer.close()
+            bar.close()
+    return summary
+
+
+def _summary(target: ReplayCheckpoint, counts: dict[str, int], episode_cap: int,
+             provenance: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "buffer": target.number,
+        "capacity": target.capacity,
+        "add_count": target.add_count,
+        "cursor": target.cursor,
+        "partial": target.is_partial,
+        "episode_cap": episode_cap,
+        "counts": counts,
+        **(provenance or {}),
+    }
+
+
+def _source_digests(replay_dir: Path, number: int, observation: GzipReader) -> dict[str, Any]:
+    """md5 and size of the six source files; the observation's md5 was taken while streaming."""
+    digests = {}
+    for kind in FILE_KINDS:
+        path = replay_dir / file_name(kind, number)
+        if kind == "observation":
+            assert observation.md5 is not None
+            digests[path.name] = {"size": observation.raw_bytes, "md5": observation.md5.hexdigest()}
+        else:
+            digests[path.name] = {"size": path.stat().st_size, "md5": file_digests(path)[0]}
+    return digests
+
+
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """The counts, provenance and checksums stored in a converted file's footer."""
+    metadata = pq.read_metadata(path).metadata or {}
+    raw = metadata.get(METADATA_KEY.encode())
+    if raw is None:
+        raise StoreError(f"{path}: not a converted replay file (no {METADATA_KEY} metadata)")
+    return json.loads(raw)
+
+
+class ReplayStore:
+    """Random access to the transitions of one run's converted checkpoints.
+
+    The light columns of every file are held in memory (sorted by replay index); frames are read
+    per row group on demand and the last few row groups are kept.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], cached_groups: int = 8) -> None:
+        if not paths:
+            raise StoreError("ReplayStore needs at least one converted checkpoint file")
+        self.paths = [Path(p) for p in paths]
+        self._files = [pq.ParquetFile(p) for p in self.paths]
+        tables = []
+        for number, parquet in enumerate(self._files):
+            table = parquet.read(columns=LIGHT_COLUMNS)
+            table = table.append_column("_file", pa.array(np.full(len(table), number, np.int32)))
+            tables.append(table.append_column("_row", pa.array(np.arange(len(table), dtype=np.int64))))
+        light = pa.concat_tables(tables).sort_by("replay_index")
+        self.replay_index = light["replay_index"].to_numpy()
+        duplicated = np.flatnonzero(np.diff(self.replay_index) == 0)
+        if len(duplicated):
+            raise StoreError(f"replay index {self.replay_index[duplicated[0]]} appears twice: the "
+                             "same checkpoint was given more than once")
+        self.step = light["step"].to_numpy()
+        self._file = light["_file"].to_numpy()
+        self._row = light["_row"].to_numpy()
+        self.table = light.drop_columns(["_file", "_row"])
+        self._group_starts = [np.cumsum([0] + [f.metadata.row_group(g).num_rows
+                                               for g in range(f.num_row_groups)])
+                              for f in self._files]
+        self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._cached_groups = cached_groups
+
+    def __len__(self) -> int:
+        return len(self.replay_index)
+
+    def positions(self, replay_indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Positions (in replay-index order) of the given transitions; error if one is absent."""
+        wanted = np.asarray(replay_indices, dtype=np.int64)
+        found = np.searchsorted(self.replay_index, wanted)
+        found = np.minimum(found, len(self.replay_index) - 1)
+        missing = self.replay_index[found] != wanted
+        if np.any(missing):
+            raise StoreError(f"replay index {int(wanted[np.flatnonzero(missing)[0]])} is not a "
+                             f"transition of this store ({', '.join(p.name for p in self.paths)}); it "
+                             "is padding, stale, or in a checkpoint not given")
+        return found
+
+    def _group(self, file: int, group: int) -> np.ndarray:
+        key = (file, group)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        frames = frames_numpy(self._files[file].read_row_group(group, columns=["frame"])["frame"])
+        self._cache[key] = frames
+        if len(self._cache) > self._cached_groups:
+            self._cache.popitem(last=False)
+        return frames
+
+    def frames(self, replay_indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        """The frames of the given transitions, (n, 84, 84) uint8."""
+        where = self.positions(replay_indices)
+        out = np.empty((len(where), *FRAME_SHAPE), dtype=np.uint8)
+        files, rows = self._file[where], self._row[where]
+        for file in np.unique(files):
+            mine = np.flatnonzero(files == file)
+            starts = self._group_starts[file]
+            groups = np.searchsorted(starts, rows[mine], side="right") - 1
+            for group in np.unique(groups):
+                take = mine[groups == group]
+                out[take] = self._group(int(file), int(group))[rows[take] - starts[group]]
+        return out
+
+    def stacks(self, replay_indices: np.ndarray | Sequence[int], size: int = STACK_SIZE) -> np.ndarray:
+        """4-frame states (n, 4, 84, 84), oldest first, zeros before the episode's first frame."""
+        wanted = np.asarray(replay_indices, dtype=np.int64)
+        step = self.step[self.positions(wanted)]
+        out = np.zeros((len(wanted), size, *FRAME_SHAPE), dtype=np.uint8)
+        for k in range(size):
+            back = size - 1 - k
+            inside = step >= back  # earlier frames of the same episode sit at consecutive indices
+            if np.any(inside):
+                out[inside, k] = self.frames(wanted[inside] - back)
+        return out
+
+
+def run_summary(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Totals over one run's converted checkpoints, with each file's own summary."""
+    per_buffer = {Path(p).name: read_summary(p) for p in paths}
+    totals: dict[str, int] = {}
+    for summary in per_buffer.values():
+        for name, value in summary["counts"].items():
+            totals[name] = totals.get(name, 0) + value
+    return {"totals": totals, "buffers": per_buffer,
+            "parquet_bytes": sum(Path(p).stat().st_size for p in paths)}
