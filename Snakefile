@@ -1,12 +1,14 @@
 # Feedback Decision Transformer on Atari: from the DQN Replay Dataset to a results table.
 # The rules live in workflow/rules/, one stage per file; this file only wires them together.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

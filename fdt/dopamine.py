@@ -325,7 +325,7 @@ def load_checkpoint(directory: str | Path, number: int) -> ReplayCheckpoint:
     ranges = read_npy_gz(directory / file_name("invalid_range", number), np.int64, (STACK_SIZE + 1,))
     with GzipReader(directory / file_name("observation", number)) as reader:
         check_header(reader.path, read_npy_header(reader), np.uint8, (capacity, *FRAME_SHAPE))
-    if add_count // capacity != number or add_count < capacity - 1:
+    if add_count // capacity != number:
         raise ReplayFormatError(
             f"{directory / file_name('add_count', number)}: add_count {add_count} does not belong "
             f"to checkpoint {number} (expected {number}*{capacity} + cursor, cursor < {capacity}); "
@@ -370,6 +370,10 @@ def _check_neighbours(target: ReplayCheckpoint, previous: ReplayCheckpoint | Non
         raise ReplayFormatError(f"{previous.directory}: checkpoint {previous.number} is a run's last, "
                                 f"partial snapshot (add_count {previous.add_count}), yet checkpoint "
                                 f"{target.number} follows it")
+    if previous is not None and not previous.terminal[previous.new_slots()].any():
+        raise ReplayFormatError(f"{previous.directory}: checkpoint {previous.number} has no episode "
+                                f"end, so an episode spans more than two files; a file of "
+                                f"{previous.capacity} rows must hold a whole episode and its padding")
     if following is not None and target.is_partial:
         raise ReplayFormatError(f"{target.directory}: checkpoint {target.number} is a run's last, "
                                 f"partial snapshot (add_count {target.add_count}), yet checkpoint "

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 from tqdm import tqdm
 
 from fdt.dopamine import ReplayFormatError, checkpoint_files, checkpoint_numbers, file_name, verify_npy_gz
@@ -111,6 +112,8 @@ class ReplaySource:
 class _HttpSource(ReplaySource):
     """Shared HTTP transfer: thread-local sessions, Range resume, status codes to errors."""
 
+    BLOCK = 1 << 16
+
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self._local = threading.local()
@@ -144,7 +147,8 @@ class _HttpSource(ReplaySource):
         have = part.stat().st_size if part.exists() else 0
         if have >= remote.size:
             return
-        headers = {"Range": f"bytes={have}-"} if have else {}
+        # identity: the objects are gzip files themselves and must arrive byte for byte.
+        headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
         with self._request("GET", self._media_url(remote), remote.location, headers=headers,
                            stream=True) as response:
             if response.status_code == 416:
@@ -157,10 +161,10 @@ class _HttpSource(ReplaySource):
                 progress(-have)
             try:
                 with open(part, mode) as out:
-                    for block in response.iter_content(chunk_size=1 << 20):
+                    for block in response.raw.stream(self.BLOCK, decode_content=False):
                         out.write(block)
                         progress(len(block))
-            except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError) as err:
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as err:
                 raise TransferCut(f"{remote.location}: transfer cut ({err})") from None
         if part.stat().st_size < remote.size:
             raise TransferCut(f"{remote.location}: got {part.stat().st_size} of {remote.size} bytes")

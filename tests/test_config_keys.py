@@ -1,0 +1,87 @@
+"""Config validation messages and the artifact-key scheme."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fdt import keys
+from fdt.config import ConfigError, episode_cap, load_config, parse_buffers, validate_config
+from fdt.games import check_game, rom_id
+from tests.conftest import REPO
+
+BASE = {"games": ["Breakout"], "runs": [1], "buffers": [0, 1]}
+
+
+def test_embedded_default_is_valid() -> None:
+    config = load_config(REPO / "config" / "config.yaml")
+    assert config["source"]["kind"] == "demo"
+    assert config["replay"]["row_group_rows"] == 4096
+    assert episode_cap(config) == config["demo"]["max_episode_steps"] == 2000
+
+
+def test_defaults_are_filled() -> None:
+    config = validate_config(BASE)
+    assert config["source"] == {"kind": "demo", "bucket": "atari-replay-datasets", "prefix": "dqn",
+                                "endpoint": "https://storage.googleapis.com", "url": None,
+                                "path": None, "workers": 4, "verify_gzip": True}
+    assert episode_cap({**config, "source": {**config["source"], "kind": "gcs"}}) == 27000
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"games": ["Breakot"]}, r"at games: unknown game 'Breakot'"),
+    ({"games": ["breakout"]}, r"Did you mean 'Breakout'\?"),
+    ({"source": {"kind": "gcss"}}, r"at source\.kind: 'gcss' is not one of"),
+    ({"source": {"kind": "https"}}, r"at source\.url: source kind 'https' needs a url template"),
+    ({"source": {"kind": "local"}}, r"at source\.path: source kind 'local' needs the folder"),
+    ({"runs": [6]}, r"at runs\.0: 6 is greater than the maximum of 5"),
+    ({"buffers": [0, 9]}, r"at buffers: the demo source writes checkpoints 0\.\.4 .* asks for \[9\]"),
+    ({"demo": {"capacity": 100, "max_episode_steps": 200, "final_rows": 10}}, r"at demo\.capacity: 100 rows cannot hold"),
+    ({"replay": {"zstd_level": "high"}}, r"at replay\.zstd_level: 'high' is not of type 'integer'"),
+    ({"sources": {}}, r"Additional properties are not allowed \('sources' was unexpected\)"),
+])
+def test_config_errors_name_the_key(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_config({**BASE, **change}, origin="my.yaml")
+
+
+def test_buffers_range_string() -> None:
+    assert parse_buffers("0-3") == [0, 1, 2, 3]
+    assert parse_buffers([3, 1, 1]) == [1, 3]
+    with pytest.raises(ConfigError, match="ends before it starts"):
+        parse_buffers("5-2")
+
+
+def test_games() -> None:
+    assert rom_id("MsPacman") == "ms_pacman" and rom_id("UpNDown") == "up_n_down"
+    assert check_game("Seaquest") == "Seaquest"
+
+
+def test_artifact_key_covers_params_inputs_and_code() -> None:
+    key = keys.artifact_key({"gamma": 0.9, "budget": 2500}, ["abc"], "c1")
+    assert key == keys.artifact_key({"budget": 2500, "gamma": 0.9}, ["abc"], "c1")  # order-free
+    assert len(key) == keys.KEY_LENGTH
+    assert key != keys.artifact_key({"gamma": 0.95, "budget": 2500}, ["abc"], "c1")
+    assert key != keys.artifact_key({"gamma": 0.9, "budget": 2500}, ["abd"], "c1")
+    assert key != keys.artifact_key({"gamma": 0.9, "budget": 2500}, ["abc"], "c2")
+
+
+def test_code_version_follows_only_the_named_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 1\n")
+    monkeypatch.setattr(keys, "PACKAGE_ROOT", tmp_path)
+    before_a, before_b = keys.code_version(["a"]), keys.code_version(["b"])
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert keys.code_version(["a"]) != before_a
+    assert keys.code_version(["b"]) == before_b
+    with pytest.raises(ValueError, match="no module fdt.missing"):
+        keys.code_version(["missing"])
+
+
+def test_write_params(tmp_path: Path) -> None:
+    from fdt.io import read_json
+
+    key = keys.write_params(tmp_path, "mine", {"gamma": 0.9}, ["k1"], "c")
+    assert read_json(tmp_path / "params.json") == {"stage": "mine", "key": key, "params": {"gamma": 0.9},
+                                                   "inputs": ["k1"], "code": "c"}

@@ -1,0 +1,206 @@
+"""Dopamine's replay format: hand-computed layouts, round trips and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fdt.dopamine import (FRAME_SHAPE, ReplayFormatError, checkpoint_numbers, episode_transitions,
+                          file_name, invalid_range, load_checkpoint, read_npy_gz, verify_npy_gz,
+                          write_checkpoint, write_npy_gz)
+from tests.conftest import frame_of, write_episodes
+
+
+def test_npy_round_trip_matches_numpy(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {"u8": rng.integers(0, 255, (7, 84, 84), dtype=np.uint8),
+              "f32": rng.normal(size=13).astype(np.float32),
+              "i64": np.array(123456789012, dtype=np.int64)}
+    for name, array in arrays.items():
+        path = tmp_path / f"{name}.gz"
+        write_npy_gz(path, array)
+        assert np.array_equal(read_npy_gz(path), array)
+        with gzip.open(path) as f:  # what np.load of a Dopamine file sees
+            assert np.array_equal(np.load(f), array)
+
+
+def test_blockwise_write_equals_whole_write(tmp_path: Path) -> None:
+    frames = np.arange(5 * 84 * 84, dtype=np.int64).astype(np.uint8).reshape(5, 84, 84)
+    write_npy_gz(tmp_path / "whole.gz", frames)
+    write_npy_gz(tmp_path / "blocks.gz", [frames[:2], frames[2:]], shape=frames.shape, dtype=np.uint8)
+    assert np.array_equal(read_npy_gz(tmp_path / "blocks.gz"), read_npy_gz(tmp_path / "whole.gz"))
+    assert verify_npy_gz(tmp_path / "blocks.gz").shape == (5, 84, 84)
+
+
+def test_file_names_are_dopamines() -> None:
+    assert file_name("observation", 3) == "$store$_observation_ckpt.3.gz"
+    assert file_name("terminal", 0) == "$store$_terminal_ckpt.0.gz"
+    assert file_name("add_count", 50) == "add_count_ckpt.50.gz"
+    assert file_name("invalid_range", 7) == "invalid_range_ckpt.7.gz"
+    assert invalid_range(999_999, 1_000_000).tolist() == [999_998, 999_999, 0, 1, 2]
+
+
+def test_snapshot_order_and_replay_indices(episode_run: Path) -> None:
+    ckpt = [load_checkpoint(episode_run, n) for n in range(4)]
+    assert checkpoint_numbers(episode_run) == [0, 1, 2, 3]
+    assert [c.add_count for c in ckpt] == [9, 19, 29, 34]
+    # File 0 never wrote its last slot; later files start with it.
+    assert ckpt[0].new_slots().tolist() == list(range(9))
+    assert ckpt[0].replay_indices(ckpt[0].new_slots()).tolist() == list(range(9))
+    assert ckpt[1].new_slots().tolist() == [9, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert ckpt[1].replay_indices(ckpt[1].new_slots()).tolist() == list(range(9, 19))
+    # The run's last file: cursor 4, so slots 4-8 are a stale copy of checkpoint 2's rows.
+    assert (ckpt[3].cursor, ckpt[3].is_partial, ckpt[2].is_partial) == (4, True, False)
+    assert ckpt[3].new_slots().tolist() == [9, 0, 1, 2, 3]
+    assert ckpt[3].replay_indices(ckpt[3].new_slots()).tolist() == [29, 30, 31, 32, 33]
+    assert ckpt[3].invalid_range.tolist() == [3, 4, 5, 6, 7]
+
+
+def test_padding_rows_are_not_transitions(episode_run: Path) -> None:
+    first = load_checkpoint(episode_run, 0)
+    t = episode_transitions(first, None, load_checkpoint(episode_run, 1), episode_cap=100)
+    assert t.replay_index.tolist() == [3, 4, 5, 6]
+    assert t.slot.tolist() == [3, 4, 5, 6]
+    assert t.step.tolist() == [0, 1, 2, 3]
+    assert t.episode_id.tolist() == [3, 3, 3, 3]
+    assert t.terminal.tolist() == [False, False, False, True]
+    assert t.action.tolist() == [0, 1, 2, 3]
+    assert t.reward.tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert t.episode_return.tolist() == [1.0] * 4
+    assert t.counts == {"rows_new": 9, "transitions": 4, "padding_rows": 5, "unused_slots": 1,
+                        "episodes": 1, "episodes_ending_here": 1, "episodes_complete": 1,
+                        "episodes_truncated": 0}
+
+
+def test_episode_across_files(episode_run: Path) -> None:
+    ckpt = [load_checkpoint(episode_run, n) for n in range(4)]
+    one = episode_transitions(ckpt[1], ckpt[0], ckpt[2], episode_cap=100)
+    assert one.replay_index.tolist() == [10, 11, 12, 13, 17, 18]
+    assert one.slot.tolist() == [0, 1, 2, 3, 7, 8]
+    assert one.step.tolist() == [0, 1, 2, 3, 0, 1]
+    assert one.episode_id.tolist() == [10] * 4 + [17] * 2
+    assert one.episode_length.tolist() == [4] * 4 + [6] * 2  # D ends in the next file
+    assert one.episode_return.tolist() == [0.0] * 4 + [2.0] * 2
+    assert one.episode_complete.all()
+    assert one.counts["padding_rows"] == 4 and one.counts["episodes_ending_here"] == 1
+
+    two = episode_transitions(ckpt[2], ckpt[1], ckpt[3], episode_cap=100)
+    assert two.replay_index.tolist() == [19, 20, 21, 22, 26, 27, 28]
+    assert two.slot.tolist() == [9, 0, 1, 2, 6, 7, 8]
+    assert two.step.tolist() == [2, 3, 4, 5, 0, 1, 2]
+    assert two.episode_id.tolist() == [17] * 4 + [26] * 3
+    assert two.action.tolist() == [t % 4 for t in (10, 11, 12, 13, 14, 15, 16)]
+    assert two.terminal.tolist() == [False, False, False, True, False, False, True]
+    assert two.episode_return.tolist() == [2.0] * 4 + [0.0] * 3
+
+    # Without checkpoint 1, D's start is unknown: its steps count from the first row seen.
+    alone = episode_transitions(ckpt[2], None, ckpt[3], episode_cap=100)
+    assert alone.episode_id.tolist() == [19] * 4 + [26] * 3
+    assert alone.step.tolist() == [0, 1, 2, 3, 0, 1, 2]
+    assert alone.episode_complete.tolist() == [False] * 4 + [True] * 3
+
+    last = episode_transitions(ckpt[3], ckpt[2], None, episode_cap=100)
+    assert last.replay_index.tolist() == [32, 33]
+    assert last.slot.tolist() == [2, 3]
+    assert last.episode_complete.tolist() == [False, False]  # F never ends
+    assert last.counts["unused_slots"] == 5 and last.counts["padding_rows"] == 3
+
+
+def test_episode_longer_than_a_file_is_refused(tmp_path: Path) -> None:
+    write_episodes(tmp_path, 8, [2, 9, 2])  # 9 steps + 3 padding rows > 8 rows
+    ckpt = [load_checkpoint(tmp_path, n) for n in range(3)]
+    with pytest.raises(ReplayFormatError, match="checkpoint 1 has no episode end, so an episode spans more than two files"):
+        episode_transitions(ckpt[2], ckpt[1], None)
+
+
+def test_rewards_and_returns_per_episode(tmp_path: Path) -> None:
+    # Transition counter t: A = 0..3, B = 4..9. Rewards at t=1 (A), t=5 and t=9 (B).
+    write_episodes(tmp_path, 32, [4, 6], rewards={1: 1.0, 5: 1.0, 9: -1.0})
+    t = episode_transitions(load_checkpoint(tmp_path, 0), None, None, episode_cap=100)
+    assert t.reward.tolist() == [0, 1, 0, 0, 0, 1, 0, 0, 0, -1]
+    assert t.episode_return.tolist() == [1.0] * 4 + [0.0] * 6
+    assert t.episode_length.tolist() == [4] * 4 + [6] * 6
+
+
+def test_episode_at_the_cap_is_truncated(tmp_path: Path) -> None:
+    write_episodes(tmp_path, 64, [5, 4, 5])
+    t = episode_transitions(load_checkpoint(tmp_path, 0), None, None, episode_cap=5)
+    assert t.terminal.sum() == 3
+    assert t.truncated.tolist() == [False] * 4 + [True] + [False] * 4 + [False] * 4 + [True]
+    assert t.counts["episodes_truncated"] == 2
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(run, target)
+    return target
+
+
+def test_missing_file_is_named(episode_run: Path, tmp_path: Path) -> None:
+    run = _copy(episode_run, tmp_path)
+    (run / "invalid_range_ckpt.1.gz").unlink()
+    with pytest.raises(ReplayFormatError, match=r"checkpoint 1 is incomplete, missing invalid_range_ckpt\.1\.gz"):
+        load_checkpoint(run, 1)
+
+
+def test_add_count_of_another_checkpoint(episode_run: Path, tmp_path: Path) -> None:
+    run = _copy(episode_run, tmp_path)
+    write_npy_gz(run / "add_count_ckpt.1.gz", np.array(29, dtype=np.int64))  # belongs to 2
+    with pytest.raises(ReplayFormatError, match=r"add_count_ckpt\.1\.gz: add_count 29 does not belong to checkpoint 1.*skipped"):
+        load_checkpoint(run, 1)
+
+
+def test_wrong_dtype_and_shape(episode_run: Path, tmp_path: Path) -> None:
+    run = _copy(episode_run, tmp_path)
+    write_npy_gz(run / file_name("action", 0), np.zeros(10, dtype=np.int64))
+    with pytest.raises(ReplayFormatError, match=r"action_ckpt\.0\.gz: expected dtype int32, found int64"):
+        load_checkpoint(run, 0)
+    write_npy_gz(run / file_name("reward", 1), np.zeros(9, dtype=np.float32))
+    with pytest.raises(ReplayFormatError, match=r"reward_ckpt\.1\.gz: expected shape \(10,\), found \(9,\)"):
+        load_checkpoint(run, 1)
+    write_npy_gz(run / file_name("observation", 2), np.zeros((10, 84, 83), dtype=np.uint8))
+    with pytest.raises(ReplayFormatError, match=r"observation_ckpt\.2\.gz: expected shape \(10, 84, 84\)"):
+        load_checkpoint(run, 2)
+
+
+def test_truncated_and_corrupt_gzip(tmp_path: Path) -> None:
+    frames = np.random.default_rng(1).integers(0, 255, (40, 84, 84), dtype=np.uint8)
+    path = tmp_path / "obs.gz"
+    write_npy_gz(path, frames)
+    data = path.read_bytes()
+    (tmp_path / "short.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReplayFormatError, match=r"short\.gz: truncated"):
+        read_npy_gz(tmp_path / "short.gz")
+    corrupt = bytearray(data)
+    corrupt[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    (tmp_path / "corrupt.gz").write_bytes(bytes(corrupt))
+    with pytest.raises(ReplayFormatError, match=r"corrupt\.gz: (corrupt gzip data|truncated)"):
+        verify_npy_gz(tmp_path / "corrupt.gz")
+    (tmp_path / "trailer.gz").write_bytes(data[:-4])  # only the length field of the trailer lost
+    with pytest.raises(ReplayFormatError, match=r"trailer\.gz"):
+        verify_npy_gz(tmp_path / "trailer.gz")
+    (tmp_path / "plain.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(ReplayFormatError, match=r"plain\.gz: corrupt gzip data"):
+        read_npy_gz(tmp_path / "plain.gz")
+
+
+def test_terminal_inside_padding_is_rejected(tmp_path: Path) -> None:
+    terminal = np.zeros(16, np.uint8)
+    terminal[[5, 7]] = 1  # 7 falls in the padding rows 6-8 after the end at 5
+    write_checkpoint(tmp_path, 0, observation=np.zeros((16, *FRAME_SHAPE), np.uint8),
+                     action=np.zeros(16), reward=np.zeros(16), terminal=terminal, add_count=15)
+    with pytest.raises(ReplayFormatError, match="replay index 7 falls in the 3 padding rows"):
+        episode_transitions(load_checkpoint(tmp_path, 0))
+
+
+def test_frames_follow_their_rows(episode_run: Path) -> None:
+    observation = read_npy_gz(episode_run / file_name("observation", 1))
+    # Slots 0-3 hold B (t = 4..7), 7-8 the start of D (t = 8, 9); 9 and 4-6 are padding.
+    for slot in (9, 4, 5, 6):
+        assert not observation[slot].any()
+    for slot, t in [(0, 4), (1, 5), (2, 6), (3, 7), (7, 8), (8, 9)]:
+        assert np.array_equal(observation[slot], frame_of(t))

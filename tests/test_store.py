@@ -1,0 +1,114 @@
+"""Parquet conversion and the reader API, on the hand-built run of conftest.episode_run."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from fdt.dopamine import ReplayFormatError, file_name, write_npy_gz
+from fdt.store import ReplayStore, StoreError, convert_checkpoint, read_summary, run_summary
+from tests.conftest import frame_of
+
+
+def _convert_all(run: Path, out: Path, row_group_rows: int = 64) -> list[Path]:
+    paths = []
+    for n in range(4):
+        path = out / f"buffer{n}.parquet"
+        convert_checkpoint(run, n, path, with_previous=n > 0, with_following=n < 3,
+                           episode_cap=100, row_group_rows=row_group_rows, progress=False)
+        paths.append(path)
+    return paths
+
+
+def test_rows_columns_and_frames(episode_run: Path, tmp_path: Path) -> None:
+    path = _convert_all(episode_run, tmp_path)[2]
+    table = pq.read_table(path)
+    # File-slot order: slot 9 (index 19) is the file's last row although it is its earliest.
+    assert table["slot"].to_pylist() == [0, 1, 2, 6, 7, 8, 9]
+    assert table["replay_index"].to_pylist() == [20, 21, 22, 26, 27, 28, 19]
+    assert table["buffer"].to_pylist() == [2] * 7
+    assert table["episode_id"].to_pylist() == [17, 17, 17, 26, 26, 26, 17]
+    assert table["step"].to_pylist() == [3, 4, 5, 0, 1, 2, 2]
+    assert table["terminal"].to_pylist() == [False, False, True, False, False, True, False]
+    assert table["episode_length"].to_pylist() == [6, 6, 6, 3, 3, 3, 6]
+    transition = {20: 11, 21: 12, 22: 13, 26: 14, 27: 15, 28: 16, 19: 10}
+    for index, frame in zip(table["replay_index"].to_pylist(), table["frame"].to_pylist()):
+        assert frame == frame_of(transition[index]).tobytes()
+
+
+def test_store_frames_and_stacks_cross_files(episode_run: Path, tmp_path: Path) -> None:
+    store = ReplayStore(_convert_all(episode_run, tmp_path, row_group_rows=4))
+    assert len(store) == 4 + 4 + 6 + 3 + 2
+    assert store.replay_index.tolist() == [3, 4, 5, 6, 10, 11, 12, 13, 17, 18, 19, 20, 21, 22,
+                                           26, 27, 28, 32, 33]
+    zero = np.zeros((84, 84), np.uint8)
+    # D2 (index 19, checkpoint 2) stacks D0, D1 from checkpoint 1 with itself: [0, D0, D1, D2].
+    stack = store.stacks([19])[0]
+    assert [np.array_equal(stack[k], f) for k, f in enumerate([zero, frame_of(8), frame_of(9), frame_of(10)])] == [True] * 4
+    # An episode's first state is zeros then its first frame; B1 = [0, 0, B0, B1].
+    first, second = store.stacks([10, 11])
+    assert np.array_equal(first[:3], np.zeros((3, 84, 84))) and np.array_equal(first[3], frame_of(4))
+    assert np.array_equal(second[2], frame_of(4)) and np.array_equal(second[3], frame_of(5))
+    # Stacks never reach back into the previous episode: E0 follows D5 but starts from zeros.
+    assert not store.stacks([26])[0, :3].any()
+    assert np.array_equal(store.frames([33, 3]), np.stack([frame_of(18), frame_of(0)]))
+    with pytest.raises(StoreError, match="replay index 7 is not a transition"):
+        store.frames([7])
+
+
+def test_summary_counts_and_source_checksums(episode_run: Path, tmp_path: Path) -> None:
+    paths = _convert_all(episode_run, tmp_path)
+    summary = read_summary(paths[3])
+    assert (summary["buffer"], summary["capacity"], summary["add_count"], summary["cursor"]) == (3, 10, 34, 4)
+    assert summary["partial"] is True
+    assert summary["counts"]["transitions"] == 2 and summary["counts"]["unused_slots"] == 5
+    for kind in ("observation", "action", "add_count"):
+        name = file_name(kind, 3)
+        data = (episode_run / name).read_bytes()
+        assert summary["sources"][name] == {"size": len(data), "md5": hashlib.md5(data).hexdigest()}
+    totals = run_summary(paths)["totals"]
+    assert totals["transitions"] == 19
+    assert totals["padding_rows"] == 5 + 4 + 3 + 3 == 15
+    assert totals["rows_new"] == 34  # every row of the run, counted once
+
+
+def test_store_rejects_a_file_given_twice(episode_run: Path, tmp_path: Path) -> None:
+    path = _convert_all(episode_run, tmp_path)[1]
+    with pytest.raises(StoreError, match="appears twice"):
+        ReplayStore([path, path])
+
+
+def test_failed_conversion_leaves_nothing(episode_run: Path, tmp_path: Path) -> None:
+    data = (episode_run / file_name("observation", 1)).read_bytes()
+    (episode_run / file_name("observation", 1)).write_bytes(data[: len(data) - 40])
+    out = tmp_path / "out" / "buffer1.parquet"
+    with pytest.raises(ReplayFormatError, match="observation_ckpt.1.gz"):
+        convert_checkpoint(episode_run, 1, out, progress=False)
+    assert not out.exists()
+    assert list(out.parent.iterdir()) == []
+
+
+def test_round_trip_of_random_frames(tmp_path: Path) -> None:
+    """Writer -> converter -> reader returns every stored frame exactly."""
+    from fdt.dopamine import write_checkpoint
+
+    rng = np.random.default_rng(3)
+    capacity = 300
+    observation = rng.integers(0, 256, (capacity, 84, 84), dtype=np.uint8)
+    terminal = np.zeros(capacity, np.uint8)
+    terminal[[50, 120, 200]] = 1
+    padding = [0, 1, 2, 51, 52, 53, 121, 122, 123, 201, 202, 203]
+    observation[padding] = 0
+    write_checkpoint(tmp_path, 0, observation=observation, action=rng.integers(0, 4, capacity),
+                     reward=np.zeros(capacity), terminal=terminal, add_count=capacity - 1)
+    out = tmp_path / "b0.parquet"
+    convert_checkpoint(tmp_path, 0, out, row_group_rows=64, progress=False)
+    store = ReplayStore([out])
+    expected = [i for i in range(capacity - 1) if i not in padding]
+    assert store.replay_index.tolist() == expected
+    assert np.array_equal(store.frames(expected), observation[expected])
+    assert pq.ParquetFile(out).num_row_groups == 5
