@@ -346,6 +346,18 @@ def _verify(path: Path, remote: RemoteFile, check_gzip: bool) -> dict[str, Any]:
     return entry
 
 
+def _download_with_retries(source: ReplaySource, remote: RemoteFile, part: Path,
+                           progress: ProgressFn, attempts: int, backoff: float) -> None:
+    for attempt in range(attempts):
+        try:
+            source.download(remote, part, progress)
+            return
+        except TransferCut:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(backoff * 2 ** attempt)
+
+
 def _fetch_file(source: ReplaySource, remote: RemoteFile, staging: Path, check_gzip: bool,
                 progress: ProgressFn, attempts: int, backoff: float) -> dict[str, Any]:
     done = staging / remote.name
@@ -358,21 +370,21 @@ def _fetch_file(source: ReplaySource, remote: RemoteFile, staging: Path, check_g
             return entry
         except SourceError:
             done.unlink()  # stale or damaged: fetch again
-    if part.exists():
-        progress(part.stat().st_size)
-    for attempt in range(attempts):
+    resumed = part.exists() and part.stat().st_size > 0
+    while True:
+        if part.exists():
+            progress(part.stat().st_size)
+        _download_with_retries(source, remote, part, progress, attempts, backoff)
         try:
-            source.download(remote, part, progress)
+            entry = _verify(part, remote, check_gzip)
             break
-        except TransferCut:
-            if attempt == attempts - 1:
+        except SourceError:
+            size = part.stat().st_size
+            part.unlink()  # a complete-looking file that fails verification must not be resumed
+            if not resumed:
                 raise
-            time.sleep(backoff * 2 ** attempt)
-    try:
-        entry = _verify(part, remote, check_gzip)
-    except SourceError:
-        part.unlink()  # a complete-looking file that fails verification must not be resumed
-        raise
+            progress(-size)
+            resumed = False  # the kept bytes may be another source's: once more from zero
     os.replace(part, done)
     return entry
 

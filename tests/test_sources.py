@@ -143,3 +143,13 @@ def test_local_gzip_damage_is_caught_at_fetch(bucket_layout: Path, tmp_path: Pat
     with pytest.raises(SourceError, match=r"fetched, but .*truncated"):
         fetch_checkpoint(LocalSource(bucket_layout), "Breakout", 1, 0, tmp_path / "dest", progress=False)
     assert not (tmp_path / "dest" / name).exists()
+
+
+def test_partial_file_from_another_source_is_fetched_again(bucket_layout: Path, tmp_path: Path) -> None:
+    src = bucket_layout / "Breakout" / "1" / "replay_logs"
+    staging = tmp_path / "dest" / STAGING
+    staging.mkdir(parents=True)
+    obs = checkpoint_files(0)[0]
+    (staging / f"{obs}.part").write_bytes(b"\x1f\x8b" + bytes(5000))  # not this source's bytes
+    fetch_checkpoint(LocalSource(bucket_layout), "Breakout", 1, 0, tmp_path / "dest", progress=False)
+    _same_files(src, tmp_path / "dest", 0)

@@ -1,0 +1,160 @@
+"""Converting one full-size replay checkpoint: time against plain decompression, memory, size.
+
+Builds a checkpoint of --rows rows (1,000,000 like the real files) with the writer, from real
+Breakout frames played by the demo policy (episodes of realistic length with their padding), then
+measures, side by side in one run:
+  - decompress only: streaming the six .gz files through zlib (what any reader must do);
+  - the same with Python's gzip module, for reference;
+  - convert_checkpoint to Parquet (in a child process, to read its peak memory).
+Usage: python benchmarks/convert_buffer.py [--rows 1000000] [--workdir resources/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fdt.dopamine import (FILE_KINDS, FRAME_SHAPE, PADDING_ROWS, GzipReader, file_name,
+                          read_npy_header, verify_npy_gz, write_checkpoint)
+
+
+def real_frames(count: int, seed: int = 0) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray]:
+    """Frames, episode lengths, actions and rewards from Breakout under the demo policy."""
+    from fdt.atari import AtariEnvironment
+    from fdt.demo import breakout_controller
+
+    env = AtariEnvironment("Breakout", seed=seed)
+    rng = np.random.default_rng(seed)
+    frames = np.empty((count, *FRAME_SHAPE), np.uint8)
+    actions = np.empty(count, np.int32)
+    rewards = np.empty(count, np.float32)
+    lengths: list[int] = []
+    t = 0
+    while t < count:
+        frame, steps, over = env.reset(), 0, False
+        epsilon = rng.uniform(0.05, 1.0)  # a mixture of checkpoints' competence
+        while not over and t < count and steps < 27_000:
+            action = int(rng.integers(4)) if rng.random() < epsilon else breakout_controller(env.ram())
+            frames[t], actions[t] = frame, action
+            frame, reward, over = env.step(action)
+            rewards[t] = np.clip(reward, -1, 1)
+            t, steps = t + 1, steps + 1
+        lengths.append(steps)
+    return frames, lengths, actions, rewards
+
+
+def build_checkpoint(folder: Path, rows: int, source_frames: np.ndarray, lengths: list[int],
+                     actions: np.ndarray, rewards: np.ndarray, compresslevel: int) -> None:
+    """Checkpoint 1 of a run (add_count = 2C - 1): episodes cycled from the played ones."""
+    terminal = np.zeros(rows, np.uint8)
+    action = np.zeros(rows, np.int32)
+    reward = np.zeros(rows, np.float32)
+    order = np.full(rows, -1, np.int64)  # which played frame each slot holds, -1 for padding
+    slot, start, e = 0, 0, 0
+    # Chronological rows: slot C-1 first, then 0..C-2; lay episodes over that sequence.
+    chronological = np.concatenate([[rows - 1], np.arange(rows - 1)])
+    position = 0
+    while position < rows:
+        length = lengths[e % len(lengths)]
+        source_start = sum(lengths[: e % len(lengths)])
+        position += PADDING_ROWS
+        take = min(length, rows - max(position, 0))
+        if take <= 0:
+            break
+        slots = chronological[position:position + take]
+        order[slots] = source_start + np.arange(take)
+        action[slots] = actions[source_start:source_start + take]
+        reward[slots] = rewards[source_start:source_start + take]
+        if take == length:
+            terminal[slots[-1]] = 1
+        position += take
+        e += 1
+
+    def blocks():
+        for first in range(0, rows, 4096):
+            idx = order[first:first + 4096]
+            block = np.zeros((len(idx), *FRAME_SHAPE), np.uint8)
+            block[idx >= 0] = source_frames[idx[idx >= 0]]
+            yield block
+
+    write_checkpoint(folder, 1, observation=blocks(), action=action, reward=reward, terminal=terminal,
+                     add_count=2 * rows - 1, compresslevel=compresslevel)
+
+
+def decompress_only(folder: Path) -> float:
+    start = time.perf_counter()
+    for kind in FILE_KINDS:
+        verify_npy_gz(folder / file_name(kind, 1), block_bytes=4096 * 84 * 84)
+    return time.perf_counter() - start
+
+
+def decompress_gzip_module(folder: Path) -> float:
+    start = time.perf_counter()
+    for kind in FILE_KINDS:
+        with gzip.open(folder / file_name(kind, 1), "rb") as f:
+            while f.read(4096 * 84 * 84):
+                pass
+    return time.perf_counter() - start
+
+
+CHILD = """
+import json, resource, sys, time
+from fdt.store import convert_checkpoint
+start = time.perf_counter()
+convert_checkpoint(sys.argv[1], 1, sys.argv[2], episode_cap=27000, progress=False)
+print(json.dumps({"seconds": time.perf_counter() - start,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--real-frames", type=int, default=30_000)
+    parser.add_argument("--compresslevel", type=int, default=9, help="Dopamine's GzipFile default is 9")
+    parser.add_argument("--workdir", type=Path, default=Path("resources/bench"))
+    args = parser.parse_args()
+    folder = args.workdir / f"rows{args.rows}_gz{args.compresslevel}"
+    if not (folder / file_name("observation", 1)).exists():
+        t = time.perf_counter()
+        frames, lengths, actions, rewards = real_frames(args.real_frames)
+        print(f"played {len(frames)} real frames in {time.perf_counter() - t:.0f} s", flush=True)
+        t = time.perf_counter()
+        build_checkpoint(folder, args.rows, frames, lengths, actions, rewards, args.compresslevel)
+        print(f"wrote the checkpoint in {time.perf_counter() - t:.0f} s", flush=True)
+    with GzipReader(folder / file_name("observation", 1)) as reader:
+        assert read_npy_header(reader).shape == (args.rows, *FRAME_SHAPE)
+    gz_bytes = sum((folder / file_name(k, 1)).stat().st_size for k in FILE_KINDS)
+    out = args.workdir / f"rows{args.rows}.parquet"
+
+    zlib_s = decompress_only(folder)
+    gzip_s = decompress_gzip_module(folder)
+    child = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(out)], check=True,
+                           capture_output=True, text=True)
+    convert = json.loads(child.stdout.strip().splitlines()[-1])
+    zlib_again = decompress_only(folder)  # bracket the conversion: the machine is shared
+    base = (zlib_s + zlib_again) / 2
+    result = {
+        "rows": args.rows,
+        "gz_bytes": gz_bytes,
+        "parquet_bytes": out.stat().st_size,
+        "size_ratio_parquet_over_gz": out.stat().st_size / gz_bytes,
+        "decompress_zlib_s": [round(zlib_s, 2), round(zlib_again, 2)],
+        "decompress_gzip_module_s": round(gzip_s, 2),
+        "convert_s": round(convert["seconds"], 2),
+        "time_ratio_convert_over_decompress": round(convert["seconds"] / base, 3),
+        "convert_peak_rss_mb": round(convert["peak_rss_mb"], 1),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
