@@ -159,12 +159,13 @@ class _HttpSource(ReplaySource):
             mode = "ab" if response.status_code == 206 else "wb"  # 200: the server ignored Range
             if mode == "wb" and have:
                 progress(-have)
+            # Only network errors count as a cut; a local write error (disk full) is raised as is.
             try:
                 with open(part, mode) as out:
                     for block in response.raw.stream(self.BLOCK, decode_content=False):
                         out.write(block)
                         progress(len(block))
-            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as err:
+            except (urllib3.exceptions.HTTPError, requests.RequestException) as err:
                 raise TransferCut(f"{remote.location}: transfer cut ({err})") from None
         if part.stat().st_size < remote.size:
             raise TransferCut(f"{remote.location}: got {part.stat().st_size} of {remote.size} bytes")

@@ -137,7 +137,7 @@ def convert_checkpoint(replay_dir: str | Path, number: int, out_path: str | Path
                desc=f"convert {replay_dir.name}/{number}", disable=not progress)
     with atomic_path(out_path) as tmp, GzipReader(target.observation_path, hash_raw=True) as reader:
         writer = pq.ParquetWriter(tmp, SCHEMA, compression="zstd", compression_level=zstd_level,
-                                  use_dictionary=[n for n in LIGHT_COLUMNS],
+                                  use_dictionary=LIGHT_COLUMNS,
                                   write_statistics=LIGHT_COLUMNS)
         try:
             first_slot = 0
