@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fdt.dopamine import FRAME_SHAPE, CircularReplayWriter
+from fdt.store import convert_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,3 +52,20 @@ def episode_run(tmp_path: Path) -> Path:
                                rewards={1: 1.0, 9: 1.0, 11: 1.0})
     assert snapshots == [0, 1, 2, 3]
     return folder
+
+
+def convert_run(run: Path, out: Path, numbers: range = range(4), row_group_rows: int = 64) -> list[Path]:
+    """Convert checkpoints of a run written by `write_episodes`, each with its neighbours."""
+    paths = []
+    for n in numbers:
+        path = out / f"buffer{n}.parquet"
+        convert_checkpoint(run, n, path, with_previous=n > numbers[0], with_following=n < numbers[-1],
+                           episode_cap=100, row_group_rows=row_group_rows, progress=False)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def episode_store(episode_run: Path, tmp_path: Path) -> list[Path]:
+    """`episode_run` converted to Parquet, checkpoints 0-3 (row groups of 4 rows)."""
+    return convert_run(episode_run, tmp_path / "store", row_group_rows=4)

@@ -11,21 +11,11 @@ import pytest
 
 from fdt.dopamine import ReplayFormatError, file_name, write_npy_gz
 from fdt.store import ReplayStore, StoreError, convert_checkpoint, read_summary, run_summary
-from tests.conftest import frame_of
-
-
-def _convert_all(run: Path, out: Path, row_group_rows: int = 64) -> list[Path]:
-    paths = []
-    for n in range(4):
-        path = out / f"buffer{n}.parquet"
-        convert_checkpoint(run, n, path, with_previous=n > 0, with_following=n < 3,
-                           episode_cap=100, row_group_rows=row_group_rows, progress=False)
-        paths.append(path)
-    return paths
+from tests.conftest import convert_run, frame_of
 
 
 def test_rows_columns_and_frames(episode_run: Path, tmp_path: Path) -> None:
-    path = _convert_all(episode_run, tmp_path)[2]
+    path = convert_run(episode_run, tmp_path)[2]
     table = pq.read_table(path)
     # File-slot order: slot 9 (index 19) is the file's last row although it is its earliest.
     assert table["slot"].to_pylist() == [0, 1, 2, 6, 7, 8, 9]
@@ -41,7 +31,7 @@ def test_rows_columns_and_frames(episode_run: Path, tmp_path: Path) -> None:
 
 
 def test_store_frames_and_stacks_cross_files(episode_run: Path, tmp_path: Path) -> None:
-    store = ReplayStore(_convert_all(episode_run, tmp_path, row_group_rows=4))
+    store = ReplayStore(convert_run(episode_run, tmp_path, row_group_rows=4))
     assert len(store) == 4 + 4 + 6 + 3 + 2
     assert store.replay_index.tolist() == [3, 4, 5, 6, 10, 11, 12, 13, 17, 18, 19, 20, 21, 22,
                                            26, 27, 28, 32, 33]
@@ -61,7 +51,7 @@ def test_store_frames_and_stacks_cross_files(episode_run: Path, tmp_path: Path) 
 
 
 def test_summary_counts_and_source_checksums(episode_run: Path, tmp_path: Path) -> None:
-    paths = _convert_all(episode_run, tmp_path)
+    paths = convert_run(episode_run, tmp_path)
     summary = read_summary(paths[3])
     assert (summary["buffer"], summary["capacity"], summary["add_count"], summary["cursor"]) == (3, 10, 34, 4)
     assert summary["partial"] is True
@@ -77,7 +67,7 @@ def test_summary_counts_and_source_checksums(episode_run: Path, tmp_path: Path) 
 
 
 def test_store_rejects_a_file_given_twice(episode_run: Path, tmp_path: Path) -> None:
-    path = _convert_all(episode_run, tmp_path)[1]
+    path = convert_run(episode_run, tmp_path)[1]
     with pytest.raises(StoreError, match="appears twice"):
         ReplayStore([path, path])
 

@@ -1,0 +1,405 @@
+"""Training DT and BC on a training set: the reference's optimisation, fast on a GPU, resumable.
+
+Optimisation as the reference (SPEC §5): AdamW (0.9, 0.95), weight decay 0.1 on linear/conv
+weights, gradient clipping 1.0, the learning rate scheduled by tokens (linear warmup, then cosine
+to a floor of 0.1x, final_tokens = 2 * samples * 3K), the reference's sample count per epoch
+(n - 3K windows, shuffled). One step's learning rate is the schedule at the tokens counted after
+that step's batch (the reference sets it after the step, so its first step runs at the full rate).
+
+On CUDA the frames stay on the GPU when they fit and stacks are gathered there; bf16 autocast,
+fused attention and AdamW, optional torch.compile. A checkpoint is written after every epoch
+(model, optimizer, tokens, RNG states); `resume` continues from it exactly, since each epoch's
+order is drawn from (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from fdt.dataset import TrainingSet, window_starts
+from fdt.io import atomic_path, write_json
+from fdt.keys import canonical_json
+from fdt.model import DecisionTransformer, ModelConfig, model_config_for, optimizer_groups
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+METRICS = "metrics.json"
+CURVE = "curve.csv"
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    model: str
+    seed: int
+    context_length: int = 30
+    batch_size: int = 128
+    epochs: int = 5
+    learning_rate: float = 6e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1
+    grad_norm_clip: float = 1.0
+    warmup_tokens: int = 512 * 20
+    lr_floor: float = 0.1
+    n_layer: int = 6
+    n_head: int = 8
+    n_embd: int = 128
+    dropout: float = 0.1
+    encoder_init: str = "reference"
+    # How to run, not what is learnt (left out of the resume check's digest).
+    device: str = "auto"
+    precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False
+    log_every: int = 20
+
+    def learning_digest(self) -> str:
+        """Digest of the values that decide the weights: a checkpoint resumes only if equal."""
+        run = {"device", "precision", "compile", "log_every"}
+        learning = {k: v for k, v in asdict(self).items() if k not in run}
+        return hashlib.sha256(canonical_json(learning).encode()).hexdigest()[:16]
+
+
+def lr_multiplier(tokens: float, warmup_tokens: float, final_tokens: float, floor: float) -> float:
+    """Linear warmup over `warmup_tokens`, then cosine decay to `floor` at `final_tokens`."""
+    if tokens < warmup_tokens:
+        return tokens / max(1.0, warmup_tokens)
+    progress = (tokens - warmup_tokens) / max(1.0, final_tokens - warmup_tokens)
+    return max(floor, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"train.device is {name!r} but no CUDA device is available")
+    return device
+
+
+class WindowBatches:
+    """The training set's arrays as tensors, gathering windows of K steps on the device.
+
+    Frames are moved to the device when they fit in its free memory (with room to spare);
+    otherwise they stay in pinned host memory, windows are gathered there and copied over.
+    """
+
+    def __init__(self, data: TrainingSet, context_length: int, device: torch.device) -> None:
+        self.device = device
+        self.context_length = context_length
+        self.starts = torch.from_numpy(
+            window_starts(len(data), np.asarray(data.trajectory_ends), context_length))
+        frames = torch.from_numpy(np.ascontiguousarray(data.frames))
+        self.frames_on_device = device.type == "cpu" or _fits(frames, device)
+        where = device if self.frames_on_device else torch.device("cpu")
+        if device.type == "cuda" and not self.frames_on_device:
+            frames = frames.pin_memory()
+        self.frames = frames.to(where)
+        self.gather_device = where
+        self.stacks = torch.from_numpy(np.asarray(data.stacks, dtype=np.int64)).to(where)
+        self.actions = torch.from_numpy(np.asarray(data.actions, dtype=np.int64)).to(device)
+        self.returns_to_go = torch.from_numpy(np.asarray(data.returns_to_go)).to(device)
+        self.timesteps = torch.from_numpy(np.asarray(data.timesteps, dtype=np.int64)).to(device)
+        self.offsets = torch.arange(context_length)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def order(self, seed: int, epoch: int) -> torch.Tensor:
+        """The epoch's shuffled sample order, a function of (seed, epoch) only."""
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.starts), generator=generator)
+
+    def batch(self, samples: torch.Tensor) -> dict[str, torch.Tensor]:
+        starts = self.starts[samples]
+        rows = starts[:, None] + self.offsets[None, :]  # (B, K)
+        frame_ids = self.stacks[rows.to(self.gather_device)]  # (B, K, 4)
+        states = self.frames[frame_ids]  # (B, K, 4, 84, 84) uint8
+        if states.device != self.device:
+            states = states.pin_memory().to(self.device, non_blocking=True)
+        rows = rows.to(self.device)
+        return {
+            "states": states,
+            "actions": self.actions[rows],
+            "returns_to_go": self.returns_to_go[rows],
+            "timesteps": self.timesteps[starts.to(self.device)],
+        }
+
+
+def _fits(frames: torch.Tensor, device: torch.device, spare: float = 0.3) -> bool:
+    free, _ = torch.cuda.mem_get_info(device)
+    return frames.numel() * frames.element_size() < (1.0 - spare) * free
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint restores."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    tokens: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    tracking_run_id: str | None = None
+
+
+StepHook = Callable[[int, DecisionTransformer], None]
+
+
+def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
+          tracker: Any | None = None, resume: bool = True, on_step: StepHook | None = None,
+          progress: bool = True, verify: bool = True) -> dict[str, Any]:
+    """Train one model; write `model.pt`, `metrics.json` and `curve.csv` to `out_dir`.
+
+    With `resume`, a checkpoint in `out_dir` from the same parameters is continued. `tracker`
+    (see fdt.tracking) receives params, per-step loss, learning rate and samples/s.
+    `on_step(step, model)` is called after each optimizer step (tests use it to interrupt).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = TrainingSet(training_set, verify=verify)
+    device = resolve_device(params.device)
+    torch.manual_seed(params.seed)
+    np.random.seed(params.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    _check_sizes(data, params)
+    config = model_config_for(params.model, num_actions=data.num_actions,
+                              context_length=params.context_length,
+                              max_timestep=data.max_timestep, n_layer=params.n_layer,
+                              n_head=params.n_head, n_embd=params.n_embd, dropout=params.dropout,
+                              encoder_init=params.encoder_init)
+    model = DecisionTransformer(config).to(device)
+    optimizer = torch.optim.AdamW(optimizer_groups(model, params.weight_decay),
+                                  lr=params.learning_rate, betas=params.betas,
+                                  **({"fused": True} if device.type == "cuda" else {}))
+    batches = WindowBatches(data, params.context_length, device)
+    steps_per_epoch = math.ceil(len(batches) / params.batch_size)
+    final_tokens = 2 * len(batches) * params.context_length * 3
+    state = TrainState()
+    checkpoint_path = out_dir / CHECKPOINT
+    if resume and checkpoint_path.is_file():
+        state = _restore(checkpoint_path, params, model, optimizer, device)
+    forward = torch.compile(model) if params.compile else model
+    autocast = _autocast(device, params.precision)
+
+    if tracker is not None:
+        state.tracking_run_id = tracker.start(state.tracking_run_id)
+        tracker.log_params({**asdict(params), "transitions": len(data), "samples": len(batches),
+                            "steps_per_epoch": steps_per_epoch, "final_tokens": final_tokens,
+                            "frames_on_device": batches.frames_on_device,
+                            "device": str(device)})
+
+    bar = tqdm(total=params.epochs * steps_per_epoch, initial=state.step, unit="step",
+               desc=f"train {params.model} seed {params.seed}", mininterval=1.0,
+               disable=not progress)
+    model.train()
+    try:
+        while state.epoch < params.epochs:
+            epoch = state.epoch
+            order = batches.order(params.seed, epoch)
+            started = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+            window_sum, window_count = torch.zeros((), device=device), 0
+            for index in range(steps_per_epoch):
+                samples = order[index * params.batch_size:(index + 1) * params.batch_size]
+                batch = batches.batch(samples)
+                with autocast:
+                    logits = forward(batch["states"], batch["actions"], batch["returns_to_go"],
+                                     batch["timesteps"])
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                       batch["actions"].reshape(-1))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_norm_clip)
+                state.tokens += batch["actions"].numel()
+                lr = params.learning_rate * lr_multiplier(state.tokens, params.warmup_tokens,
+                                                          final_tokens, params.lr_floor)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.step()
+                state.step += 1
+                detached = loss.detach()
+                nonfinite |= ~torch.isfinite(detached)
+                loss_sum += detached
+                window_sum += detached
+                window_count += 1
+                if on_step is not None:
+                    on_step(state.step, model)
+                if window_count == params.log_every or index == steps_per_epoch - 1:
+                    if bool(nonfinite):
+                        _diverged(state, epoch, checkpoint_path)
+                    window_loss = float(window_sum) / window_count
+                    rate = (index + 1) * params.batch_size / (time.perf_counter() - started)
+                    bar.set_postfix(loss=f"{window_loss:.4f}", lr=f"{lr:.2e}")
+                    if tracker is not None:
+                        tracker.log_metrics({"loss": window_loss, "lr": lr,
+                                             "samples_per_s": rate}, step=state.step)
+                    window_sum.zero_()
+                    window_count = 0
+                bar.update(1)
+            seconds = time.perf_counter() - started
+            state.epoch += 1
+            record = {"epoch": state.epoch, "step": state.step, "tokens": state.tokens,
+                      "loss": float(loss_sum) / steps_per_epoch, "lr": lr,
+                      "seconds": seconds, "samples_per_s": len(batches) / seconds}
+            state.history.append(record)
+            if not all(math.isfinite(p.float().sum()) for p in model.parameters()):
+                _diverged(state, epoch, checkpoint_path)
+            _save_checkpoint(checkpoint_path, params, model, optimizer, state, device)
+            if tracker is not None:
+                tracker.log_metrics({"epoch_loss": record["loss"],
+                                     "epoch_samples_per_s": record["samples_per_s"]},
+                                    step=state.step)
+    finally:
+        bar.close()
+
+    metrics = _finish(out_dir, params, config, model, state, data, batches, device,
+                      final_tokens)
+    if tracker is not None:
+        tracker.log_metrics({"final_loss": metrics["final_loss"]}, step=state.step)
+        tracker.log_artifact(out_dir / MODEL)
+        tracker.log_artifact(out_dir / CURVE)
+    return metrics
+
+
+def _check_sizes(data: TrainingSet, params: TrainParams) -> None:
+    """Sizes that do not fit give one clear sentence before any work."""
+    if params.model not in ("dt", "bc"):
+        raise TrainingError(f"this trainer trains dt and bc; got model {params.model!r}")
+    if params.n_embd % params.n_head:
+        raise TrainingError(f"train.n_embd ({params.n_embd}) must be a multiple of train.n_head "
+                            f"({params.n_head})")
+    built = data.manifest["sampling"]["context_length"]
+    if built < params.context_length:
+        raise TrainingError(f"{data.folder} was sampled for context length {built} (it keeps "
+                            f"trajectories of at least {built} rows), shorter than train "
+                            f"context_length {params.context_length}")
+    if len(data) <= 3 * params.context_length:
+        raise TrainingError(f"{data.folder} holds {len(data)} transitions, too few for windows of "
+                            f"{params.context_length} steps (more than {3 * params.context_length} "
+                            "needed)")
+    rtg = np.asarray(data.returns_to_go)
+    if not np.all(np.isfinite(rtg)):
+        raise TrainingError(f"{data.folder}/returns_to_go.npy holds non-finite values")
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise TrainingError(f"train.precision must be auto, fp32 or bf16, not {precision!r}")
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _save_checkpoint(path: Path, params: TrainParams, model: DecisionTransformer,
+                     optimizer: torch.optim.Optimizer, state: TrainState,
+                     device: torch.device) -> None:
+    payload = {
+        "params_digest": params.learning_digest(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "state": asdict(state),
+        "rng": _rng_state(device),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _restore(path: Path, params: TrainParams, model: DecisionTransformer,
+             optimizer: torch.optim.Optimizer, device: torch.device) -> TrainState:
+    try:
+        payload = torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # a torn or foreign file: start over rather than fail
+        import warnings
+        warnings.warn(f"{path}: unreadable checkpoint ({err}); training starts from scratch",
+                      stacklevel=2)
+        return TrainState()
+    if payload.get("params_digest") != params.learning_digest():
+        import warnings
+        warnings.warn(f"{path}: checkpoint of other parameters; training starts from scratch",
+                      stacklevel=2)
+        return TrainState()
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    rng = payload["rng"]
+    torch.set_rng_state(rng["torch"].cpu())
+    np.random.set_state(rng["numpy"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
+    return TrainState(**payload["state"])
+
+
+def _diverged(state: TrainState, epoch: int, checkpoint: Path) -> None:
+    kept = (f"the last good checkpoint ({state.epoch} epochs) is kept at {checkpoint}"
+            if checkpoint.is_file() else "no checkpoint was written yet")
+    raise TrainingError(f"the loss became NaN or infinite in epoch {epoch + 1} (by step "
+                        f"{state.step}); {kept}. Lower train.learning_rate or check the data.")
+
+
+def _finish(out_dir: Path, params: TrainParams, config: ModelConfig, model: DecisionTransformer,
+            state: TrainState, data: TrainingSet, batches: WindowBatches, device: torch.device,
+            final_tokens: int) -> dict[str, Any]:
+    with atomic_path(out_dir / MODEL) as tmp:
+        torch.save({"model": model.state_dict(), "config": config.to_dict(),
+                    "params": asdict(params), "training_set": data.manifest.get("key"),
+                    "game": data.manifest.get("game")}, tmp)
+    with atomic_path(out_dir / CURVE) as tmp:
+        lines = ["epoch,step,tokens,loss,lr,seconds,samples_per_s"]
+        lines += [",".join(str(r[k]) for k in ("epoch", "step", "tokens", "loss", "lr", "seconds",
+                                               "samples_per_s")) for r in state.history]
+        tmp.write_text("\n".join(lines) + "\n")
+    last = state.history[-1] if state.history else {}
+    metrics = {
+        "model": params.model,
+        "seed": params.seed,
+        "epochs": state.epoch,
+        "steps": state.step,
+        "tokens": state.tokens,
+        "final_tokens": final_tokens,
+        "final_loss": last.get("loss"),
+        "samples_per_epoch": len(batches),
+        "samples_per_s": last.get("samples_per_s"),
+        "transitions": len(data),
+        "device": str(device),
+        "frames_on_device": batches.frames_on_device,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "history": state.history,
+        "tracking_run_id": state.tracking_run_id,
+    }
+    write_json(out_dir / METRICS, metrics)
+    return metrics
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> DecisionTransformer:
+    """A trained model from `model.pt`, in eval mode."""
+    payload = torch.load(path, map_location=device, weights_only=False)
+    model = DecisionTransformer(ModelConfig(**payload["config"]))
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval()
+
