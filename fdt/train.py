@@ -103,17 +103,15 @@ class WindowBatches:
         self.context_length = context_length
         self.starts = torch.from_numpy(
             window_starts(len(data), np.asarray(data.trajectory_ends), context_length))
-        frames = torch.from_numpy(np.ascontiguousarray(data.frames))
-        self.frames_on_device = device.type == "cpu" or _fits(frames, device)
+        frames = data.frames
+        self.frames_on_device = device.type == "cpu" or _fits(frames.nbytes, device)
         where = device if self.frames_on_device else torch.device("cpu")
-        if device.type == "cuda" and not self.frames_on_device:
-            frames = frames.pin_memory()
-        self.frames = frames.to(where)
+        self.frames = _frames_tensor(frames, where, pin=device.type == "cuda")
         self.gather_device = where
-        self.stacks = torch.from_numpy(np.asarray(data.stacks, dtype=np.int64)).to(where)
-        self.actions = torch.from_numpy(np.asarray(data.actions, dtype=np.int64)).to(device)
-        self.returns_to_go = torch.from_numpy(np.asarray(data.returns_to_go)).to(device)
-        self.timesteps = torch.from_numpy(np.asarray(data.timesteps, dtype=np.int64)).to(device)
+        self.stacks = torch.from_numpy(np.array(data.stacks, dtype=np.int64)).to(where)
+        self.actions = torch.from_numpy(np.array(data.actions, dtype=np.int64)).to(device)
+        self.returns_to_go = torch.from_numpy(np.array(data.returns_to_go, dtype=np.float32)).to(device)
+        self.timesteps = torch.from_numpy(np.array(data.timesteps, dtype=np.int64)).to(device)
         self.offsets = torch.arange(context_length)
 
     def __len__(self) -> int:
@@ -140,9 +138,20 @@ class WindowBatches:
         }
 
 
-def _fits(frames: torch.Tensor, device: torch.device, spare: float = 0.3) -> bool:
+def _fits(nbytes: int, device: torch.device, spare: float = 0.3) -> bool:
     free, _ = torch.cuda.mem_get_info(device)
-    return frames.numel() * frames.element_size() < (1.0 - spare) * free
+    return nbytes < (1.0 - spare) * free
+
+
+def _frames_tensor(frames: np.ndarray, where: torch.device, pin: bool,
+                   chunk: int = 1 << 16) -> torch.Tensor:
+    """Copy the (memory-mapped) frame table to `where` in chunks, never holding two copies."""
+    out = torch.empty(frames.shape, dtype=torch.uint8, device=where,
+                      pin_memory=pin and where.type == "cpu")
+    for first in range(0, len(frames), chunk):
+        piece = torch.from_numpy(np.array(frames[first:first + chunk]))
+        out[first:first + len(piece)].copy_(piece)
+    return out
 
 
 @dataclass
@@ -260,7 +269,7 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
                       "loss": float(loss_sum) / steps_per_epoch, "lr": lr,
                       "seconds": seconds, "samples_per_s": len(batches) / seconds}
             state.history.append(record)
-            if not all(math.isfinite(p.float().sum()) for p in model.parameters()):
+            if not all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters()):
                 _diverged(state, epoch, checkpoint_path)
             _save_checkpoint(checkpoint_path, params, model, optimizer, state, device)
             if tracker is not None:
