@@ -13,9 +13,11 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/replay.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
     input:
         replay_targets(),
+        model_targets(),
     default_target: True

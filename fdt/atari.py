@@ -90,6 +90,17 @@ def resolve_rom(game: str, rom_dir: str | Path | None = None) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=None)
+def minimal_action_count(game: str, rom_dir: str | None = None) -> int:
+    """Size of the game's minimal action set, which the dataset's actions index."""
+    import ale_py
+
+    ale = ale_py.ALEInterface()
+    ale.setLoggerMode(ale_py.LoggerMode.Error)
+    ale.loadROM(str(resolve_rom(game, rom_dir)))
+    return len(ale.getMinimalActionSet())
+
+
 class AtariEnvironment:
     """One ALE game with Dopamine's preprocessing; actions index the minimal action set.
 

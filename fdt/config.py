@@ -96,6 +96,56 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
         if demo["final_rows"] >= demo["capacity"]:
             raise ConfigError(f"config error in {origin} at demo.final_rows: must be below "
                               f"demo.capacity ({demo['capacity']})")
+    _check_training(config, origin, buffers)
+
+
+def _check_training(config: dict[str, Any], origin: str, buffers: list[int]) -> None:
+    """The training set must draw from ingested, complete checkpoints; sizes must fit."""
+    dataset, train = config["dataset"], config["train"]
+    if dataset["run"] not in config["runs"]:
+        raise ConfigError(f"config error in {origin} at dataset.run: run {dataset['run']} is not "
+                          f"among runs {config['runs']}")
+    drawn = list(range(dataset["buffers_end"] - dataset["num_buffers"], dataset["buffers_end"]))
+    if drawn[0] < 0:
+        raise ConfigError(f"config error in {origin} at dataset.num_buffers: "
+                          f"{dataset['num_buffers']} buffers cannot end at buffers_end "
+                          f"{dataset['buffers_end']}")
+    missing = [b for b in drawn if b not in buffers]
+    if missing:
+        raise ConfigError(f"config error in {origin} at dataset.buffers_end: the training set draws "
+                          f"from checkpoints {drawn[0]}..{drawn[-1]}, but buffers does not ingest "
+                          f"{missing}")
+    if config["source"]["kind"] == "demo":
+        demo = config["demo"]
+        if dataset["buffers_end"] > demo["checkpoints"]:
+            raise ConfigError(f"config error in {origin} at dataset.buffers_end: the demo writes "
+                              f"complete checkpoints 0..{demo['checkpoints'] - 1} only")
+        capacities = [dataset["capacity"]] + [o["capacity"] for o in dataset["capacity_overrides"]]
+        if max(capacities) > demo["capacity"]:
+            raise ConfigError(f"config error in {origin} at dataset.capacity: {max(capacities)} "
+                              f"slots per buffer, but demo files hold {demo['capacity']}")
+    for game in train["game_overrides"]:
+        if game not in config["games"]:
+            raise ConfigError(f"config error in {origin} at train.game_overrides.{game}: not one "
+                              f"of games {config['games']}")
+    if train["n_embd"] % train["n_head"]:
+        raise ConfigError(f"config error in {origin} at train.n_embd: {train['n_embd']} is not a "
+                          f"multiple of train.n_head ({train['n_head']})")
+
+
+def train_settings(config: Mapping[str, Any], game: str) -> dict[str, Any]:
+    """The train section with the game's overrides applied (game_overrides itself removed)."""
+    settings = {k: v for k, v in config["train"].items() if k != "game_overrides"}
+    settings.update(config["train"]["game_overrides"].get(game, {}))
+    return settings
+
+
+def dataset_capacity(config: Mapping[str, Any], game: str, seed: int) -> int:
+    """Slots read per buffer for (game, seed): the reference reads more for Pong, seed 512."""
+    for override in config["dataset"]["capacity_overrides"]:
+        if override["game"] == game and override["seed"] == seed:
+            return int(override["capacity"])
+    return int(config["dataset"]["capacity"])
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -47,8 +47,12 @@ def artifact_key(params: Mapping[str, Any], input_keys: Iterable[str] = (), code
 
 
 def write_params(folder: str | Path, stage: str, params: Mapping[str, Any],
-                 input_keys: Iterable[str] = (), code: str = "") -> str:
-    """Write `params.json` saying what an artifact folder is; return its key."""
+                 input_keys: Iterable[str] = (), code: str = "",
+                 details: Mapping[str, Any] | None = None) -> str:
+    """Write `params.json` saying what an artifact folder is; return its key.
+
+    `details` (e.g. the seed of a folder below the key) are recorded but not part of the key.
+    """
     key = artifact_key(params, input_keys, code)
     write_json(Path(folder) / "params.json", {
         "stage": stage,
@@ -56,5 +60,6 @@ def write_params(folder: str | Path, stage: str, params: Mapping[str, Any],
         "params": dict(params),
         "inputs": sorted(input_keys),
         "code": code,
+        **({"details": dict(details)} if details else {}),
     })
     return key

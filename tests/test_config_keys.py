@@ -11,7 +11,8 @@ from fdt.config import ConfigError, episode_cap, load_config, parse_buffers, val
 from fdt.games import check_game, rom_id
 from tests.conftest import REPO
 
-BASE = {"games": ["Breakout"], "runs": [1], "buffers": [0, 1]}
+BASE = {"games": ["Breakout"], "runs": [1], "buffers": [0, 1],
+        "dataset": {"num_buffers": 2, "buffers_end": 2, "capacity": 1000}}
 
 
 def test_embedded_default_is_valid() -> None:
@@ -31,6 +32,17 @@ def test_defaults_are_filled() -> None:
 
 @pytest.mark.parametrize("change, message", [
     ({"games": ["Breakot"]}, r"at games: unknown game 'Breakot'"),
+    ({"dataset": {"num_buffers": 3, "buffers_end": 3, "capacity": 1000}},
+     r"at dataset\.buffers_end: the training set draws from checkpoints 0\.\.2, but buffers does "
+     r"not ingest \[2\]"),
+    ({"dataset": {"num_buffers": 2, "buffers_end": 2, "capacity": 5000}},
+     r"at dataset\.capacity: 5000 slots per buffer, but demo files hold 4000"),
+    ({"dataset": {"num_buffers": 2, "buffers_end": 2, "capacity": 1000, "run": 2}},
+     r"at dataset\.run: run 2 is not among runs \[1\]"),
+    ({"train": {"n_embd": 100, "n_head": 8}}, r"at train\.n_embd: 100 is not a multiple"),
+    ({"train": {"game_overrides": {"Pong": {"batch_size": 256}}}},
+     r"at train\.game_overrides\.Pong: not one of games"),
+    ({"train": {"device": "gpu"}}, r"at train\.device: 'gpu' does not match"),
     ({"games": ["breakout"]}, r"Did you mean 'Breakout'\?"),
     ({"source": {"kind": "gcss"}}, r"at source\.kind: 'gcss' is not one of"),
     ({"source": {"kind": "https"}}, r"at source\.url: source kind 'https' needs a url template"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,10 @@ from tests.conftest import REPO
 TINY = {
     "games": ["Breakout"], "runs": [1], "buffers": [0, 1, 2, 3],
     "demo": {"capacity": 900, "checkpoints": 3, "final_rows": 300, "max_episode_steps": 800},
+    "seeds": [7],
+    "dataset": {"num_buffers": 3, "buffers_end": 3, "capacity": 900, "transitions": 600},
+    "train": {"context_length": 5, "batch_size": 16, "epochs": 1, "n_layer": 1, "n_head": 2,
+              "n_embd": 16, "warmup_tokens": 80},
 }
 
 
@@ -23,7 +28,8 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
                "--directory", str(workdir), "--configfile", str(workdir / "tiny.yaml"),
                "--cores", "2", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the default store
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.mark.slow
@@ -43,6 +49,28 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "resources/replay/Breakout/1/manifest.json").read_text())
     assert manifest["checkpoints"] == [0, 1, 2, 3] and len(manifest["files"]) == 24
     assert manifest["source"]["kind"] == "demo"
+
+    datasets = list((tmp_path / "results/Breakout/dataset").glob("*/seed7/manifest.json"))
+    assert len(datasets) == 1
+    training_set = json.loads(datasets[0].read_text())
+    assert training_set["counts"]["transitions"] >= 600 and training_set["num_actions"] == 4
+    assert training_set["sampling"]["capacity"] == 900 and training_set["sampling"]["seed"] == 7
+    for model in ("dt", "bc"):
+        found = list((tmp_path / f"results/Breakout/models/{model}").glob("*/seed7/metrics.json"))
+        assert len(found) == 1
+        metrics = json.loads(found[0].read_text())
+        assert metrics["epochs"] == 1 and metrics["model"] == model
+        assert metrics["samples_per_epoch"] == training_set["counts"]["transitions"] - 15
+        assert (found[0].parent / "model.pt").is_file()
+        params = json.loads((found[0].parent / "params.json").read_text())
+        assert params["key"] == found[0].parent.parent.name
+        assert params["inputs"] == [datasets[0].parent.parent.name]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results/mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("fdt").experiment_id])
+    assert sorted(r.data.tags["model"] for r in runs) == ["bc", "dt"]
+    assert all(r.info.status == "FINISHED" and r.data.tags["seed"] == "7" for r in runs)
 
     again = snakemake(tmp_path, "--dry-run")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

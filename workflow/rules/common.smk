@@ -2,6 +2,7 @@
 
 import fdt.config
 from fdt.dopamine import FILE_KINDS, file_name
+from fdt.dataset import ARRAYS as TRAINING_SET_ARRAYS
 from fdt.keys import artifact_key, code_version
 
 
@@ -17,13 +18,23 @@ CODE = {
     "demo": code_version(["demo", "atari", "dopamine"]),
     "fetch": code_version(["sources", "dopamine"]),
     "convert": code_version(["store", "dopamine"]),
+    "dataset": code_version(["dataset", "store", "dopamine"]),
+    "train": code_version(["train", "model", "dataset", "tracking"]),
 }
+SEEDS = config["seeds"]
+MODELS = config["models"]
+DATASET = config["dataset"]
+# What the trainer is told about the machine: not part of any key (the weights' recipe).
+RUN_SETTINGS = ("device", "precision", "compile", "threads", "log_every")
 
 
 wildcard_constraints:
     game="[A-Za-z]+",
     run="[0-9]+",
     buffer="[0-9]+",
+    seed="[0-9]+",
+    key="[0-9a-f]+",
+    model="dt|bc",
 
 
 def demo_params(wildcards):
@@ -73,4 +84,96 @@ def convert_inputs(wildcards):
 def replay_targets():
     return [f"results/{game}/replay/run{run}/summary.json" for game in GAMES for run in RUNS] + [
         f"resources/replay/{game}/{run}/manifest.json" for game in GAMES for run in RUNS
+    ]
+
+
+# --- training set and training -------------------------------------------------------------
+
+
+def replay_key():
+    """What decides the converted transitions: the source, its step cap, the conversion code."""
+    source = {**source_description(), "demo": DEMO_KEY if SOURCE["kind"] == "demo" else None}
+    return artifact_key({"source": source, "episode_cap": EPISODE_CAP}, code=CODE["convert"])
+
+
+def dataset_params(game):
+    """Sampling parameters shared by every seed of a game (a seed's capacity may differ)."""
+    overrides = [o for o in DATASET["capacity_overrides"] if o["game"] == game]
+    return {
+        "game": game,
+        "mode": DATASET["mode"],
+        "run": DATASET["run"],
+        "num_buffers": DATASET["num_buffers"],
+        "buffers_end": DATASET["buffers_end"],
+        "capacity": DATASET["capacity"],
+        "capacity_overrides": overrides,
+        "transitions": DATASET["transitions"],
+        "trajectories_per_visit": DATASET["trajectories_per_visit"],
+        "context_length": fdt.config.train_settings(config, game)["context_length"],
+    }
+
+
+def dataset_key(game):
+    return artifact_key(dataset_params(game), [replay_key()], code=CODE["dataset"])
+
+
+def train_params(game, model):
+    """What decides a model's weights for a game (the seed is the folder below the key)."""
+    settings = fdt.config.train_settings(config, game)
+    return {"model": model, **{k: v for k, v in settings.items() if k not in RUN_SETTINGS}}
+
+
+def run_settings(game):
+    settings = fdt.config.train_settings(config, game)
+    return {k: settings[k] for k in RUN_SETTINGS}
+
+
+def model_key(game, model):
+    return artifact_key(train_params(game, model), [dataset_key(game)], code=CODE["train"])
+
+
+def expect_key(found, wanted, what):
+    """A folder key in a requested path must be the current config's: old folders stay as
+    they are and are found again when the config changes back."""
+    if found != wanted:
+        raise ValueError(f"{what}: key {found} is not the current config's ({wanted}); old "
+                         "folders are kept but only the current config's are built")
+
+
+def dataset_dir(game, seed, key=None):
+    return f"results/{game}/dataset/{key or dataset_key(game)}/seed{seed}"
+
+
+def model_dir(game, model, seed, key=None):
+    return f"results/{game}/models/{model}/{key or model_key(game, model)}/seed{seed}"
+
+
+def training_set_inputs(wildcards):
+    expect_key(wildcards.key, dataset_key(wildcards.game), f"training set of {wildcards.game}")
+    end, count = DATASET["buffers_end"], DATASET["num_buffers"]
+    return {
+        "buffers": [
+            f"results/{wildcards.game}/replay/run{DATASET['run']}/buffer{b}.parquet"
+            for b in range(end - count, end)
+        ]
+    }
+
+
+def train_inputs(wildcards):
+    game, model = wildcards.game, wildcards.model
+    expect_key(wildcards.key, model_key(game, model), f"{model} model of {game}")
+    folder = dataset_dir(game, wildcards.seed)
+    return {"manifest": f"{folder}/manifest.json", "arrays": training_set_arrays(folder)}
+
+
+def training_set_arrays(folder):
+    return [f"{folder}/{name}.npy" for name in TRAINING_SET_ARRAYS]
+
+
+def model_targets():
+    return [
+        f"{model_dir(game, model, seed)}/metrics.json"
+        for game in GAMES
+        for model in MODELS
+        for seed in SEEDS
     ]

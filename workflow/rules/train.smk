@@ -1,0 +1,41 @@
+# Training set (the reference's sampling) and training of DT and BC.
+
+
+rule training_set:
+    input:
+        unpack(training_set_inputs),
+    output:
+        manifest="results/{game}/dataset/{key}/seed{seed}/manifest.json",
+        arrays=training_set_arrays("results/{game}/dataset/{key}/seed{seed}"),
+        params="results/{game}/dataset/{key}/seed{seed}/params.json",
+    params:
+        sampling=lambda wc: dataset_params(wc.game),
+        capacity=lambda wc: fdt.config.dataset_capacity(config, wc.game, int(wc.seed)),
+        replay_key=replay_key(),
+        code=CODE["dataset"],
+    log:
+        "logs/training_set/{game}_{key}_{seed}.log",
+    script:
+        "../scripts/build_training_set.py"
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        model="results/{game}/models/{model}/{key}/seed{seed}/model.pt",
+        metrics="results/{game}/models/{model}/{key}/seed{seed}/metrics.json",
+        curve="results/{game}/models/{model}/{key}/seed{seed}/curve.csv",
+        params="results/{game}/models/{model}/{key}/seed{seed}/params.json",
+    params:
+        train=lambda wc: train_params(wc.game, wc.model),
+        run=lambda wc: run_settings(wc.game),
+        dataset_key=lambda wc: dataset_key(wc.game),
+        code=CODE["train"],
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        "logs/train/{game}_{model}_{key}_{seed}.log",
+    script:
+        "../scripts/train_model.py"

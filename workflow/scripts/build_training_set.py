@@ -1,0 +1,29 @@
+"""Sample one seed's training set from the converted checkpoints of a run."""
+
+from pathlib import Path
+
+from fdt.io import log_to
+
+log_to(snakemake.log[0])
+
+from fdt.atari import minimal_action_count
+from fdt.dataset import SamplingParams, build_training_set
+from fdt.keys import write_params
+
+p = snakemake.params
+sampling = p.sampling
+game, seed, key = snakemake.wildcards.game, int(snakemake.wildcards.seed), snakemake.wildcards.key
+params = SamplingParams(
+    seed=seed, transitions=sampling["transitions"], num_buffers=sampling["num_buffers"],
+    buffers_end=sampling["buffers_end"], capacity=p.capacity,
+    trajectories_per_visit=sampling["trajectories_per_visit"],
+    context_length=sampling["context_length"])
+stores = {int(Path(path).stem.removeprefix("buffer")): path for path in snakemake.input.buffers}
+folder = Path(snakemake.output.manifest).parent
+manifest = build_training_set(
+    stores, folder, params, num_actions=minimal_action_count(game),
+    provenance={"game": game, "seed": seed, "key": key, "replay_key": p.replay_key})
+written = write_params(folder, "training_set", sampling, [p.replay_key], p.code,
+                       details={"seed": seed, "capacity": p.capacity})
+assert written == key, f"params.json key {written} differs from the folder's {key}"
+print(manifest["counts"], flush=True)

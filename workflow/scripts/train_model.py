@@ -1,0 +1,41 @@
+"""Train one model (DT or BC) for one seed on its training set; track it in MLflow."""
+
+import os
+from pathlib import Path
+
+from fdt.io import log_to
+
+log_to(snakemake.log[0])
+
+import torch
+
+from fdt.keys import write_params
+from fdt.tracking import Tracker, default_tracking_uri
+from fdt.train import TrainParams, train
+
+p = snakemake.params
+wc = snakemake.wildcards
+seed = int(wc.seed)
+run = {k: v for k, v in p.run.items() if k != "threads"}
+learning = {**p.train, "betas": tuple(p.train["betas"])}
+params = TrainParams(seed=seed, **learning, **run)
+torch.set_num_threads(snakemake.threads)
+out_dir = Path(snakemake.output.model).parent
+
+tracker = None
+if os.environ.get("FDT_TRACKING", "on") != "off":
+    tracker = Tracker(default_tracking_uri(), run_name=f"{wc.game}-{wc.model}-seed{seed}",
+                      tags={"game": wc.game, "model": wc.model, "key": wc.key, "seed": seed,
+                            "dataset_key": p.dataset_key, "stage": "train"})
+try:
+    metrics = train(Path(snakemake.input.manifest).parent, out_dir, params, tracker=tracker)
+except BaseException:
+    if tracker is not None:
+        tracker.end("FAILED")
+    raise
+if tracker is not None:
+    tracker.end("FINISHED")
+written = write_params(out_dir, "train", p.train, [p.dataset_key], p.code,
+                       details={"seed": seed, **p.run})
+assert written == wc.key, f"params.json key {written} differs from the folder's {wc.key}"
+print({k: metrics[k] for k in ("epochs", "steps", "final_loss", "samples_per_s")}, flush=True)
