@@ -256,7 +256,7 @@ def build_training_set(store_paths: Mapping[int, str | Path], out_dir: str | Pat
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    entries = {name: _save(out_dir / f"{name}.npy", array) for name, array in arrays.items()}
+    entries = save_arrays(out_dir, arrays)
     entries["frames"] = _write_frames(out_dir / "frames.npy", frame_sources, store_paths, progress)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -320,14 +320,20 @@ def _frame_table(slots: Mapping[int, BufferSlots], buffer: np.ndarray, slot: np.
     return stacks, sources
 
 
-def _save(path: Path, array: np.ndarray) -> dict[str, Any]:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-    return _entry(path, array.shape, array.dtype)
+def save_arrays(out_dir: Path, arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Write each array as `name.npy` atomically; return their manifest entries."""
+    entries = {}
+    for name, array in arrays.items():
+        path = out_dir / f"{name}.npy"
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+        entries[name] = array_entry(path, array.shape, array.dtype)
+    return entries
 
 
-def _entry(path: Path, shape: Sequence[int], dtype: np.dtype) -> dict[str, Any]:
+def array_entry(path: Path, shape: Sequence[int], dtype: np.dtype) -> dict[str, Any]:
+    """What the manifest says of one array file: shape, dtype, size and sha256."""
     return {"shape": list(shape), "dtype": np.dtype(dtype).str, "sha256": sha256_of(path),
             "bytes": path.stat().st_size}
 
@@ -355,7 +361,7 @@ def _write_frames(path: Path, sources: Mapping[int, tuple[np.ndarray, np.ndarray
         table.flush()
         del table
     bar.close()
-    return _entry(path, (count, *FRAME_SHAPE), np.dtype(np.uint8))
+    return array_entry(path, (count, *FRAME_SHAPE), np.dtype(np.uint8))
 
 
 def sha256_of(path: str | Path, block: int = 1 << 24) -> str:

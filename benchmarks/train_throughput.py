@@ -1,0 +1,183 @@
+"""Training throughput of DT at the reference config (batch 128, context 30), and where time goes.
+
+    python benchmarks/train_throughput.py                      # CPU: one short epoch + breakdown
+    python benchmarks/train_throughput.py --transitions 500000 --epochs 5   # the full run (GPU)
+
+A synthetic training set (random frames, trajectories of 1,000 rows) of the requested size is
+written to --workdir; `fdt.train.train` then runs on it as the workflow runs it (samples/s and
+wall time are its own numbers). The breakdown times the phases of one step separately, synchronised:
+gathering a batch's windows, the state encoder forward+backward, the transformer forward+backward
+on the encoder's output, and the optimizer step (clipping included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fdt.dataset import MANIFEST, TrainingSet, array_entry, save_arrays, timesteps_of, returns_to_go
+from fdt.io import write_json
+from fdt.model import DecisionTransformer, model_config_for, optimizer_groups
+from fdt.train import TrainParams, WindowBatches, resolve_device, train
+
+
+def synthetic_training_set(folder: Path, transitions: int, trajectory: int = 1000,
+                           num_actions: int = 4, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ends = np.arange(trajectory, transitions + trajectory, trajectory)
+    ends[-1] = transitions
+    ends = np.unique(np.minimum(ends, transitions))
+    rewards = (rng.random(transitions) < 0.05).astype(np.float32)
+    frames_count = transitions + 1
+    path = folder / "frames.npy"
+    table = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8,
+                                      shape=(frames_count, 84, 84))
+    table[0] = 0
+    for first in range(1, frames_count, 65536):
+        last = min(first + 65536, frames_count)
+        table[first:last] = rng.integers(0, 256, (last - first, 84, 84), dtype=np.uint8)
+    table.flush()
+    del table
+    row = np.arange(transitions, dtype=np.int64)
+    stacks = np.clip(row[:, None] - np.arange(3, -1, -1)[None, :], -1, None) + 1
+    arrays = {
+        "stacks": stacks.astype(np.int32),
+        "actions": rng.integers(0, num_actions, transitions).astype(np.int32),
+        "rewards": rewards,
+        "returns_to_go": returns_to_go(rewards, ends),
+        "timesteps": timesteps_of(ends, transitions),
+        "buffer": np.zeros(transitions, np.int32),
+        "slot": row.astype(np.int32),
+        "replay_index": row,
+        "padding": np.zeros(transitions, bool),
+        "trajectory_ends": ends.astype(np.int64),
+    }
+    entries = save_arrays(folder, arrays)
+    entries["frames"] = array_entry(path, (frames_count, 84, 84), np.dtype(np.uint8))
+    write_json(folder / MANIFEST, {
+        "format_version": 1, "mode": "synthetic", "num_actions": num_actions,
+        "sampling": {"context_length": 50}, "max_timestep": int(arrays["timesteps"].max()),
+        "arrays": entries, "counts": {"transitions": transitions}})
+
+
+def _timed(device: torch.device, fn, repeats: int) -> float:
+    fn()  # warm up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / repeats
+
+
+def breakdown(folder: Path, params: TrainParams, repeats: int) -> dict[str, float]:
+    """Milliseconds per step of each phase, measured separately."""
+    device = resolve_device(params.device)
+    data = TrainingSet(folder, verify=False)
+    batches = WindowBatches(data, params.context_length, device)
+    config = model_config_for("dt", num_actions=data.num_actions,
+                              context_length=params.context_length,
+                              max_timestep=data.max_timestep, n_layer=params.n_layer,
+                              n_head=params.n_head, n_embd=params.n_embd)
+    model = DecisionTransformer(config).to(device).train()
+    optimizer = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95),
+                                  **({"fused": True} if device.type == "cuda" else {}))
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else torch.autocast("cpu", enabled=False))
+    order = batches.order(0, 0)
+    samples = order[:params.batch_size]
+    batch = batches.batch(samples)
+    B, K = batch["actions"].shape
+
+    def gather() -> None:
+        batches.batch(samples)
+
+    def encoder() -> None:
+        with autocast:
+            frames = batch["states"].reshape(B * K, 4, 84, 84).float() / 255.0
+            out = model.state_encoder(frames)
+        out.float().sum().backward()
+
+    def transformer() -> None:
+        with autocast:
+            tokens = torch.randn(B, 3 * K, config.n_embd, device=device)
+            x = model.blocks(tokens + model.pos_emb[:, :3 * K])
+            logits = model.head(model.ln_f(x))[:, 1::3]
+        F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                        batch["actions"].reshape(-1)).backward()
+
+    def step() -> None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    def whole() -> None:
+        b = batches.batch(samples)
+        with autocast:
+            logits = model(b["states"], b["actions"], b["returns_to_go"], b["timesteps"])
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                               b["actions"].reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        step()
+
+    whole()  # gradients exist for the optimizer phase
+    phases = {name: 1000 * _timed(device, fn, repeats) for name, fn in
+              [("gather", gather), ("encoder_fwd_bwd", encoder),
+               ("transformer_fwd_bwd", transformer), ("optimizer", step), ("whole_step", whole)]}
+    phases["samples_per_s_whole_step"] = params.batch_size / (phases["whole_step"] / 1000)
+    return phases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--transitions", type=int, default=128 * 12 + 90)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--context-length", type=int, default=30)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fdt-bench-"))
+    folder = workdir / "training_set"
+    started = time.perf_counter()
+    if not (folder / MANIFEST).is_file():
+        synthetic_training_set(folder, args.transitions)
+    made = time.perf_counter() - started
+    params = TrainParams(model="dt", seed=0, context_length=args.context_length,
+                         batch_size=args.batch_size, epochs=args.epochs, device=args.device,
+                         compile=args.compile, log_every=50)
+    report: dict[str, object] = {
+        "device": str(resolve_device(args.device)),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "threads": torch.get_num_threads(),
+        "transitions": args.transitions, "batch_size": args.batch_size,
+        "context_length": args.context_length, "epochs": args.epochs,
+        "synthetic_set_seconds": round(made, 1),
+    }
+    report["breakdown_ms"] = {k: round(v, 2) for k, v in breakdown(folder, params, args.repeats).items()}
+    started = time.perf_counter()
+    metrics = train(folder, workdir / "model", params, progress=False, verify=False)
+    report["train_wall_seconds"] = round(time.perf_counter() - started, 1)
+    report["train_samples_per_s"] = [round(r["samples_per_s"], 1) for r in metrics["history"]]
+    report["steps"] = metrics["steps"]
+    report["frames_on_device"] = metrics["frames_on_device"]
+    if torch.cuda.is_available():
+        report["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
