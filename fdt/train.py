@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -102,7 +103,7 @@ class WindowBatches:
         self.device = device
         self.context_length = context_length
         self.starts = torch.from_numpy(
-            window_starts(len(data), np.asarray(data.trajectory_ends), context_length))
+            window_starts(len(data), np.asarray(data.trajectory_ends), context_length)).to(device)
         frames = data.frames
         self.frames_on_device = device.type == "cpu" or _fits(frames.nbytes, device)
         where = device if self.frames_on_device else torch.device("cpu")
@@ -112,29 +113,30 @@ class WindowBatches:
         self.actions = torch.from_numpy(np.array(data.actions, dtype=np.int64)).to(device)
         self.returns_to_go = torch.from_numpy(np.array(data.returns_to_go, dtype=np.float32)).to(device)
         self.timesteps = torch.from_numpy(np.array(data.timesteps, dtype=np.int64)).to(device)
-        self.offsets = torch.arange(context_length)
+        self.offsets = torch.arange(context_length, device=device)
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def order(self, seed: int, epoch: int) -> torch.Tensor:
-        """The epoch's shuffled sample order, a function of (seed, epoch) only."""
+        """The epoch's shuffled sample order, a function of (seed, epoch) only (drawn on the
+        CPU, so it is the same on every device), moved to the device once."""
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.starts), generator=generator)
+        return torch.randperm(len(self.starts), generator=generator).to(self.device)
 
     def batch(self, samples: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Windows of the given samples; indices stay on the device, as do the frames if they fit."""
         starts = self.starts[samples]
         rows = starts[:, None] + self.offsets[None, :]  # (B, K)
         frame_ids = self.stacks[rows.to(self.gather_device)]  # (B, K, 4)
         states = self.frames[frame_ids]  # (B, K, 4, 84, 84) uint8
         if states.device != self.device:
             states = states.pin_memory().to(self.device, non_blocking=True)
-        rows = rows.to(self.device)
         return {
             "states": states,
             "actions": self.actions[rows],
             "returns_to_go": self.returns_to_go[rows],
-            "timesteps": self.timesteps[starts.to(self.device)],
+            "timesteps": self.timesteps[starts],
         }
 
 
@@ -204,6 +206,9 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
     checkpoint_path = out_dir / CHECKPOINT
     if resume and checkpoint_path.is_file():
         state = _restore(checkpoint_path, params, model, optimizer, device)
+        if state.epoch:
+            print(f"resuming from {checkpoint_path}: {state.epoch} of {params.epochs} epochs done, "
+                  f"step {state.step}", file=sys.stderr, flush=True)
     forward = torch.compile(model) if params.compile else model
     autocast = _autocast(device, params.precision)
 

@@ -224,3 +224,11 @@ def test_tracking_failure_only_warns(training_set: Path, tmp_path: Path) -> None
     assert metrics["epochs"] == 3
     assert any("training goes on untracked" in str(w.message) for w in caught)
     assert np.isfinite(metrics["final_loss"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_training_keeps_frames_on_the_device(training_set: Path, tmp_path: Path) -> None:
+    metrics = train(training_set, tmp_path / "gpu", TrainParams(model="dt", seed=1, device="cuda",
+                                                               **TINY), progress=False)
+    assert metrics["frames_on_device"] and metrics["device"].startswith("cuda")
+    assert all(math.isfinite(r["loss"]) for r in metrics["history"])
