@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -58,7 +57,7 @@ def build_checkpoint(folder: Path, rows: int, source_frames: np.ndarray, lengths
     action = np.zeros(rows, np.int32)
     reward = np.zeros(rows, np.float32)
     order = np.full(rows, -1, np.int64)  # which played frame each slot holds, -1 for padding
-    slot, start, e = 0, 0, 0
+    e = 0
     # Chronological rows: slot C-1 first, then 0..C-2; lay episodes over that sequence.
     chronological = np.concatenate([[rows - 1], np.arange(rows - 1)])
     position = 0

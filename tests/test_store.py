@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fdt.dopamine import ReplayFormatError, file_name, write_npy_gz
+from fdt.dopamine import ReplayFormatError, file_name
 from fdt.store import ReplayStore, StoreError, convert_checkpoint, read_summary, run_summary
 from tests.conftest import convert_run, frame_of
 
