@@ -1,0 +1,123 @@
+"""Mining statistics, ranking and sampling on hand-built sequences, computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fdt.mining import (CellStatistics, collect_returns, dense_cells, discounted_returns,
+                        important_states, rank_cells)
+
+
+def test_discounted_returns_one_backward_pass() -> None:
+    rewards = np.array([0, 1, 0, 0, 0, 0, 1], dtype=np.float32)
+    ends = np.array([4, 7])
+    assert discounted_returns(rewards, ends, 0.5).tolist() == [0.5, 1, 0, 0, 0.25, 0.5, 1]
+
+
+def test_life_loss_penalty_window() -> None:
+    rewards = np.array([0, 1, 0, 0, 0, 0, 1], dtype=np.float32)
+    ends = np.array([4, 7])
+    # Life lost at step 2; the trajectory ends (3 and 6) count as losses too.
+    life_loss = np.array([0, 0, 1, 1, 0, 0, 1], dtype=bool)
+    # S = 2: step t is penalised if a life is lost at t or t+1, or its trajectory ends within 2.
+    got = discounted_returns(rewards, ends, 0.5, life_loss=life_loss, penalty=-10, horizon=2)
+    assert got.tolist() == [0.5, 1 - 10, -10, -10, 0.25, 0.5 - 10, 1 - 10]
+    # Offset 1 (Pong's is 6): the loss at t itself is not looked at; S = 3.
+    got = discounted_returns(rewards, ends, 0.5, life_loss=life_loss, penalty=-10, horizon=3,
+                             offset=1)
+    # t=0: window [1,3) holds the loss at 2; t=4: window [5,7) reaches the end (6): near end.
+    assert got.tolist() == [0.5 - 10, 1 - 10, -10, -10, 0.25 - 10, 0.5 - 10, 1 - 10]
+    assert discounted_returns(rewards, ends, 0.5, life_loss=life_loss, penalty=0,
+                              horizon=3).tolist() == [0.5, 1, 0, 0, 0.25, 0.5, 1]
+
+
+# idx: cell action return allowed choosable          (trajectories 0-5 and 6-11)
+SEQUENCE = [
+    (0, 0, 1.0, True, True),     # 0: c0 becomes a candidate
+    (0, 1, 3.0, True, True),     # 1
+    (0, 0, 2.0, True, True),     # 2: (c0, a0) already seen in this trajectory: not added
+    (1, 2, 5.0, False, True),    # 3: c1 is not a candidate yet: ignored
+    (1, 2, 4.0, True, True),     # 4: c1 becomes a candidate
+    (1, 3, 0.0, False, True),    # 5: not allowed, new action of a candidate: added (reference)
+    (0, 0, 2.0, True, False),    # 6: new trajectory, first visit: added though not choosable
+    (1, 3, 1.0, False, True),    # 7: action first added by a step not allowed: added again
+    (2, 1, 7.0, True, False),    # 8: c2 met outside the choosable positions: skipped
+    (2, 1, 6.0, True, True),     # 9: c2 becomes a candidate
+    (2, 0, 6.0, True, True),     # 10: c2's two actions tie: gap 0, not ranked
+    (0, 1, 1.0, False, True),    # 11: not allowed, action first added by an allowed step: ignored
+]
+ENDS = np.array([6, 12])
+
+
+def _stats(first_visit: bool = True) -> CellStatistics:
+    cells, actions, returns, allowed, choosable = (np.array(c) for c in zip(*SEQUENCE))
+    return collect_returns(cells, actions, returns, allowed, choosable, ENDS,
+                           first_visit=first_visit)
+
+
+def test_collect_returns_by_the_reference_rules() -> None:
+    stats = _stats()
+    assert stats.returns == {0: {0: [1.0, 2.0], 1: [3.0]}, 1: {2: [4.0], 3: [0.0, 1.0]},
+                             2: {1: [6.0], 0: [6.0]}}
+    assert stats.occurrences == {0: [(0, 0), (1, 1), (2, 0)], 1: [(4, 2)], 2: [(9, 1), (10, 0)]}
+    assert stats.skipped == 1 and stats.from_disallowed == 3
+    every_visit = _stats(first_visit=False)
+    assert every_visit.returns[0][0] == [1.0, 2.0, 2.0]
+
+
+def test_rank_and_default_sampling() -> None:
+    stats = _stats()
+    ranked = rank_cells(stats)
+    # c1: 4.0 - 0.5 = 3.5; c0: 3.0 - 1.5 = 1.5; c2: gap 0.
+    assert [(r.cell, r.best_action, r.worst_action, r.gap) for r in ranked] == [
+        (1, 2, 3, 3.5), (0, 1, 0, 1.5)]
+    chosen, dropped = important_states(ranked, stats)
+    # c1's worst action (3) was never taken at an allowed, choosable step.
+    assert [(s.index, s.rank, s.action, s.kind) for s in chosen] == [
+        (4, 0, 2, "best"), (1, 1, 1, "best"), (0, 1, 0, "worst")]
+    assert dropped == 0
+
+
+def test_all_cell_pairs_and_window() -> None:
+    stats = _stats()
+    ranked = rank_cells(stats)
+    chosen, _ = important_states(ranked, stats, extra_per_cell=1)
+    assert [(s.index, s.kind) for s in chosen] == [(4, "best"), (1, "best"), (0, "worst"),
+                                                   (2, "extra")]
+    kept, dropped = important_states(ranked, stats, extra_per_cell=1, window=1)
+    # 0 is within 1 of 1; 2 is within 1 of 1 (and of 0, itself dropped: it still counts).
+    assert [s.index for s in kept] == [4, 1] and dropped == 2
+    kept, dropped = important_states(ranked, stats, extra_per_cell=1, window=3)
+    assert [s.index for s in kept] == [4] and dropped == 3
+
+
+def test_extra_occurrences_let_n_plus_one_through() -> None:
+    stats = CellStatistics(returns={7: {0: [2.0], 1: [1.0]}},
+                           occurrences={7: [(10, 0), (11, 1), (12, 0), (13, 0), (14, 1), (15, 0)]})
+    ranked = rank_cells(stats)
+    chosen, _ = important_states(ranked, stats, extra_per_cell=2)
+    # best (10), worst (11), then the reference's check admits 3 more: 12, 13, 14.
+    assert [s.index for s in chosen] == [10, 11, 12, 13, 14]
+
+
+def test_ties_keep_first_met_order() -> None:
+    stats = CellStatistics(returns={5: {3: [1.0], 1: [1.0], 2: [0.0]},
+                                    4: {0: [2.0], 1: [1.0]}},
+                           occurrences={5: [(0, 3)], 4: [(1, 0)]})
+    ranked = rank_cells(stats)
+    assert [(r.cell, r.best_action, r.worst_action) for r in ranked] == [(5, 3, 2), (4, 0, 1)]
+
+
+def test_dense_cells() -> None:
+    digests = np.array([[5, 1], [2, 2], [5, 1], [5, 2]], dtype=np.uint64)
+    ids = dense_cells(digests)
+    assert ids[0] == ids[2] and len(set(ids.tolist())) == 3
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_no_candidates(n: int) -> None:
+    cells = np.zeros(n, dtype=np.int64)
+    stats = collect_returns(cells, cells, cells.astype(float), np.zeros(n, bool),
+                            np.ones(n, bool), np.array([n]) if n else np.array([], np.int64))
+    assert stats.returns == {} and rank_cells(stats) == []
