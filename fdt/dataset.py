@@ -114,7 +114,10 @@ def reference_plan(terminals: Mapping[int, np.ndarray], params: SamplingParams) 
         b = int(rng.choice(choices, 1)[0])
         start = resume[b]
         kept = _visit(terminals[b], start, params, plan.trajectories, b, resume)
-        plan.visits.append({"buffer": b, "start": start, "trajectories": kept,
+        # Rows read: up to the last kept trajectory's end when the visit's quota was met, else
+        # to the end of the readable slots (mining replays every row read, kept or not).
+        stop = resume[b] if kept == params.trajectories_per_visit else params.capacity
+        plan.visits.append({"buffer": b, "start": start, "stop": stop, "trajectories": kept,
                             "resume": resume[b]})
         total = plan.transitions
         if kept == 0:

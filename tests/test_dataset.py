@@ -37,6 +37,7 @@ def test_plan_one_trajectory_per_visit() -> None:
     assert plan.trajectories == [(0, 0, 3), (1, 0, 5), (1, 5, 10), (0, 3, 8)]
     assert [v["buffer"] for v in plan.visits] == [0, 1, 1, 0]
     assert [v["resume"] for v in plan.visits] == [3, 5, 10, 8]
+    assert [v["stop"] for v in plan.visits] == [3, 5, 10, 8]
 
 
 def test_plan_short_trajectories_do_not_count() -> None:
@@ -48,7 +49,7 @@ def test_plan_short_trajectories_do_not_count() -> None:
     plan = reference_plan(TWO_BUFFERS, _params(trajectories_per_visit=2, context_length=4,
                                                  transitions=10))
     assert plan.trajectories[0] == (0, 3, 8)
-    assert plan.visits[0]["resume"] == 12
+    assert plan.visits[0]["resume"] == 12 and plan.visits[0]["stop"] == 12
 
 
 def test_plan_stops_when_every_buffer_is_used_up() -> None:
