@@ -14,10 +14,12 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/replay.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/mine.smk"
 
 
 rule all:
     input:
         replay_targets(),
         model_targets(),
+        states_targets(),
     default_target: True

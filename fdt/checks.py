@@ -14,9 +14,12 @@ allowed while the ball is moving down (its row grows); a life is lost when the l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from fdt.cells import hash_words
 
 BALL_ROWS, BALL_COLS = slice(38, 75), slice(5, 79)
 LIVES_ROWS, LIVES_COLS = slice(0, 7), slice(50, 61)
@@ -41,30 +44,33 @@ def breakout_ball_row(frames: np.ndarray) -> np.ndarray:
     return np.where(brightest > 0, rows, -1).astype(np.int16)
 
 
+def area_id(area: np.ndarray) -> np.ndarray:
+    """A 64-bit id of each (n, ...) uint8 area's pixels: equal pixels, equal id, in any chunk."""
+    flat = area.reshape(len(area), -1)
+    pad = (-flat.shape[1]) % 8
+    flat = np.concatenate([flat, np.zeros((len(flat), pad), np.uint8)], axis=1)
+    return hash_words(np.ascontiguousarray(flat).view("<u8"))[:, 0].view(np.int64)
+
+
 def breakout_features(frames: np.ndarray) -> FrameFeatures:
-    lives = np.ascontiguousarray(frames[:, LIVES_ROWS, LIVES_COLS]).reshape(len(frames), -1)
-    _, lives_id = np.unique(lives, axis=0, return_inverse=True)
+    lives = frames[:, LIVES_ROWS, LIVES_COLS]
     return FrameFeatures(
         blank=~frames.reshape(len(frames), -1).any(axis=1),
         ball_row=breakout_ball_row(frames),
-        lives_id=lives_id.reshape(-1).astype(np.int64),
-        lives_shown=lives.any(axis=1),
+        lives_id=area_id(lives),
+        lives_shown=lives.reshape(len(frames), -1).any(axis=1),
     )
 
 
-def concat_features(parts: list[FrameFeatures]) -> FrameFeatures:
-    """Features of consecutive chunks of one file (lives ids made consistent across chunks)."""
-    offset = 0
-    ids = []
-    for part in parts:
-        ids.append(part.lives_id + offset)
-        offset += int(part.lives_id.max()) + 1 if len(part.lives_id) else 0
-    return FrameFeatures(
-        blank=np.concatenate([p.blank for p in parts]),
-        ball_row=np.concatenate([p.ball_row for p in parts]),
-        lives_id=np.concatenate(ids),
-        lives_shown=np.concatenate([p.lives_shown for p in parts]),
-    )
+def take(features: FrameFeatures, where: np.ndarray | slice) -> FrameFeatures:
+    return FrameFeatures(*(getattr(features, f)[where] for f in FrameFeatures.__dataclass_fields__))
+
+
+def empty_features(n: int, compute: Callable[[np.ndarray], FrameFeatures]) -> FrameFeatures:
+    """Features of n blank frames (padding slots, slots never written)."""
+    blank = compute(np.zeros((1, 84, 84), dtype=np.uint8))
+    return FrameFeatures(*(np.repeat(getattr(blank, f), n)
+                           for f in FrameFeatures.__dataclass_fields__))
 
 
 def moving_down(previous_row: int | None, row: int | None) -> bool:

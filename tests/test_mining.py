@@ -121,3 +121,13 @@ def test_no_candidates(n: int) -> None:
     stats = collect_returns(cells, cells, cells.astype(float), np.zeros(n, bool),
                             np.ones(n, bool), np.array([n]) if n else np.array([], np.int64))
     assert stats.returns == {} and rank_cells(stats) == []
+
+
+def test_a_game_without_a_detector_is_refused_before_any_work(tmp_path) -> None:
+    from fdt.mine import MiningError, MiningParams, mine_states
+
+    params = MiningParams(seed=0, transitions=10, num_buffers=1, buffers_end=1,
+                          trajectories_per_visit=1, context_length=2)
+    with pytest.raises(MiningError, match="no allowed-step detector for Pong yet"):
+        mine_states({}, tmp_path / "missing", tmp_path / "out", params, "Pong")
+    assert not (tmp_path / "out").exists()

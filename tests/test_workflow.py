@@ -16,11 +16,12 @@ from tests.conftest import REPO
 
 TINY = {
     "games": ["Breakout"], "runs": [1], "buffers": [0, 1, 2, 3],
-    "demo": {"capacity": 900, "checkpoints": 3, "final_rows": 300, "max_episode_steps": 800},
+    "demo": {"capacity": 1500, "checkpoints": 3, "final_rows": 300, "max_episode_steps": 800},
     "seeds": [7],
-    "dataset": {"num_buffers": 3, "buffers_end": 3, "capacity": 900, "transitions": 600},
+    "dataset": {"num_buffers": 3, "buffers_end": 3, "capacity": 1500, "transitions": 600},
     "train": {"context_length": 5, "batch_size": 16, "epochs": 1, "n_layer": 1, "n_head": 2,
               "n_embd": 16, "warmup_tokens": 80},
+    "mining": {"transitions": 3000, "trajectories_per_visit": 3, "images": 4},
 }
 
 
@@ -39,8 +40,8 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "results" / "Breakout" / "replay" / "run1"
     summary = json.loads((run / "summary.json").read_text())
-    # Rows 0 .. 3*900-1+300-1: every row counted once, as padding or as a transition.
-    assert summary["totals"]["rows_new"] == 3 * 900 - 1 + 300
+    # Rows 0 .. 3*1500-1+300-1: every row counted once, as padding or as a transition.
+    assert summary["totals"]["rows_new"] == 3 * 1500 - 1 + 300
     assert summary["totals"]["rows_new"] == summary["totals"]["transitions"] + summary["totals"]["padding_rows"]
     rows = sum(pq.ParquetFile(run / f"buffer{n}.parquet").metadata.num_rows for n in range(4))
     assert rows == summary["totals"]["transitions"]
@@ -54,7 +55,7 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
     assert len(datasets) == 1
     training_set = json.loads(datasets[0].read_text())
     assert training_set["counts"]["transitions"] >= 600 and training_set["num_actions"] == 4
-    assert training_set["sampling"]["capacity"] == 900 and training_set["sampling"]["seed"] == 7
+    assert training_set["sampling"]["capacity"] == 1500 and training_set["sampling"]["seed"] == 7
     for model in ("dt", "bc"):
         found = list((tmp_path / f"results/Breakout/models/{model}").glob("*/seed7/metrics.json"))
         assert len(found) == 1
@@ -65,6 +66,7 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
         params = json.loads((found[0].parent / "params.json").read_text())
         assert params["key"] == found[0].parent.parent.name
         assert params["inputs"] == [datasets[0].parent.parent.name]
+    _check_mined_states(tmp_path, datasets[0].parent)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results/mlflow.db'}")
@@ -74,6 +76,28 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
 
     again = snakemake(tmp_path, "--dry-run")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def _check_mined_states(workdir: Path, training_set: Path) -> None:
+    """The mined states line up with the training set the states were mined for."""
+    from fdt.dataset import TrainingSet
+
+    found = list((workdir / "results/Breakout/states").glob("*/seed7/counts.json"))
+    assert len(found) == 1
+    counts = json.loads(found[0].read_text())["counts"]
+    assert counts["transitions"] >= 3000 and counts["important_states"] > 0 and 0 < counts["allowed_states"] < counts["transitions"]
+    states = pq.read_table(found[0].parent / "states.parquet").to_pandas()
+    assert len(states) == counts["important_states"]
+    params = json.loads((found[0].parent / "params.json").read_text())
+    assert params["inputs"] == [training_set.parent.name]
+    data = TrainingSet(training_set)
+    positions = states["position"].to_numpy()
+    assert (data.replay_index[positions] == states["replay_index"].to_numpy()).all()
+    assert (data.actions[positions] == states["action"].to_numpy()).all()
+    assert not data.padding[positions].any() and states["allowed"].all()
+    assert (states["gap"].diff().dropna() <= 0).all()  # ranked by gap
+    images = sorted(p.name for p in (found[0].parent / "images").glob("*.png"))
+    assert "contact_sheet.png" in images and len(images) == min(4, len(states)) + 1
 
 
 def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:

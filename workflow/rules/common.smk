@@ -20,6 +20,7 @@ CODE = {
     "convert": code_version(["store", "dopamine"]),
     "dataset": code_version(["dataset", "store", "dopamine"]),
     "train": code_version(["train", "model", "dataset", "tracking"]),
+    "mine": code_version(["mine", "mining", "cells", "checks", "images", "dataset", "store"]),
 }
 SEEDS = config["seeds"]
 MODELS = config["models"]
@@ -177,3 +178,44 @@ def model_targets():
         for model in MODELS
         for seed in SEEDS
     ]
+
+
+# --- important-state mining ------------------------------------------------------------------
+
+
+def mining_params(game):
+    """What decides the mined states of a game (the seed's training set is an input)."""
+    return {
+        "game": game,
+        **config["mining"],
+        "run": DATASET["run"],
+        "num_buffers": DATASET["num_buffers"],
+        "buffers_end": DATASET["buffers_end"],
+        "context_length": fdt.config.train_settings(config, game)["context_length"],
+    }
+
+
+def mining_key(game):
+    return artifact_key(mining_params(game), [dataset_key(game)], code=CODE["mine"])
+
+
+def states_dir(game, seed, key=None):
+    return f"results/{game}/states/{key or mining_key(game)}/seed{seed}"
+
+
+def mining_inputs(wildcards):
+    expect_key(wildcards.key, mining_key(wildcards.game), f"mined states of {wildcards.game}")
+    folder = dataset_dir(wildcards.game, wildcards.seed)
+    end, count = DATASET["buffers_end"], DATASET["num_buffers"]
+    return {
+        "buffers": [
+            f"results/{wildcards.game}/replay/run{DATASET['run']}/buffer{b}.parquet"
+            for b in range(end - count, end)
+        ],
+        "manifest": f"{folder}/manifest.json",
+        "arrays": training_set_arrays(folder),
+    }
+
+
+def states_targets():
+    return [f"{states_dir(game, seed)}/counts.json" for game in GAMES for seed in SEEDS]
