@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from fdt.cells import DIGEST_WORDS, digest_hex, pooled_frame_digests, stack_digests
-from fdt.checks import FrameFeatures, breakout_features, breakout_scan, empty_features
+from fdt.checks import GAME_CHECKS, Features, empty_features
 from fdt.dataset import (BufferSlots, SamplingParams, TrainingSet, load_buffer_slots,
                          reference_plan, replay_index_of)
 from fdt.dopamine import STACK_SIZE
@@ -34,11 +34,6 @@ from fdt.io import atomic_path, write_json
 from fdt.mining import (LIFE_LOSS_OFFSET, collect_returns, dense_cells, discounted_returns,
                         important_states, rank_cells)
 from fdt.store import frames_numpy, read_summary
-
-Scan = Callable[..., tuple[np.ndarray, np.ndarray]]
-GAME_CHECKS: dict[str, tuple[Callable[[np.ndarray], FrameFeatures], Scan]] = {
-    "Breakout": (breakout_features, breakout_scan),
-}
 
 
 class MiningError(ValueError):
@@ -174,7 +169,7 @@ def _statistics_set(store_paths: Mapping[int, str | Path], params: MiningParams,
                 continue
             read = np.arange(visit["start"], visit["stop"], dtype=np.int64)
             older = (read[:, None] - np.arange(1, STACK_SIZE)[None, :]) % file_capacity
-            allowed, life_loss = scan(features, read, features.blank[older].all(axis=1),
+            allowed, life_loss = scan(features, read, features["blank"][older].all(axis=1),
                                       slots[b].reward[read], slots[b].terminal[read])
             for k in np.flatnonzero(visit_of == v):
                 _, s, e = plan.trajectories[k]
@@ -192,7 +187,7 @@ def _statistics_set(store_paths: Mapping[int, str | Path], params: MiningParams,
 
 
 def _per_slot(path: str | Path, slots: BufferSlots, file_capacity: int, game: str,
-              compute: Callable[[np.ndarray], FrameFeatures]) -> tuple[np.ndarray, FrameFeatures]:
+              compute: Callable[[np.ndarray], Features]) -> tuple[np.ndarray, Features]:
     """Cell digest and detector features of every slot of one file (blank where no row is)."""
     blank = np.zeros((1, 84, 84), np.uint8)
     digest = np.repeat(pooled_frame_digests(game, blank), file_capacity, axis=0)
@@ -203,9 +198,8 @@ def _per_slot(path: str | Path, slots: BufferSlots, file_capacity: int, game: st
         where = table["slot"].to_numpy().astype(np.int64)
         frames = frames_numpy(table["frame"])
         digest[where] = pooled_frame_digests(game, frames)
-        part = compute(frames)
-        for name in FrameFeatures.__dataclass_fields__:
-            getattr(features, name)[where] = getattr(part, name)
+        for name, values in compute(frames).items():
+            features[name][where] = values
     return digest, features
 
 

@@ -128,6 +128,6 @@ def test_a_game_without_a_detector_is_refused_before_any_work(tmp_path) -> None:
 
     params = MiningParams(seed=0, transitions=10, num_buffers=1, buffers_end=1,
                           trajectories_per_visit=1, context_length=2)
-    with pytest.raises(MiningError, match="no allowed-step detector for Pong yet"):
-        mine_states({}, tmp_path / "missing", tmp_path / "out", params, "Pong")
+    with pytest.raises(MiningError, match="no allowed-step detector for Qbert yet"):
+        mine_states({}, tmp_path / "missing", tmp_path / "out", params, "Qbert")
     assert not (tmp_path / "out").exists()
