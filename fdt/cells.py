@@ -12,15 +12,20 @@ stack), so each frame is masked and pooled once and a stack's digest combines it
   the rest -> 172), the oxygen bar rows 61-69 zeroed, rows 0-17 (score, lives) cropped away;
 - any other game: the frame as it is (no mask is known for it).
 
-The digest is a vectorised 128-bit hash (two independent 64-bit lanes, multiply-xorshift mixing of
-each 8-byte word in order, then a finaliser). Equal pooled stacks always get equal digests; for
+The digest is a 128-bit hash (two independent 64-bit lanes, multiply-xorshift mixing of each
+8-byte word in order, then a finaliser). Equal pooled stacks always get equal digests; for
 different ones a collision has probability about n^2 / 2^129 over n cells, negligible at 50M.
+
+The masks are defined once (`CELL_MASKS`). `pooled_frame_digests` masks, pools and hashes each
+frame in one compiled pass (numba); `cell_view`, `pool_frames` and `frame_digests` are the same
+in plain numpy, the readable form the tests hold the kernel to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from fdt.dopamine import STACK_SIZE
@@ -29,55 +34,57 @@ KERNEL = 7
 DIGEST_WORDS = 2  # 2 x 64 bits
 
 
-def _breakout(frames: np.ndarray) -> np.ndarray:
-    frames[:, :6, :48] = 0
-    return frames
+@dataclass(frozen=True)
+class CellMask:
+    """A game's mask as the compiled kernel applies it: crop, zeroed rectangles, one LUT row."""
+
+    top: int = 0  # rows cropped away
+    zero: tuple[tuple[int, int, int, int], ...] = ()  # (row0, row1, col0, col1), frame coordinates
+    lut_row: int = -1  # a row whose values go through `lut` (Seaquest's ship band)
+    lut_threshold: int = 0  # lut: below -> 0, from it on -> lut_value
+    lut_value: int = 0
+
+    def keep(self) -> np.ndarray:
+        """255 where a pixel counts, 0 where it is masked (ANDed with the frame)."""
+        keep = np.full((84, 84), 255, dtype=np.uint8)
+        for r0, r1, c0, c1 in self.zero:
+            keep[r0:r1, c0:c1] = 0
+        return keep
+
+    def lut(self) -> np.ndarray:
+        """The LUT row's mapping of raw values (Seaquest: the ship band's threshold)."""
+        values = np.arange(256)
+        return np.where(values >= self.lut_threshold, self.lut_value, 0).astype(np.uint8)
 
 
-def _qbert(frames: np.ndarray) -> np.ndarray:
-    frames[:, 2:12, 17:38] = 0
-    return frames
-
-
-def _pong(frames: np.ndarray) -> np.ndarray:
-    return frames[:, 11:, :]
-
-
-def _seaquest(frames: np.ndarray) -> np.ndarray:
-    band = frames[:, 18:22, :]
-    band[band < 100] = 0
-    band[:, [0, 1, 3], :] = 0  # rows 18, 19 and 21: only row 20 outlines the ship
-    band[band >= 100] = 172
-    frames[:, 61:70, :] = 0  # the oxygen bar
-    return frames[:, 18:, :]
-
-
-# Each view masks in place (on a copy the caller owns) and may crop (a view, no copy).
-CELL_VIEWS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "Breakout": _breakout,
-    "Qbert": _qbert,
-    "Pong": _pong,
-    "Seaquest": _seaquest,
+CELL_MASKS: dict[str, CellMask] = {
+    "Breakout": CellMask(zero=((0, 6, 0, 48),)),
+    "Qbert": CellMask(zero=((2, 12, 17, 38),)),
+    "Pong": CellMask(top=11),
+    "Seaquest": CellMask(top=18, zero=((18, 20, 0, 84), (21, 22, 0, 84), (61, 70, 0, 84)),
+                         lut_row=20, lut_threshold=100, lut_value=172),
 }
-_MASKS_IN_PLACE = {"Breakout", "Qbert", "Seaquest"}
 
 
 def cell_view(game: str, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """(n, 84, 84) frames with the game's score/HUD masked or cropped; `frames` is not changed.
+    """(n, 84, 84) frames with the game's mask applied, in numpy; `frames` is not changed.
 
-    Games that mask copy the frames first, into `out` when given (a reusable buffer of at least
-    n frames, which avoids allocating a fresh copy per chunk).
+    The readable form of what the compiled kernel does (tests hold them equal). Games that mask
+    copy the frames first, into `out` when given (a reusable buffer of at least n frames).
     """
-    view = CELL_VIEWS.get(game)
-    if view is None:
+    mask = CELL_MASKS.get(game)
+    if mask is None:
         return frames
-    if game in _MASKS_IN_PLACE:
+    if mask.zero or mask.lut_row >= 0:
         if out is None:
-            frames = frames.copy()
-        else:
-            np.copyto(out[:len(frames)], frames)
-            frames = out[:len(frames)]
-    return view(frames)
+            out = np.empty_like(frames)
+        view = out[:len(frames)]
+        np.copyto(view, frames)
+        if mask.lut_row >= 0:
+            view[:, mask.lut_row] = mask.lut()[view[:, mask.lut_row]]
+        view &= mask.keep()
+        frames = view
+    return frames[:, mask.top:, :]
 
 
 def pool_frames(frames: np.ndarray, kernel: int = KERNEL, chunk: int = 256) -> np.ndarray:
@@ -158,23 +165,100 @@ def stack_digests(frame_digest: np.ndarray, stacks: np.ndarray) -> np.ndarray:
     return hash_words(words)
 
 
-def pooled_frame_digests(game: str, frames: np.ndarray, chunk: int = 512,
-                         hash_chunk: int = 16384) -> np.ndarray:
-    """Mask, pool and hash each frame once -> (n, 2) uint64.
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _fmix_scalar(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    x ^= x >> np.uint64(33)
+    return x
 
-    `frames` may be a memory map larger than RAM. Masking copies a small chunk into one reused
-    buffer (warm in cache for the pooling that follows); hashing runs on larger batches of
-    pooled frames, where numpy's per-call cost is spread thin.
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _pool_hash_kernel(frames, top, keep, plain, lut_row, lut, multipliers, seeds, step,
+                      out):  # pragma: no cover - compiled
+    """Mask, 7x7 max-pool and hash each frame; the same bytes and hash as the numpy path.
+
+    `plain[R]` says that window row R holds no masked pixel: it takes the fast path.
     """
+    n = frames.shape[0]
+    rows = (frames.shape[1] - top) // 7
+    cols = frames.shape[2] // 7
+    width = (rows * cols + 7) // 8
+    pooled = np.zeros(width * 8, dtype=np.uint8)
+    words = pooled.view(np.uint64)
+    line = np.empty(cols * 7, dtype=np.uint8)
+    for i in range(n):
+        for R in range(rows):
+            r0 = top + 7 * R
+            if plain[R]:
+                for c in range(cols * 7):
+                    a = frames[i, r0, c]
+                    b = frames[i, r0 + 1, c]
+                    a = a if a > b else b
+                    b = frames[i, r0 + 2, c]
+                    a = a if a > b else b
+                    b = frames[i, r0 + 3, c]
+                    a = a if a > b else b
+                    b = frames[i, r0 + 4, c]
+                    a = a if a > b else b
+                    b = frames[i, r0 + 5, c]
+                    a = a if a > b else b
+                    b = frames[i, r0 + 6, c]
+                    line[c] = a if a > b else b
+            else:  # masked pixels read as 0 (`keep` is 0 there, and on the LUT row)
+                for c in range(cols * 7):
+                    a = frames[i, r0, c] & keep[r0, c]
+                    b = frames[i, r0 + 1, c] & keep[r0 + 1, c]
+                    a = a if a > b else b
+                    b = frames[i, r0 + 2, c] & keep[r0 + 2, c]
+                    a = a if a > b else b
+                    b = frames[i, r0 + 3, c] & keep[r0 + 3, c]
+                    a = a if a > b else b
+                    b = frames[i, r0 + 4, c] & keep[r0 + 4, c]
+                    a = a if a > b else b
+                    b = frames[i, r0 + 5, c] & keep[r0 + 5, c]
+                    a = a if a > b else b
+                    b = frames[i, r0 + 6, c] & keep[r0 + 6, c]
+                    line[c] = a if a > b else b
+                if lut_row >= r0 and lut_row < r0 + 7:
+                    for c in range(cols * 7):
+                        v = lut[frames[i, lut_row, c]]
+                        line[c] = v if v > line[c] else line[c]
+            for C in range(cols):
+                m = line[7 * C]
+                for k in range(1, 7):
+                    v = line[7 * C + k]
+                    m = v if v > m else m
+                pooled[R * cols + C] = m
+        for lane in range(2):
+            acc = seeds[lane, 63] ^ np.uint64(width)
+            for j in range(width):
+                v = (words[j] ^ seeds[lane, j]) * multipliers[lane, j]
+                v ^= v >> np.uint64(29)
+                acc = (acc ^ v) * step + v
+            out[i, lane] = _fmix_scalar(acc)
+
+
+def pooled_frame_digests(game: str, frames: np.ndarray, chunk: int = 16384) -> np.ndarray:
+    """Mask, pool and hash each frame once -> (n, 2) uint64, with a compiled kernel.
+
+    Equal to `frame_digests(pool_frames(cell_view(game, frames)))` (tested); `frames` may be a
+    memory map larger than RAM (it is read a chunk at a time).
+    """
+    mask = CELL_MASKS.get(game, CellMask())
+    keep, lut = mask.keep(), mask.lut()
+    if mask.lut_row >= 0:
+        keep[mask.lut_row] = 0  # the kernel adds that row through the LUT (of its raw values)
+    rows = (84 - mask.top) // KERNEL
+    windows = [slice(mask.top + KERNEL * r, mask.top + KERNEL * (r + 1)) for r in range(rows)]
+    plain = np.array([keep[w].all() and not (w.start <= mask.lut_row < w.stop) for w in windows])
     digest = np.empty((len(frames), DIGEST_WORDS), dtype=np.uint64)
-    buffer = np.empty((chunk, *frames.shape[1:]), dtype=np.uint8)
-    for outer in range(0, len(frames), hash_chunk):
-        pooled = []
-        for first in range(outer, min(outer + hash_chunk, len(frames)), chunk):
-            block = np.asarray(frames[first:min(first + chunk, outer + hash_chunk)])
-            pooled.append(pool_frames(cell_view(game, block, out=buffer)))
-        batch = np.concatenate(pooled)
-        digest[outer:outer + len(batch)] = frame_digests(batch)
+    for first in range(0, len(frames), chunk):
+        block = np.ascontiguousarray(frames[first:first + chunk])
+        _pool_hash_kernel(block, mask.top, keep, plain, mask.lut_row, lut, _MULTIPLIERS, _SEEDS,
+                          _STEP, digest[first:first + len(block)])
     return digest
 
 

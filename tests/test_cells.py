@@ -83,3 +83,13 @@ def test_digests_identify_pooled_stacks() -> None:
     assert not np.array_equal(cells[0], cells[2])  # order matters
     assert np.array_equal(cells[3], cells[4])  # frames 0 and 1 are equal
     assert frame_digests(pooled[:3]).tolist() == digest[:3].tolist()  # stable across calls
+
+
+@pytest.mark.parametrize("game", ["Breakout", "Qbert", "Pong", "Seaquest", "MsPacman"])
+def test_compiled_kernel_equals_the_numpy_path(game: str) -> None:
+    from fdt.cells import pooled_frame_digests
+
+    frames = _frames(300, seed=3)
+    frames[:, 18:22, :] = np.random.default_rng(4).integers(90, 110, (300, 4, 84))  # Seaquest band
+    expected = frame_digests(pool_frames(cell_view(game, frames)))
+    assert np.array_equal(pooled_frame_digests(game, frames, chunk=128), expected)
