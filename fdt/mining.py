@@ -73,7 +73,8 @@ def _life_lost_ahead(life_loss: np.ndarray | None, trajectory_ends: np.ndarray, 
 
 @dataclass
 class CellStatistics:
-    """Collected returns: per cell (dense id) its actions in insertion order with their returns."""
+    """Collected returns: per cell (dense id) its actions, in the order first met, each with
+    [sum, count] of its returns (memory per (cell, action), not per transition)."""
 
     returns: dict[int, dict[int, list[float]]] = field(default_factory=dict)
     # Chosen-able allowed occurrences per cell, in order: (index, action).
@@ -113,26 +114,31 @@ def collect_returns(cells: np.ndarray, actions: np.ndarray, returns: np.ndarray,
                     stats.from_disallowed += 1
                     actions_of = table[cell]
                     if action not in actions_of:
-                        actions_of[action] = [value]
+                        actions_of[action] = [value, 1]
                         from_disallowed.setdefault(cell, set()).add(action)
                     elif action in from_disallowed.get(cell, ()):
-                        actions_of[action].append(value)
+                        _add(actions_of[action], value)
             else:
                 if choosable[i]:
                     stats.occurrences.setdefault(cell, []).append((i, action))
                 if cell not in table:
                     if choosable[i]:
-                        table[cell] = {action: [value]}
+                        table[cell] = {action: [value, 1]}
                     else:
                         stats.skipped += 1
                 elif action not in table[cell]:
-                    table[cell][action] = [value]
+                    table[cell][action] = [value, 1]
                 elif not first_visit or (cell, action) not in seen:
-                    table[cell][action].append(value)
+                    _add(table[cell][action], value)
                 seen.add((cell, action))
         if i + 1 in ends:
             seen = set()
     return stats
+
+
+def _add(total: list[float], value: float) -> None:
+    total[0] += value
+    total[1] += 1
 
 
 def _first_index(cells: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -172,7 +178,7 @@ def rank_cells(stats: CellStatistics) -> list[RankedCell]:
     for cell, by_action in stats.returns.items():
         if len(by_action) < 2:
             continue
-        means = {action: float(np.mean(values)) for action, values in by_action.items()}
+        means = {action: total / count for action, (total, count) in by_action.items()}
         best = max(means, key=means.__getitem__)
         worst = min(means, key=means.__getitem__)
         if means[best] - means[worst] > 0:

@@ -58,12 +58,13 @@ def _stats(first_visit: bool = True) -> CellStatistics:
 
 def test_collect_returns_by_the_reference_rules() -> None:
     stats = _stats()
-    assert stats.returns == {0: {0: [1.0, 2.0], 1: [3.0]}, 1: {2: [4.0], 3: [0.0, 1.0]},
-                             2: {1: [6.0], 0: [6.0]}}
+    # [sum, count] per (cell, action): c0 a0 took 1.0 and 2.0 (step 6), c1 a3 0.0 and 1.0.
+    assert stats.returns == {0: {0: [3.0, 2], 1: [3.0, 1]}, 1: {2: [4.0, 1], 3: [1.0, 2]},
+                             2: {1: [6.0, 1], 0: [6.0, 1]}}
     assert stats.occurrences == {0: [(0, 0), (1, 1), (2, 0)], 1: [(4, 2)], 2: [(9, 1), (10, 0)]}
     assert stats.skipped == 1 and stats.from_disallowed == 3
     every_visit = _stats(first_visit=False)
-    assert every_visit.returns[0][0] == [1.0, 2.0, 2.0]
+    assert every_visit.returns[0][0] == [5.0, 3]  # 1.0 + 2.0 (step 2) + 2.0
 
 
 def test_rank_and_default_sampling() -> None:
@@ -93,7 +94,7 @@ def test_all_cell_pairs_and_window() -> None:
 
 
 def test_extra_occurrences_let_n_plus_one_through() -> None:
-    stats = CellStatistics(returns={7: {0: [2.0], 1: [1.0]}},
+    stats = CellStatistics(returns={7: {0: [2.0, 1], 1: [1.0, 1]}},
                            occurrences={7: [(10, 0), (11, 1), (12, 0), (13, 0), (14, 1), (15, 0)]})
     ranked = rank_cells(stats)
     chosen, _ = important_states(ranked, stats, extra_per_cell=2)
@@ -102,8 +103,8 @@ def test_extra_occurrences_let_n_plus_one_through() -> None:
 
 
 def test_ties_keep_first_met_order() -> None:
-    stats = CellStatistics(returns={5: {3: [1.0], 1: [1.0], 2: [0.0]},
-                                    4: {0: [2.0], 1: [1.0]}},
+    stats = CellStatistics(returns={5: {3: [1.0, 1], 1: [2.0, 2], 2: [0.0, 1]},
+                                    4: {0: [2.0, 1], 1: [1.0, 1]}},
                            occurrences={5: [(0, 3)], 4: [(1, 0)]})
     ranked = rank_cells(stats)
     assert [(r.cell, r.best_action, r.worst_action) for r in ranked] == [(5, 3, 2), (4, 0, 1)]
