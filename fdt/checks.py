@@ -17,7 +17,8 @@ includes terminals.
 - Seaquest: the game starts on a full oxygen bar (rows 68-69 x cols 26-57 at 214, col 58 at 200);
   allowed while oxygen is left (the bar is not all 85) and not within 45 steps of running out,
   which is a life loss. (The reference also counts the lives shown, which decides nothing.)
-- Qbert: not yet (mining refuses it with a clear error).
+- Qbert: the reference's heuristics on cube colours, Q*bert's body above a cube, the lives shown,
+  the discs and the level's end (see `_QbertDetector`); allowed just after landing on a cube.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import numpy as np
 from fdt.cells import hash_words
 
 Features = dict[str, np.ndarray]  # per file slot, one array per named feature
-Scan = Callable[[Features, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-                tuple[np.ndarray, np.ndarray]]
+# scan(features, slots, older_blank, rewards, terminals, *, next_slots, actions, next_actions)
+# -> (allowed, life_loss) over the rows one visit reads; the keyword arguments (the next row's
+# slot and the actions) are for the detectors that look one step ahead (Qbert).
+Scan = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 def blank_frames(frames: np.ndarray) -> np.ndarray:
@@ -102,7 +105,7 @@ def moving_down(previous_row: int | None, row: int | None) -> bool:
 
 
 def breakout_scan(features: Features, slots: np.ndarray, older_blank: np.ndarray,
-                  rewards: np.ndarray, terminals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  rewards: np.ndarray, terminals: np.ndarray, **_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Allowed steps and life losses of the rows one visit reads, in order.
 
     `slots` are the rows' file slots (their newest frame); `older_blank` says whether the three
@@ -168,7 +171,7 @@ def toward_agent(previous_col: int | None, col: int | None) -> bool:
 
 
 def pong_scan(features: Features, slots: np.ndarray, older_blank: np.ndarray,
-              rewards: np.ndarray, terminals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+              rewards: np.ndarray, terminals: np.ndarray, **_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = len(slots)
     allowed, life_loss = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     aligned = False
@@ -221,7 +224,7 @@ def oxygen_left(empty: bool, wait: int) -> bool:
 
 
 def seaquest_scan(features: Features, slots: np.ndarray, older_blank: np.ndarray,
-                  rewards: np.ndarray, terminals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  rewards: np.ndarray, terminals: np.ndarray, **_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = len(slots)
     allowed, life_loss = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     aligned = started = False
@@ -252,8 +255,236 @@ def seaquest_scan(features: Features, slots: np.ndarray, older_blank: np.ndarray
     return allowed, life_loss
 
 
+# --- Qbert ---------------------------------------------------------------------------------------
+
+QBERT_CUBES = ((14, 40), (25, 34), (25, 49), (37, 28), (37, 40), (37, 55), (48, 21), (48, 34),
+               (48, 49), (48, 61), (60, 15), (60, 28), (60, 40), (60, 55), (60, 68), (72, 9),
+               (72, 21), (72, 34), (72, 49), (72, 61), (72, 74))
+QBERT_SCORE_SHOWN = (slice(2, 6), slice(17, 30))
+QBERT_SCORE = (slice(2, 6), slice(17, 38))
+QBERT_LIVES = ((9, 19), (9, 24), (9, 28))
+QBERT_BODY = 107  # Q*bert's colour above a cube and on a disc
+WAIT_LEVEL, WAIT_DEATH, WAIT_DISC = 40, 75, 43
+
+
+def qbert_features(frames: np.ndarray) -> Features:
+    rows = np.array([r for r, _ in QBERT_CUBES])
+    cols = np.array([c for _, c in QBERT_CUBES])
+    above = np.stack([frames[:, r - 6:r, c] for r, c in QBERT_CUBES], axis=1)  # (n, 21, 6)
+    left = (frames[:, 48:53, 7:12] == QBERT_BODY).reshape(len(frames), -1).sum(axis=1)
+    right = (frames[:, 48:53, 72:77] == QBERT_BODY).reshape(len(frames), -1).sum(axis=1)
+    return {
+        "blank": blank_frames(frames),
+        "cubes": frames[:, rows, cols],
+        "cubes_below": frames[:, rows + 1, cols],
+        "above": above,
+        "score_shown": frames[:, QBERT_SCORE_SHOWN[0], QBERT_SCORE_SHOWN[1]]
+        .reshape(len(frames), -1).max(axis=1) != 0,
+        "score_id": area_id(frames[:, QBERT_SCORE[0], QBERT_SCORE[1]]),
+        "lives": np.stack([frames[:, r, c] > 0 for r, c in QBERT_LIVES], axis=1).sum(axis=1),
+        "on_disc": ((left >= 6) & (frames[:, 54, 7:12].max(axis=1) != 0))
+        | ((right >= 6) & (frames[:, 54, 72:77].max(axis=1) != 0)),
+    }
+
+
+def qbert_landed(above: np.ndarray, action: int, next_action: int) -> bool:
+    """Q*bert's body just above a cube's top, seen as the reference does (its colour thresholds)."""
+    if action == next_action:
+        return False
+    for values in above:
+        body = int(np.count_nonzero(values == QBERT_BODY))
+        last, second = int(values[-1]), int(values[-2])
+        if body >= 3 and 90 < last < 150 and 70 < second < 130:
+            return True
+        if next_action <= 1 and body >= 3 and 90 < last < 170 and 50 < second < 130:
+            return True
+    return False
+
+
+class _QbertDetector:
+    """The reference's Q*bert detector, state for state (Python truthiness kept: a colour 0
+    counts as unset, as there)."""
+
+    def __init__(self, features: Features) -> None:
+        self.f = features
+        self.aligned = False
+        self.reset()
+
+    def reset(self) -> None:
+        self.death_wait = self.level_wait = self.disc_wait = 0
+        self.before: int | None = None
+        self.after: int | None = None
+        self.prev_cubes: list[int] | None = None
+        self.cubes: list[int] | None = None
+        self.prev_below: list[int] | None = None
+        self.below: list[int] | None = None
+        self.lives = 3
+        self.position: int | None = None
+        self.prev_position: int | None = None
+        self.same_cube = 0
+        self.started = False
+        self.flag = False  # the score showed when the level ended or the life was lost
+        self.was_on_cube = -1
+        self.levels = 0
+        self.on_cube = False
+
+    def waiting(self) -> bool:
+        return self.death_wait > 0 or self.level_wait > 0 or self.disc_wait > 0
+
+    def _cubes(self, slot: int) -> list[int]:
+        return [int(v) for v in self.f["cubes"][slot]]
+
+    def _landed(self, slot: int, next_slot: int, action: int, next_action: int) -> bool:
+        f, cubes = self.f, self.cubes
+        assert cubes is not None
+        if not self.after or self.was_on_cube > 0 or self.levels > 3:
+            return False
+        if self.prev_cubes:
+            changed = [i for i, (c, p) in enumerate(zip(cubes, self.prev_cubes)) if c != p]
+            if len(changed) == 1:
+                i = changed[0]
+                if cubes[i] == self.after and self.prev_cubes[i] == self.before:
+                    return True
+        if all(c == self.before or (self.after and c == self.after) for c in cubes):
+            return qbert_landed(f["above"][slot], action, next_action)
+        if f["blank"][next_slot]:
+            return False
+        upcoming = self._cubes(next_slot)
+        changed = [i for i, (c, n) in enumerate(zip(cubes, upcoming)) if c != n]
+        if not changed:
+            return True
+        if len(changed) > 1:
+            return False
+        i = changed[0]
+        if action > 1 and upcoming[i] != self.after and abs(upcoming[i] - cubes[i]) <= 10:
+            return True
+        if f["score_shown"][slot] and f["score_shown"][next_slot]:
+            if f["score_id"][slot] != f["score_id"][next_slot]:
+                return bool(self.prev_below and self.prev_below[i] != self.below[i])
+        if i == 0 and upcoming[i] != self.before and upcoming[i] != self.after:
+            return False
+        return upcoming[i] == self.after
+
+    def _cube_position(self) -> int | None:
+        if not self.on_cube:
+            return None
+        for i, colour in enumerate(self.cubes or []):
+            if colour != self.before and (not self.after or colour != self.after):
+                return i
+        return None
+
+    def step(self, slot: int, next_slot: int, action: int, next_action: int, terminal: bool
+             ) -> bool:
+        """Take in one row; return whether a life was lost."""
+        f = self.f
+        if f["blank"][slot]:
+            self.reset()
+            return False
+        self.prev_cubes, self.cubes = self.cubes, self._cubes(slot)
+        self.prev_below, self.below = self.below, [int(v) for v in f["cubes_below"][slot]]
+        cubes = self.cubes
+        if (self.prev_cubes and self.waiting() and self.flag and not f["score_shown"][slot]):
+            self.level_wait = self.death_wait = self.disc_wait = 0
+            self.flag = False
+        if self.waiting() and self.prev_cubes is not None and len(
+                [1 for c, p in zip(cubes, self.prev_cubes) if c != p]) == 1:
+            self.death_wait = self.level_wait = 0
+            self.flag = False
+        if not self.before and not self.waiting():
+            self.before = max(set(cubes), key=cubes.count)
+        if self.before and not self.after and not self.waiting():
+            others = [c for c in cubes if c != self.before]
+            if others:
+                common = max(others, key=others.count)
+                if others.count(common) >= 2:
+                    self.after = common
+        if not self.started and (len(set(cubes[1:])) == 1 and cubes[1] == self.before
+                                 and cubes[0] != self.before):
+            self.started = True
+            self.after = None
+        if not self.started:
+            return False
+        if terminal:
+            self.aligned = True
+            self.reset()
+            return True
+        life_lost = False
+        if not self.waiting() and self._landed(slot, next_slot, action, next_action):
+            self.on_cube = True
+            self.prev_position, self.position = self.position, self._cube_position()
+            if self.prev_position is not None and self.position is not None:
+                if action > 1 and self.position == self.prev_position and not self.waiting():
+                    self.same_cube += 1
+                elif self.position != self.prev_position:
+                    self.same_cube = 0
+            self.was_on_cube = 3
+        else:
+            self.was_on_cube -= 1
+            self.on_cube = False
+        if self.waiting():
+            self.level_wait = max(self.level_wait - 1, 0)
+            self.death_wait = max(self.death_wait - 1, 0)
+            self.disc_wait = max(self.disc_wait - 1, 0)
+        else:
+            self.flag = False
+        if f["on_disc"][slot] and not self.disc_wait > 0:
+            self.disc_wait = WAIT_DISC
+            self.position = self.prev_position = None
+            self.same_cube = 0
+        if (f["score_shown"][slot] and int(f["lives"][slot]) < self.lives
+                and not self.death_wait > 0):
+            self.lives = int(f["lives"][slot])
+            life_lost = True
+            self.death_wait = WAIT_DEATH
+            self.flag = bool(f["score_shown"][slot])
+            self.position = self.prev_position = None
+            self.same_cube = 0
+            self.disc_wait = 0
+        if (self.started and not self.waiting() and self.same_cube >= 2
+                and not self.death_wait > 0):
+            self.lives -= 1
+            life_lost = True
+            self.same_cube = 0
+            self.death_wait = WAIT_DEATH
+            self.position = self.prev_position = None
+            self.disc_wait = 0
+        if not f["blank"][next_slot] and not self.level_wait > 0 and len(
+                [1 for c, n in zip(cubes, self._cubes(next_slot)) if c != n]) > 10:
+            self.level_wait = WAIT_LEVEL
+            self.flag = bool(f["score_shown"][slot])
+            self.before = self.after = None
+            self.same_cube = 0
+            self.levels += 1
+        return life_lost
+
+    def allowed(self, reward: float, terminal: bool) -> bool:
+        return (self.started and reward == 0 and not terminal and self.aligned
+                and not self.waiting() and self.levels <= 3 and self.on_cube)
+
+
+def qbert_scan(features: Features, slots: np.ndarray, older_blank: np.ndarray,
+               rewards: np.ndarray, terminals: np.ndarray, *, next_slots: np.ndarray,
+               actions: np.ndarray, next_actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q*bert: allowed just after landing on a cube (not while waiting after a death, a level or
+    a disc ride, and only in the first 4 levels); lives lost from the lives shown or from
+    standing on one cube too long."""
+    n = len(slots)
+    allowed, life_loss = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    detector = _QbertDetector(features)
+    last_reward, last_terminal = 0.0, False
+    for i in range(n):
+        slot, terminal = int(slots[i]), bool(terminals[i])
+        if not features["blank"][slot]:
+            last_reward, last_terminal = float(rewards[i]), terminal
+        life_loss[i] = detector.step(slot, int(next_slots[i]), int(actions[i]),
+                                     int(next_actions[i]), terminal) or terminal
+        allowed[i] = detector.allowed(last_reward, last_terminal)
+    return allowed, life_loss
+
+
 GAME_CHECKS: dict[str, tuple[Callable[[np.ndarray], Features], Scan]] = {
     "Breakout": (breakout_features, breakout_scan),
     "Pong": (pong_features, pong_scan),
     "Seaquest": (seaquest_features, seaquest_scan),
+    "Qbert": (qbert_features, qbert_scan),
 }

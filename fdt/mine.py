@@ -144,7 +144,9 @@ def _statistics_set(store_paths: Mapping[int, str | Path], params: MiningParams,
                           f"converted file was given for {missing}")
     file_capacity = int(read_summary(store_paths[buffers[0]])["capacity"])
     capacity = params.capacity or file_capacity - 1
-    slots = {b: load_buffer_slots(store_paths[b], capacity) for b in buffers}
+    # One slot more than is read: the row after the last one read is a detector's "next" row.
+    slots = {b: load_buffer_slots(store_paths[b], min(capacity + 1, file_capacity))
+             for b in buffers}
     sampling = SamplingParams(seed=params.seed, transitions=params.transitions,
                               num_buffers=params.num_buffers, buffers_end=params.buffers_end,
                               capacity=capacity,
@@ -169,8 +171,11 @@ def _statistics_set(store_paths: Mapping[int, str | Path], params: MiningParams,
                 continue
             read = np.arange(visit["start"], visit["stop"], dtype=np.int64)
             older = (read[:, None] - np.arange(1, STACK_SIZE)[None, :]) % file_capacity
+            following = (read + 1) % file_capacity
             allowed, life_loss = scan(features, read, features["blank"][older].all(axis=1),
-                                      slots[b].reward[read], slots[b].terminal[read])
+                                      slots[b].reward[read], slots[b].terminal[read],
+                                      next_slots=following, actions=slots[b].action[read],
+                                      next_actions=_actions_at(slots[b], following))
             for k in np.flatnonzero(visit_of == v):
                 _, s, e = plan.trajectories[k]
                 rows = slice(int(starts[k]), int(out.trajectory_ends[k]))
@@ -184,6 +189,13 @@ def _statistics_set(store_paths: Mapping[int, str | Path], params: MiningParams,
                 out.buffer[rows] = b
                 out.slot[rows] = np.arange(s, e)
     return out, file_capacity
+
+
+def _actions_at(slots: BufferSlots, where: np.ndarray) -> np.ndarray:
+    """Actions of file slots, 0 beyond the slots read (the reference's buffer holds them, but
+    only Qbert's detector looks one row ahead, and only at whether it is 0 or 1)."""
+    inside = where < len(slots.action)
+    return np.where(inside, slots.action[np.minimum(where, len(slots.action) - 1)], 0)
 
 
 def _per_slot(path: str | Path, slots: BufferSlots, file_capacity: int, game: str,

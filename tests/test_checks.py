@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from fdt.checks import (breakout_ball_row, breakout_features, breakout_scan, moving_down,
-                        oxygen_left, pong_features, pong_scan, seaquest_features, seaquest_scan,
-                        toward_agent)
+                        oxygen_left, pong_features, pong_scan, qbert_features, qbert_landed,
+                        qbert_scan, seaquest_features, seaquest_scan, toward_agent)
 
 
 def _breakout_frame(ball_row: int | None, lives_col: int = 55, blank: bool = False) -> np.ndarray:
@@ -162,3 +162,65 @@ def test_seaquest_detector_on_real_frames() -> None:
     # The bar reads empty while the dying submarine sinks, before ALE takes the life.
     assert all(np.any((death - losses > 0) & (death - losses <= 20)) for death in deaths)
     assert allowed.any() and not np.any(allowed & (rewards != 0))
+
+
+def test_qbert_frame_features_and_landing() -> None:
+    frame = np.zeros((84, 84), dtype=np.uint8)
+    frame[2:6, 20] = 80  # the score shows
+    frame[9, 19] = frame[9, 24] = 90  # two lives left
+    frame[48:50, 7:12] = 107  # Q*bert on the left disc (10 body pixels, a disc below)
+    frame[54, 8] = 60
+    frame[14, 40] = 150  # the top cube's colour
+    frame[8:14, 40] = [0, 107, 107, 107, 100, 120]  # Q*bert's body just above it
+    features = qbert_features(frame[None])
+    assert features["lives"][0] == 2 and features["score_shown"][0] and features["on_disc"][0]
+    assert features["cubes"][0, 0] == 150 and features["above"][0, 0].tolist() == [0, 107, 107,
+                                                                                   107, 100, 120]
+    above = features["above"][0]
+    # Landing needs a change of action (the jump's input ends) and the body colours above a cube.
+    assert qbert_landed(above, action=3, next_action=0)
+    assert not qbert_landed(above, action=3, next_action=3)
+    moved = above.copy()
+    moved[0, -1] = 200  # too bright for the cube's top edge
+    assert not qbert_landed(moved, action=3, next_action=0)
+
+
+def test_qbert_detector_on_real_frames() -> None:
+    from fdt.atari import AtariEnvironment
+
+    env = AtariEnvironment("Qbert", seed=3, sticky_actions=0.0)
+    rng = np.random.default_rng(0)
+    frames, rewards, terminals, lives, actions = [], [], [], [], []
+    for _ in range(2):  # two episodes: the detector aligns at the first one's end
+        frame, depth = env.reset(), 0
+        for t in range(3000):
+            # Stay on the pyramid: down (3, 5) for a while, then up (2, 4).
+            action = int(rng.choice([3, 5] if depth < 4 else [2, 4]))
+            frames.append(frame)
+            actions.append(action)
+            lives.append(env.lives())
+            frame, reward, over = env.step(action)
+            rewards.append(reward)
+            terminals.append(over)
+            depth = (depth + 1) % 8 if t % 12 == 11 else depth
+            if over:
+                break
+        for _ in range(3):  # the padding rows before the next episode
+            frames.append(np.zeros((84, 84), np.uint8))
+            actions.append(0)
+            rewards.append(0.0)
+            terminals.append(False)
+            lives.append(0)
+    n = len(frames)
+    slots = np.arange(n)
+    following = np.minimum(slots + 1, n - 1)
+    allowed, life_loss = qbert_scan(qbert_features(np.stack(frames)), slots, np.zeros(n, bool),
+                                    np.array(rewards), np.array(terminals), next_slots=following,
+                                    actions=np.array(actions),
+                                    next_actions=np.array(actions)[following])
+    first_end = int(np.flatnonzero(terminals)[0])
+    assert not allowed[:first_end].any() and allowed[first_end:].any()
+    assert not np.any(allowed & (np.array(rewards) != 0))
+    drops = np.flatnonzero(np.diff(lives) < 0) + 1
+    for loss in np.flatnonzero(life_loss):  # each detected loss is near one ALE counts
+        assert np.min(np.abs(drops - loss)) <= 10

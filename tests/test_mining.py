@@ -129,6 +129,6 @@ def test_a_game_without_a_detector_is_refused_before_any_work(tmp_path) -> None:
 
     params = MiningParams(seed=0, transitions=10, num_buffers=1, buffers_end=1,
                           trajectories_per_visit=1, context_length=2)
-    with pytest.raises(MiningError, match="no allowed-step detector for Qbert yet"):
-        mine_states({}, tmp_path / "missing", tmp_path / "out", params, "Qbert")
+    with pytest.raises(MiningError, match="no allowed-step detector for MsPacman yet"):
+        mine_states({}, tmp_path / "missing", tmp_path / "out", params, "MsPacman")
     assert not (tmp_path / "out").exists()
