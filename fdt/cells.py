@@ -31,6 +31,7 @@ import numpy as np
 from fdt.dopamine import STACK_SIZE
 
 KERNEL = 7
+WIDTH = 84  # frame width: a constant, so the compiled loops over a row are unrolled
 DIGEST_WORDS = 2  # 2 x 64 bits
 
 
@@ -158,11 +159,31 @@ def frame_digests(pooled: np.ndarray) -> np.ndarray:
 
 
 def stack_digests(frame_digest: np.ndarray, stacks: np.ndarray) -> np.ndarray:
-    """128-bit digest of each frame stack (n, 4) of frame indices, oldest first -> (n, 2)."""
-    if stacks.shape[1] != STACK_SIZE:
+    """128-bit digest of each frame stack (n, 4) of frame indices, oldest first -> (n, 2).
+
+    The hash of the stack's 4 frame digests (8 words), as `hash_words` computes it, compiled.
+    """
+    if stacks.ndim != 2 or stacks.shape[1] != STACK_SIZE:
         raise ValueError(f"stacks must be (n, {STACK_SIZE}) frame indices, got {stacks.shape}")
-    words = frame_digest[stacks].reshape(len(stacks), STACK_SIZE * DIGEST_WORDS)
-    return hash_words(words)
+    out = np.empty((len(stacks), DIGEST_WORDS), dtype=np.uint64)
+    _stack_hash_kernel(np.ascontiguousarray(frame_digest), np.ascontiguousarray(stacks, np.int64),
+                       _MULTIPLIERS, _SEEDS, _STEP, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _stack_hash_kernel(frame_digest, stacks, multipliers, seeds, step,
+                       out):  # pragma: no cover - compiled
+    width = stacks.shape[1] * 2
+    for t in range(stacks.shape[0]):
+        for lane in range(2):
+            acc = seeds[lane, 63] ^ np.uint64(width)
+            for j in range(width):
+                word = frame_digest[stacks[t, j // 2], j % 2]
+                v = (word ^ seeds[lane, j]) * multipliers[lane, j]
+                v ^= v >> np.uint64(29)
+                acc = (acc ^ v) * step + v
+            out[t, lane] = _fmix_scalar(acc)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -175,12 +196,13 @@ def _fmix_scalar(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
     return x
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=True, error_model="numpy")
 def _pool_hash_kernel(frames, top, keep, plain, lut_row, lut, multipliers, seeds, step,
                       out):  # pragma: no cover - compiled
     """Mask, 7x7 max-pool and hash each frame; the same bytes and hash as the numpy path.
 
-    `plain[R]` says that window row R holds no masked pixel: it takes the fast path.
+    `plain[R]` says that window row R holds no masked pixel: it skips the AND with `keep`. The
+    7-row maximum is taken as a tree over row views, which the compiler vectorises.
     """
     n = frames.shape[0]
     rows = (frames.shape[1] - top) // 7
@@ -188,49 +210,35 @@ def _pool_hash_kernel(frames, top, keep, plain, lut_row, lut, multipliers, seeds
     width = (rows * cols + 7) // 8
     pooled = np.zeros(width * 8, dtype=np.uint8)
     words = pooled.view(np.uint64)
-    line = np.empty(cols * 7, dtype=np.uint8)
+    line = np.empty(WIDTH, dtype=np.uint8)
     for i in range(n):
+        frame = frames[i]
         for R in range(rows):
             r0 = top + 7 * R
+            x0, x1, x2, x3 = frame[r0], frame[r0 + 1], frame[r0 + 2], frame[r0 + 3]
+            x4, x5, x6 = frame[r0 + 4], frame[r0 + 5], frame[r0 + 6]
             if plain[R]:
-                for c in range(cols * 7):
-                    a = frames[i, r0, c]
-                    b = frames[i, r0 + 1, c]
-                    a = a if a > b else b
-                    b = frames[i, r0 + 2, c]
-                    a = a if a > b else b
-                    b = frames[i, r0 + 3, c]
-                    a = a if a > b else b
-                    b = frames[i, r0 + 4, c]
-                    a = a if a > b else b
-                    b = frames[i, r0 + 5, c]
-                    a = a if a > b else b
-                    b = frames[i, r0 + 6, c]
-                    line[c] = a if a > b else b
+                for c in range(WIDTH):
+                    a = max(x0[c], x1[c])
+                    b = max(x2[c], x3[c])
+                    d = max(x4[c], x5[c])
+                    line[c] = max(max(a, b), max(d, x6[c]))
             else:  # masked pixels read as 0 (`keep` is 0 there, and on the LUT row)
-                for c in range(cols * 7):
-                    a = frames[i, r0, c] & keep[r0, c]
-                    b = frames[i, r0 + 1, c] & keep[r0 + 1, c]
-                    a = a if a > b else b
-                    b = frames[i, r0 + 2, c] & keep[r0 + 2, c]
-                    a = a if a > b else b
-                    b = frames[i, r0 + 3, c] & keep[r0 + 3, c]
-                    a = a if a > b else b
-                    b = frames[i, r0 + 4, c] & keep[r0 + 4, c]
-                    a = a if a > b else b
-                    b = frames[i, r0 + 5, c] & keep[r0 + 5, c]
-                    a = a if a > b else b
-                    b = frames[i, r0 + 6, c] & keep[r0 + 6, c]
-                    line[c] = a if a > b else b
+                k0, k1, k2, k3 = keep[r0], keep[r0 + 1], keep[r0 + 2], keep[r0 + 3]
+                k4, k5, k6 = keep[r0 + 4], keep[r0 + 5], keep[r0 + 6]
+                for c in range(WIDTH):
+                    a = max(x0[c] & k0[c], x1[c] & k1[c])
+                    b = max(x2[c] & k2[c], x3[c] & k3[c])
+                    d = max(x4[c] & k4[c], x5[c] & k5[c])
+                    line[c] = max(max(a, b), max(d, x6[c] & k6[c]))
                 if lut_row >= r0 and lut_row < r0 + 7:
-                    for c in range(cols * 7):
-                        v = lut[frames[i, lut_row, c]]
-                        line[c] = v if v > line[c] else line[c]
+                    raw = frame[lut_row]
+                    for c in range(WIDTH):
+                        line[c] = max(line[c], lut[raw[c]])
             for C in range(cols):
                 m = line[7 * C]
                 for k in range(1, 7):
-                    v = line[7 * C + k]
-                    m = v if v > m else m
+                    m = max(m, line[7 * C + k])
                 pooled[R * cols + C] = m
         for lane in range(2):
             acc = seeds[lane, 63] ^ np.uint64(width)

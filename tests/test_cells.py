@@ -93,3 +93,12 @@ def test_compiled_kernel_equals_the_numpy_path(game: str) -> None:
     frames[:, 18:22, :] = np.random.default_rng(4).integers(90, 110, (300, 4, 84))  # Seaquest band
     expected = frame_digests(pool_frames(cell_view(game, frames)))
     assert np.array_equal(pooled_frame_digests(game, frames, chunk=128), expected)
+
+
+def test_compiled_stack_digests_equal_hashing_the_words() -> None:
+    from fdt.cells import hash_words
+
+    digest = frame_digests(np.random.default_rng(5).integers(0, 9, (50, 12, 12), dtype=np.uint8))
+    stacks = np.random.default_rng(6).integers(0, 50, (200, 4))
+    words = digest[stacks].reshape(200, 8)
+    assert np.array_equal(stack_digests(digest, stacks), hash_words(words))
