@@ -122,8 +122,10 @@ _SEEDS = _RNG.integers(0, 2**63, size=(DIGEST_WORDS, 64), dtype=np.uint64)
 _STEP = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _fmix(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser (in place on a fresh array)."""
+@numba.njit(cache=True, nogil=True)
+def _fmix(x):  # pragma: no cover - compiled
+    """MurmurHash3's 64-bit finaliser, of a uint64 or (in place) of a uint64 array; one
+    definition for the numpy path and the compiled kernels."""
     x ^= x >> np.uint64(33)
     x *= np.uint64(0xFF51AFD7ED558CCD)
     x ^= x >> np.uint64(33)
@@ -183,17 +185,7 @@ def _stack_hash_kernel(frame_digest, stacks, multipliers, seeds, step,
                 v = (word ^ seeds[lane, j]) * multipliers[lane, j]
                 v ^= v >> np.uint64(29)
                 acc = (acc ^ v) * step + v
-            out[t, lane] = _fmix_scalar(acc)
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _fmix_scalar(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xFF51AFD7ED558CCD)
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xC4CEB9FE1A85EC53)
-    x ^= x >> np.uint64(33)
-    return x
+            out[t, lane] = _fmix(acc)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=True, error_model="numpy")
@@ -246,7 +238,7 @@ def _pool_hash_kernel(frames, top, keep, plain, lut_row, lut, multipliers, seeds
                 v = (words[j] ^ seeds[lane, j]) * multipliers[lane, j]
                 v ^= v >> np.uint64(29)
                 acc = (acc ^ v) * step + v
-            out[i, lane] = _fmix_scalar(acc)
+            out[i, lane] = _fmix(acc)
 
 
 def pooled_frame_digests(game: str, frames: np.ndarray, chunk: int = 16384) -> np.ndarray:
