@@ -1,0 +1,169 @@
+"""The TF bundle reader on a checkpoint TensorFlow wrote; Dopamine's C51 in torch against numpy."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fdt.c51 import (FEATURES, NUM_ATOMS, TF_NAMES, C51Network, OracleError, greedy_actions,
+                     load_jax_checkpoint, load_tf_checkpoint, network_from_tensors, same_padding)
+from fdt.tfbundle import Bundle, BundleError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tf_checkpoint"
+PREFIX = FIXTURES / "tf_ckpt-199"
+
+
+def test_bundle_returns_every_fixture_tensor_exactly() -> None:
+    expected = np.load(FIXTURES / "tiny_c51_expected.npz")
+    tensors = Bundle(PREFIX).read_all()
+    assert sorted(tensors) == sorted(k.replace("__", "/") for k in expected.files)
+    assert len(tensors) == 35
+    for key in expected.files:
+        value = tensors[key.replace("__", "/")]
+        assert value.dtype == expected[key].dtype and value.shape == expected[key].shape, key
+        assert np.array_equal(value, expected[key]), key
+    assert tensors["global_step"].dtype == np.int64
+    assert tensors["Online/Conv/weights"].shape == (8, 8, 4, 3)
+
+
+def test_bundle_damage_is_named(tmp_path: Path) -> None:
+    for name in ("tf_ckpt-199.index", "tf_ckpt-199.data-00000-of-00001"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    data = tmp_path / "tf_ckpt-199.data-00000-of-00001"
+    raw = bytearray(data.read_bytes())
+    raw[100] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    bundle = Bundle(tmp_path / "tf_ckpt-199")
+    with pytest.raises(BundleError, match="crc32c"):
+        bundle.read_all()
+    with pytest.raises(BundleError, match="no tensor 'Online/Conv_2/weights'"):
+        bundle.read("Online/Conv_2/weights")
+    data.write_bytes(bytes(raw[:1000]))
+    with pytest.raises(BundleError, match="truncated"):
+        Bundle(tmp_path / "tf_ckpt-199").read("Target/fully_connected_1/biases")
+    index = tmp_path / "tf_ckpt-199.index"
+    index.write_bytes(index.read_bytes()[:-3])
+    with pytest.raises(BundleError, match="tf_ckpt-199.index"):
+        Bundle(tmp_path / "tf_ckpt-199")
+
+
+def test_tiny_fixture_is_not_taken_for_a_c51() -> None:
+    with pytest.raises(OracleError, match="missing Online/Conv_2/weights"):
+        load_tf_checkpoint(PREFIX, num_actions=2)
+
+
+def test_same_padding_matches_tensorflow() -> None:
+    assert same_padding(84, 8, 4) == (2, 2)
+    assert same_padding(21, 4, 2) == (1, 2)  # the asymmetric pad of the second conv
+    assert same_padding(11, 3, 1) == (1, 1)
+
+
+# --- a plain numpy Dopamine C51 (NHWC, SAME padding) -------------------------------------------
+
+
+def conv2d_same_nhwc(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
+    n, h, w, c = x.shape
+    k = kernel.shape[0]
+    out_h = -(-h // stride)
+    before, after = same_padding(h, k, stride)
+    padded = np.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+    out = np.empty((n, out_h, out_h, kernel.shape[3]), dtype=np.float64)
+    for i in range(out_h):
+        for j in range(out_h):
+            patch = padded[:, i * stride:i * stride + k, j * stride:j * stride + k, :]
+            out[:, i, j, :] = np.tensordot(patch, kernel, axes=([1, 2, 3], [0, 1, 2]))
+    return out + bias
+
+
+def dopamine_c51_numpy(states_nhwc: np.ndarray, tensors: dict[str, np.ndarray]) -> np.ndarray:
+    x = states_nhwc.astype(np.float64) / 255.0
+    for (kernel, bias), stride in zip(TF_NAMES[:3], (4, 2, 1)):
+        x = np.maximum(conv2d_same_nhwc(x, tensors[kernel], tensors[bias], stride), 0)
+    x = x.reshape(len(x), -1)  # NHWC flatten: height-width-channel
+    assert x.shape[1] == FEATURES
+    x = np.maximum(x @ tensors[TF_NAMES[3][0]] + tensors[TF_NAMES[3][1]], 0)
+    logits = (x @ tensors[TF_NAMES[4][0]] + tensors[TF_NAMES[4][1]]).reshape(len(x), -1, NUM_ATOMS)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return (p * np.linspace(-10, 10, NUM_ATOMS)).sum(-1)
+
+
+def random_tensors(num_actions: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    shapes = [((8, 8, 4, 32), (32,)), ((4, 4, 32, 64), (64,)), ((3, 3, 64, 64), (64,)),
+              ((FEATURES, 512), (512,)), ((512, num_actions * NUM_ATOMS), (num_actions * NUM_ATOMS,))]
+    tensors = {}
+    for (kernel, bias), (ks, bs) in zip(TF_NAMES, shapes):
+        fan_in = int(np.prod(ks[:-1]))
+        tensors[kernel] = (rng.standard_normal(ks) * (2.0 / fan_in) ** 0.5).astype(np.float32)
+        tensors[bias] = (rng.standard_normal(bs) * 0.1).astype(np.float32)
+    return tensors
+
+
+def test_torch_c51_equals_numpy_dopamine() -> None:
+    rng = np.random.default_rng(0)
+    tensors = random_tensors(4, rng)
+    states = rng.integers(0, 256, size=(3, 4, 84, 84), dtype=np.uint8)
+    net = network_from_tensors(tensors, TF_NAMES, 4, "random weights")
+    with torch.no_grad():
+        q = net.q_values(torch.from_numpy(states)).numpy()
+    expected = dopamine_c51_numpy(states.transpose(0, 2, 3, 1), tensors)
+    np.testing.assert_allclose(q, expected, rtol=1e-4, atol=1e-5)
+    actions, q_batched = greedy_actions(net, states, batch_size=2)
+    assert np.array_equal(actions, expected.argmax(1))
+    np.testing.assert_allclose(q_batched, q, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_for_another_game_is_refused() -> None:
+    tensors = random_tensors(4, np.random.default_rng(1))
+    with pytest.raises(OracleError, match=r"204 units = 4 actions x 51 atoms, but the game has 18"):
+        network_from_tensors(tensors, TF_NAMES, 18, "ckpt")
+    tensors["Online/Conv_1/weights"] = tensors["Online/Conv_1/weights"][:3]
+    with pytest.raises(OracleError, match="Online/Conv_1/weights has shape"):
+        network_from_tensors(tensors, TF_NAMES, 4, "ckpt")
+
+
+def test_jax_pickle_loads_without_flax(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pickle made the way Dopamine's JAX checkpointer makes it (flax FrozenDict params)."""
+    module = types.ModuleType("flax.core.frozen_dict")
+
+    class FrozenDict:  # what flax pickles: an object whose state is {'_dict': ..., '_hash': ...}
+        def __init__(self, d: dict) -> None:
+            self._dict, self._hash = d, None
+
+    FrozenDict.__module__ = "flax.core.frozen_dict"
+    FrozenDict.__qualname__ = "FrozenDict"
+    module.FrozenDict = FrozenDict
+    for name in ("flax", "flax.core", "flax.core.frozen_dict"):
+        monkeypatch.setitem(sys.modules, name, module if name.endswith("frozen_dict")
+                            else types.ModuleType(name))
+    rng = np.random.default_rng(2)
+    tf = random_tensors(3, rng)
+    layers = ("Conv_0", "Conv_1", "Conv_2", "Dense_0", "Dense_1")
+    params = {layer: {"kernel": tf[k], "bias": tf[b]} for layer, (k, b) in zip(layers, TF_NAMES)}
+    path = tmp_path / "ckpt.199"
+    with open(path, "wb") as f:
+        pickle.dump({"online_params": FrozenDict({"params": params}), "training_steps": 5}, f)
+    net = load_jax_checkpoint(path, 3)
+    reference = network_from_tensors(tf, TF_NAMES, 3, "tf")
+    states = torch.from_numpy(rng.integers(0, 256, size=(2, 4, 84, 84), dtype=np.uint8))
+    with torch.no_grad():
+        assert torch.equal(net.q_values(states), reference.q_values(states))
+
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"online_params": types.SimpleNamespace()}))
+    with pytest.raises(OracleError, match="refusing to load types.SimpleNamespace"):
+        load_jax_checkpoint(evil, 3)
+
+
+def test_network_shapes() -> None:
+    net = C51Network(6)
+    logits = net(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))
+    assert logits.shape == (2, 6, NUM_ATOMS)
+    assert net.fc.in_features == 7744
