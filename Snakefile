@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/replay.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/mine.smk"
+include: "workflow/rules/oracle.smk"
 
 
 rule all:
@@ -22,4 +23,6 @@ rule all:
         replay_targets(),
         model_targets(),
         states_targets(),
+        oracle_targets(),
+        labels_targets(),
     default_target: True

@@ -97,6 +97,24 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
             raise ConfigError(f"config error in {origin} at demo.final_rows: must be below "
                               f"demo.capacity ({demo['capacity']})")
     _check_training(config, origin, buffers)
+    _check_oracle(config, origin)
+
+
+def _check_oracle(config: dict[str, Any], origin: str) -> None:
+    """An oracle source must say where its files are."""
+    oracle = config["oracle"]
+    if "fdt" not in config["models"]:
+        return
+    if oracle["kind"] == "published" and not oracle["labels_path"]:
+        raise ConfigError(f"config error in {origin} at oracle.labels_path: oracle kind "
+                          "'published' needs the folder holding {Game}/{run}/"
+                          "$store$_feedback_ckpt.N.gz")
+    source = oracle["source"]
+    if oracle["kind"] == "dopamine" and source["kind"] in ("https", "local"):
+        needed = "url" if source["kind"] == "https" else "path"
+        if not source[needed]:
+            raise ConfigError(f"config error in {origin} at oracle.source.{needed}: oracle source "
+                              f"kind {source['kind']!r} needs it")
 
 
 def _check_training(config: dict[str, Any], origin: str, buffers: list[int]) -> None:

@@ -113,6 +113,9 @@ class _HttpSource(ReplaySource):
     """Shared HTTP transfer: thread-local sessions, Range resume, status codes to errors."""
 
     BLOCK = 1 << 16
+    # What a refusal says to do instead (the oracle's checkpoints name their own alternatives).
+    refusal_hint = ("The public DQN replay bucket has refused even anonymous reads since 2025. "
+                    f"Alternatives: {ALTERNATIVES}.")
 
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
@@ -133,9 +136,8 @@ class _HttpSource(ReplaySource):
             raise TransferCut(f"{what}: timed out after {self.timeout} s") from None
         if response.status_code in (401, 403):
             raise SourceRefusedError(
-                f"{what}: the server refused access (HTTP {response.status_code}). The public "
-                f"DQN replay bucket has refused even anonymous reads since 2025. Alternatives: "
-                f"{ALTERNATIVES}.")
+                f"{what}: the server refused access (HTTP {response.status_code}). "
+                f"{self.refusal_hint}")
         if response.status_code >= 500 or response.status_code == 429:
             raise TransferCut(f"{what}: server error HTTP {response.status_code}")
         return response
@@ -177,15 +179,17 @@ class GcsSource(_HttpSource):
     kind = "gcs"
 
     def __init__(self, bucket: str = "atari-replay-datasets", prefix: str = "dqn",
-                 endpoint: str = "https://storage.googleapis.com", timeout: float = 60.0) -> None:
+                 endpoint: str = "https://storage.googleapis.com", timeout: float = 60.0,
+                 folder: str = "replay_logs") -> None:
         super().__init__(timeout)
         self.bucket, self.prefix, self.endpoint = bucket, prefix.strip("/"), endpoint.rstrip("/")
+        self.folder = folder  # below {prefix}/{Game}/{run}/: replay_logs, or "" for C51 checkpoints
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "bucket": self.bucket, "prefix": self.prefix, "endpoint": self.endpoint}
 
     def _object(self, game: str, run: int, name: str) -> str:
-        return "/".join(p for p in (self.prefix, game, str(run), "replay_logs", name) if p)
+        return "/".join(p for p in (self.prefix, game, str(run), self.folder, name) if p)
 
     def location(self, game: str, run: int, name: str) -> str:
         return f"gs://{self.bucket}/{self._object(game, run, name)}"
@@ -268,15 +272,17 @@ class LocalSource(ReplaySource):
 
     kind = "local"
 
-    def __init__(self, root: str | Path, describe_as: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, root: str | Path, describe_as: Mapping[str, Any] | None = None,
+                 folder: str = "replay_logs") -> None:
         self.root = Path(root)
         self._describe = dict(describe_as) if describe_as else None
+        self.folder = folder
 
     def describe(self) -> dict[str, Any]:
         return self._describe or {"kind": self.kind, "path": str(self.root)}
 
     def location(self, game: str, run: int, name: str) -> str:
-        return str(self.root / game / str(run) / "replay_logs" / name)
+        return str(self.root / game / str(run) / self.folder / name)
 
     def stat(self, game: str, run: int, name: str) -> RemoteFile:
         path = Path(self.location(game, run, name))
@@ -285,7 +291,7 @@ class LocalSource(ReplaySource):
         return RemoteFile(name, str(path), path.stat().st_size)
 
     def list_checkpoints(self, game: str, run: int) -> list[int]:
-        folder = self.root / game / str(run) / "replay_logs"
+        folder = self.root / game / str(run) / self.folder
         return checkpoint_numbers(folder) if folder.is_dir() else []
 
     def download(self, remote: RemoteFile, part: Path, progress: ProgressFn) -> None:
@@ -305,15 +311,17 @@ def _numbers_from_names(names: list[str]) -> list[int]:
     return sorted(numbers)
 
 
-def source_from_config(source: Mapping[str, Any], demo_root: str | Path | None = None) -> ReplaySource:
-    """The source a config's `source:` section names. The demo is a local folder we made."""
+def source_from_config(source: Mapping[str, Any], demo_root: str | Path | None = None,
+                       folder: str = "replay_logs") -> ReplaySource:
+    """The source a config's `source:` section names. The demo is a local folder we made.
+    `folder` is what lies below {Game}/{run}/ (replay logs; "" for C51 checkpoints)."""
     kind = source["kind"]
     if kind == "gcs":
-        return GcsSource(source["bucket"], source["prefix"], source["endpoint"])
+        return GcsSource(source["bucket"], source["prefix"], source["endpoint"], folder=folder)
     if kind == "https":
         return HttpsSource(source["url"])
     if kind == "local":
-        return LocalSource(source["path"])
+        return LocalSource(source["path"], folder=folder)
     if kind == "demo":
         if demo_root is None:
             raise ValueError("source kind 'demo' needs the folder the simulator wrote")
@@ -393,16 +401,14 @@ def _fetch_file(source: ReplaySource, remote: RemoteFile, staging: Path, check_g
 def fetch_checkpoint(source: ReplaySource, game: str, run: int, number: int, dest: str | Path, *,
                      workers: int = 4, check_gzip: bool = True, attempts: int = 5,
                      backoff: float = 1.0, progress: bool = True) -> dict[str, Any]:
-    """Fetch the six files of checkpoint `number` into `dest`; return its manifest record.
+    """Fetch the six files of replay checkpoint `number` into `dest`; return its manifest record.
 
-    Files land in `dest/.partial/` first; only when all six are verified are they moved into
-    `dest`, so `dest` never holds a partial checkpoint. Rerunning after an interruption resumes.
+    A checkpoint the source lacks is named with the ones it has.
     """
-    dest = Path(dest)
-    staging = dest / STAGING
-    names = checkpoint_files(number)
     try:
-        remotes = [source.stat(game, run, name) for name in names]
+        record = fetch_files(source, game, run, checkpoint_files(number), dest, workers=workers,
+                             check_gzip=check_gzip, attempts=attempts, backoff=backoff,
+                             progress=progress, label=f"{game}/{run}/{number}")
     except SourceMissingError as err:
         try:
             available = source.list_checkpoints(game, run)
@@ -412,12 +418,27 @@ def fetch_checkpoint(source: ReplaySource, game: str, run: int, number: int, des
                 else "no checkpoints were found there")
         raise SourceMissingError(f"{err}; checkpoint {number} of {game} run {run} is not available "
                                  f"from this source ({have})") from None
+    return {"checkpoint": number, **record}
+
+
+def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], dest: str | Path, *,
+                workers: int = 4, check_gzip: bool = False, attempts: int = 5,
+                backoff: float = 1.0, progress: bool = True, label: str = "") -> dict[str, Any]:
+    """Fetch a set of files that belong together into `dest`; return their manifest record.
+
+    Files land in `dest/.partial/` first; only when all are verified are they moved into `dest`,
+    so `dest` never holds a partial set. Rerunning after an interruption resumes.
+    """
+    dest = Path(dest)
+    staging = dest / STAGING
+    try:
+        remotes = [source.stat(game, run, name) for name in names]
     except TransferCut as err:
         raise SourceError(str(err)) from None
     staging.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
     bar = tqdm(total=sum(r.size for r in remotes), unit="B", unit_scale=True, mininterval=1.0,
-               desc=f"fetch {game}/{run}/{number}", disable=not progress)
+               desc=f"fetch {label or game}", disable=not progress)
 
     def advance(n: int) -> None:
         with lock:
@@ -444,7 +465,7 @@ def fetch_checkpoint(source: ReplaySource, game: str, run: int, number: int, des
     with contextlib.suppress(OSError):
         staging.rmdir()
     return {
-        "game": game, "run": run, "checkpoint": number, "source": source.describe(),
+        "game": game, "run": run, "source": source.describe(),
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "files": entries,
     }
@@ -473,5 +494,5 @@ def merge_manifest(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 __all__ = ["GcsSource", "HttpsSource", "LocalSource", "RemoteFile", "ReplaySource", "SourceError",
-           "SourceMissingError", "SourceRefusedError", "fetch_checkpoint", "merge_manifest",
+           "SourceMissingError", "SourceRefusedError", "fetch_checkpoint", "fetch_files", "merge_manifest",
            "source_from_config"]

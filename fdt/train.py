@@ -1,4 +1,4 @@
-"""Training DT and BC on a training set: the reference's optimisation, fast on a GPU, resumable.
+"""Training DT, BC and FDT on a training set: the reference's optimisation, fast on a GPU, resumable.
 
 Optimisation as the reference (SPEC §5): AdamW (0.9, 0.95), weight decay 0.1 on linear/conv
 weights, gradient clipping 1.0, the learning rate scheduled by tokens (linear warmup, then cosine
@@ -10,6 +10,9 @@ On CUDA the frames stay on the GPU when they fit and stacks are gathered there; 
 fused attention and AdamW, optional torch.compile. A checkpoint is written after every epoch
 (model, optimizer, tokens, RNG states); `resume` continues from it exactly, since each epoch's
 order is drawn from (seed, epoch).
+
+FDT is DT trained with the feedback loss of fdt.feedback on the labels of the first `budget`
+important states, weighted by `feedback_lambda`.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fdt.dataset import TrainingSet, window_starts
+from fdt.feedback import Feedback, fdt_loss, load_feedback
 from fdt.io import atomic_path, write_json
 from fdt.keys import canonical_json
-from fdt.model import DecisionTransformer, ModelConfig, model_config_for, optimizer_groups
+from fdt.model import (MODELS, DecisionTransformer, ModelConfig, model_config_for,
+                       optimizer_groups)
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -62,6 +67,9 @@ class TrainParams:
     n_embd: int = 128
     dropout: float = 0.1
     encoder_init: str = "reference"
+    # FDT only: the feedback budget B and the weight lambda of the feedback term.
+    budget: int = 0
+    feedback_lambda: float = 0.0
     # How to run, not what is learnt (left out of the resume check's digest).
     device: str = "auto"
     precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU
@@ -99,7 +107,8 @@ class WindowBatches:
     otherwise they stay in pinned host memory, windows are gathered there and copied over.
     """
 
-    def __init__(self, data: TrainingSet, context_length: int, device: torch.device) -> None:
+    def __init__(self, data: TrainingSet, context_length: int, device: torch.device,
+                 feedback: Feedback | None = None) -> None:
         self.device = device
         self.context_length = context_length
         self.starts = torch.from_numpy(
@@ -114,6 +123,10 @@ class WindowBatches:
         self.returns_to_go = torch.from_numpy(np.array(data.returns_to_go, dtype=np.float32)).to(device)
         self.timesteps = torch.from_numpy(np.array(data.timesteps, dtype=np.int64)).to(device)
         self.offsets = torch.arange(context_length, device=device)
+        self.feedback = self.best_action = None
+        if feedback is not None:
+            self.feedback = torch.from_numpy(feedback.feedback.astype(np.int64)).to(device)
+            self.best_action = torch.from_numpy(feedback.best_action.astype(np.int64)).to(device)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -132,12 +145,16 @@ class WindowBatches:
         states = self.frames[frame_ids]  # (B, K, 4, 84, 84) uint8
         if states.device != self.device:
             states = states.pin_memory().to(self.device, non_blocking=True)
-        return {
+        batch = {
             "states": states,
             "actions": self.actions[rows],
             "returns_to_go": self.returns_to_go[rows],
             "timesteps": self.timesteps[starts],
         }
+        if self.feedback is not None:
+            batch["feedback"] = self.feedback[rows]
+            batch["best_action"] = self.best_action[rows]
+        return batch
 
 
 def _fits(nbytes: int, device: torch.device, spare: float = 0.3) -> bool:
@@ -171,9 +188,12 @@ StepHook = Callable[[int, DecisionTransformer], None]
 
 
 def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
-          tracker: Any | None = None, resume: bool = True, on_step: StepHook | None = None,
-          progress: bool = True, verify: bool = True) -> dict[str, Any]:
+          labels: str | Path | None = None, tracker: Any | None = None, resume: bool = True,
+          on_step: StepHook | None = None, progress: bool = True,
+          verify: bool = True) -> dict[str, Any]:
     """Train one model; write `model.pt`, `metrics.json` and `curve.csv` to `out_dir`.
+
+    FDT needs `labels` (a `labels.parquet` of the labelling stage for this training set).
 
     With `resume`, a checkpoint in `out_dir` from the same parameters is continued. `tracker`
     (see fdt.tracking) receives params, per-step loss, learning rate and samples/s.
@@ -190,6 +210,13 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     _check_sizes(data, params)
+    feedback = None
+    if params.model == "fdt":
+        if labels is None:
+            raise TrainingError("FDT needs the labels of its important states (labels=...)")
+        feedback = load_feedback(labels, len(data), params.budget, np.asarray(data.actions))
+        composition = feedback.composition(np.asarray(data.actions))
+        print(f"feedback: {composition}", file=sys.stderr, flush=True)
     config = model_config_for(params.model, num_actions=data.num_actions,
                               context_length=params.context_length,
                               max_timestep=data.max_timestep, n_layer=params.n_layer,
@@ -199,7 +226,7 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
     optimizer = torch.optim.AdamW(optimizer_groups(model, params.weight_decay),
                                   lr=params.learning_rate, betas=params.betas,
                                   **({"fused": True} if device.type == "cuda" else {}))
-    batches = WindowBatches(data, params.context_length, device)
+    batches = WindowBatches(data, params.context_length, device, feedback)
     steps_per_epoch = math.ceil(len(batches) / params.batch_size)
     final_tokens = 2 * len(batches) * params.context_length * 3
     state = TrainState()
@@ -217,7 +244,9 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
         tracker.log_params({**asdict(params), "transitions": len(data), "samples": len(batches),
                             "steps_per_epoch": steps_per_epoch, "final_tokens": final_tokens,
                             "frames_on_device": batches.frames_on_device,
-                            "device": str(device)})
+                            "device": str(device),
+                            **({f"feedback_{k}": v for k, v in composition.items()}
+                               if feedback is not None else {})})
 
     bar = tqdm(total=params.epochs * steps_per_epoch, initial=state.step, unit="step",
                desc=f"train {params.model} seed {params.seed}", mininterval=1.0,
@@ -237,8 +266,12 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
                 with autocast:
                     logits = forward(batch["states"], batch["actions"], batch["returns_to_go"],
                                      batch["timesteps"])
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                                       batch["actions"].reshape(-1))
+                if feedback is not None:
+                    loss, _ = fdt_loss(logits, batch["actions"], batch["feedback"],
+                                       batch["best_action"], params.feedback_lambda)
+                else:
+                    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                           batch["actions"].reshape(-1))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_norm_clip)
@@ -286,6 +319,9 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
 
     metrics = _finish(out_dir, params, config, model, state, data, batches, device,
                       final_tokens)
+    if feedback is not None:
+        metrics["feedback"] = composition
+        write_json(out_dir / METRICS, metrics)
     if tracker is not None:
         tracker.log_metrics({"final_loss": metrics["final_loss"]}, step=state.step)
         tracker.log_artifact(out_dir / MODEL)
@@ -295,8 +331,8 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
 
 def _check_sizes(data: TrainingSet, params: TrainParams) -> None:
     """Sizes that do not fit give one clear sentence before any work."""
-    if params.model not in ("dt", "bc"):
-        raise TrainingError(f"this trainer trains dt and bc; got model {params.model!r}")
+    if params.model not in MODELS:
+        raise TrainingError(f"this trainer trains {', '.join(MODELS)}; got model {params.model!r}")
     if params.n_embd % params.n_head:
         raise TrainingError(f"train.n_embd ({params.n_embd}) must be a multiple of train.n_head "
                             f"({params.n_head})")

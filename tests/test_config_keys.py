@@ -52,6 +52,12 @@ def test_defaults_are_filled() -> None:
     ({"demo": {"capacity": 100, "max_episode_steps": 200, "final_rows": 10}}, r"at demo\.capacity: 100 rows cannot hold"),
     ({"replay": {"zstd_level": "high"}}, r"at replay\.zstd_level: 'high' is not of type 'integer'"),
     ({"sources": {}}, r"Additional properties are not allowed \('sources' was unexpected\)"),
+    ({"models": ["fdt"], "oracle": {"kind": "published"}},
+     r"at oracle\.labels_path: oracle kind 'published' needs the folder"),
+    ({"models": ["fdt"], "oracle": {"kind": "dopamine", "source": {"kind": "local"}}},
+     r"at oracle\.source\.path: oracle source kind 'local' needs it"),
+    ({"models": ["gpt"]}, r"at models\.0: 'gpt' is not one of \['dt', 'bc', 'fdt'\]"),
+    ({"oracle": {"format": "onnx"}}, r"at oracle\.format: 'onnx' is not one of"),
 ])
 def test_config_errors_name_the_key(change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -232,3 +232,42 @@ def test_cuda_bf16_training_keeps_frames_on_the_device(training_set: Path, tmp_p
                                                                **TINY), progress=False)
     assert metrics["frames_on_device"] and metrics["device"].startswith("cuda")
     assert all(math.isfinite(r["loss"]) for r in metrics["history"])
+
+
+def _labels(path: Path, positions: list[int], actions: list[int], feedback: list[int],
+            best: list[int]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"order": np.arange(len(positions)), "position": np.array(positions),
+                             "action": np.array(actions, np.int32),
+                             "best_action": np.array(best, np.int32),
+                             "feedback": np.array(feedback, np.int8)}), path)
+    return path
+
+
+def test_fdt_trains_on_feedback(training_set: Path, tmp_path: Path) -> None:
+    """Positives only with lambda 0 is DT exactly; a counted negative changes the weights; the
+    run records the feedback's composition. Actions at positions 4, 5, 8, 13: 1, 2, 1, 1."""
+    dt = train(training_set, tmp_path / "dt", TrainParams(model="dt", seed=2, **TINY), progress=False)
+    positives = _labels(tmp_path / "pos.parquet", [4, 8], [1, 1], [1, 1], [1, 0])
+    fdt = train(training_set, tmp_path / "fdt0", TrainParams(model="fdt", seed=2, budget=2,
+                                                             feedback_lambda=0.0, **TINY),
+                labels=positives, progress=False)
+    _assert_same_weights(tmp_path / "dt" / MODEL, tmp_path / "fdt0" / MODEL)
+    assert fdt["history"][-1]["loss"] == dt["history"][-1]["loss"]
+    assert fdt["feedback"] == {"feedback_states": 2, "positives": 2,
+                               "positives_best_action_share": 0.5, "negatives": 0,
+                               "negatives_ignored": 0, "negatives_ignored_share": None}
+
+    mixed = _labels(tmp_path / "mixed.parquet", [5, 13, 4], [2, 1, 1], [0, 0, 1], [3, 1, 1])
+    fdt = train(training_set, tmp_path / "fdt1", TrainParams(model="fdt", seed=2, budget=2,
+                                                             feedback_lambda=0.5, **TINY),
+                labels=mixed, progress=False)
+    assert fdt["feedback"]["negatives"] == 2 and fdt["feedback"]["negatives_ignored"] == 1
+    assert fdt["feedback"]["positives"] == 0  # the budget stops before position 4
+    first = torch.load(tmp_path / "dt" / MODEL, weights_only=False)["model"]
+    second = torch.load(tmp_path / "fdt1" / MODEL, weights_only=False)["model"]
+    assert not torch.equal(first["head.weight"], second["head.weight"])
+    with pytest.raises(TrainingError, match="FDT needs the labels"):
+        train(training_set, tmp_path / "x", TrainParams(model="fdt", seed=2, **TINY), progress=False)

@@ -22,6 +22,12 @@ TINY = {
     "train": {"context_length": 5, "batch_size": 16, "epochs": 1, "n_layer": 1, "n_head": 2,
               "n_embd": 16, "warmup_tokens": 80},
     "mining": {"transitions": 3000, "trajectories_per_visit": 3, "images": 4},
+    "models": ["dt", "bc", "fdt"],
+    "oracle": {"kind": "offline", "offline": {"updates": 20, "batch_size": 8, "checkpoint_every": 10,
+                                              "target_update_period": 10},
+               "evaluation": {"episodes": 1, "max_steps": 30}},
+    "labels": {"all_transitions": True, "batch_size": 64},
+    "fdt": {"budget": 3, "lambda": 0.1},
 }
 
 
@@ -56,7 +62,7 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
     training_set = json.loads(datasets[0].read_text())
     assert training_set["counts"]["transitions"] >= 600 and training_set["num_actions"] == 4
     assert training_set["sampling"]["capacity"] == 1500 and training_set["sampling"]["seed"] == 7
-    for model in ("dt", "bc"):
+    for model in ("dt", "bc", "fdt"):
         found = list((tmp_path / f"results/Breakout/models/{model}").glob("*/seed7/metrics.json"))
         assert len(found) == 1
         metrics = json.loads(found[0].read_text())
@@ -65,13 +71,15 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
         assert (found[0].parent / "model.pt").is_file()
         params = json.loads((found[0].parent / "params.json").read_text())
         assert params["key"] == found[0].parent.parent.name
-        assert params["inputs"] == [datasets[0].parent.parent.name]
+        if model != "fdt":
+            assert params["inputs"] == [datasets[0].parent.parent.name]
     _check_mined_states(tmp_path, datasets[0].parent)
+    _check_labels_and_fdt(tmp_path, datasets[0].parent)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results/mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("fdt").experiment_id])
-    assert sorted(r.data.tags["model"] for r in runs) == ["bc", "dt"]
+    assert sorted(r.data.tags["model"] for r in runs) == ["bc", "dt", "fdt"]
     assert all(r.info.status == "FINISHED" and r.data.tags["seed"] == "7" for r in runs)
 
     again = snakemake(tmp_path, "--dry-run")
@@ -98,6 +106,35 @@ def _check_mined_states(workdir: Path, training_set: Path) -> None:
     assert (states["gap"].diff().dropna() <= 0).all()  # ranked by gap
     images = sorted(p.name for p in (found[0].parent / "images").glob("*.png"))
     assert "contact_sheet.png" in images and len(images) == min(4, len(states)) + 1
+
+
+def _check_labels_and_fdt(workdir: Path, training_set: Path) -> None:
+    """The oracle labels the mined states; FDT trains on the first `budget` of them."""
+    from fdt.dataset import TrainingSet
+
+    oracle = list((workdir / "results/Breakout/oracle").glob("*/evaluation.json"))
+    assert len(oracle) == 1
+    evaluation = json.loads(oracle[0].read_text())
+    assert len(evaluation["episodes"]) == 1 and evaluation["episodes"][0]["steps"] <= 30
+    assert json.loads((oracle[0].parent / "metrics.json").read_text())["updates"] == 20
+    found = list((workdir / "results/Breakout/labels").glob("*/seed7/agreement.json"))
+    assert len(found) == 1
+    agreement = json.loads(found[0].read_text())
+    labels = pq.read_table(found[0].parent / "labels.parquet").to_pandas()
+    states = pq.read_table(next((workdir / "results/Breakout/states").glob(
+        "*/seed7/states.parquet"))).to_pandas()
+    assert labels["position"].tolist() == states["position"].tolist()
+    assert agreement["states"]["count"] == len(labels)
+    assert agreement["states"]["positives"] == int(labels["feedback"].sum())
+    assert (labels["feedback"] == (labels["oracle_action"] == labels["action"])).all()
+    data = TrainingSet(training_set)
+    assert agreement["transitions"]["count"] == int((~data.padding).sum())
+    assert len(labels["q_values"].iloc[0]) == 4
+    fdt = json.loads(next((workdir / "results/Breakout/models/fdt").glob(
+        "*/seed7/metrics.json")).read_text())
+    first = labels.head(3)
+    assert fdt["feedback"]["feedback_states"] == len(first)
+    assert fdt["feedback"]["positives"] == int(first["feedback"].sum())
 
 
 def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:

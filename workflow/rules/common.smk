@@ -1,6 +1,7 @@
 # Validation of the config, artifact keys and input functions shared by the rules.
 
 import fdt.config
+from fdt.agents import agent_checkpoint_names
 from fdt.dopamine import FILE_KINDS, file_name
 from fdt.dataset import ARRAYS as TRAINING_SET_ARRAYS
 from fdt.keys import artifact_key, code_version
@@ -19,9 +20,14 @@ CODE = {
     "fetch": code_version(["sources", "dopamine"]),
     "convert": code_version(["store", "dopamine"]),
     "dataset": code_version(["dataset", "store", "dopamine"]),
-    "train": code_version(["train", "model", "dataset", "tracking"]),
+    "train": code_version(["train", "model", "dataset", "tracking", "feedback"]),
     "mine": code_version(["mine", "mining", "cells", "checks", "images", "dataset", "store"]),
+    "oracle": code_version(["oracle", "c51", "store", "atari"]),
+    "fetch_oracle": code_version(["oracle", "agents", "c51", "tfbundle", "sources"]),
+    "evaluate_oracle": code_version(["oracle", "c51", "tfbundle", "atari"]),
+    "label": code_version(["labels", "c51", "tfbundle", "oracle", "dataset", "dopamine"]),
 }
+ORACLE = config["oracle"]
 SEEDS = config["seeds"]
 MODELS = config["models"]
 DATASET = config["dataset"]
@@ -35,7 +41,7 @@ wildcard_constraints:
     buffer="[0-9]+",
     seed="[0-9]+",
     key="[0-9a-f]+",
-    model="dt|bc",
+    model="dt|bc|fdt",
 
 
 def demo_params(wildcards):
@@ -121,7 +127,10 @@ def dataset_key(game):
 def train_params(game, model):
     """What decides a model's weights for a game (the seed is the folder below the key)."""
     settings = fdt.config.train_settings(config, game)
-    return {"model": model, **{k: v for k, v in settings.items() if k not in RUN_SETTINGS}}
+    params = {"model": model, **{k: v for k, v in settings.items() if k not in RUN_SETTINGS}}
+    if model == "fdt":
+        params.update(budget=config["fdt"]["budget"], feedback_lambda=config["fdt"]["lambda"])
+    return params
 
 
 def run_settings(game):
@@ -130,7 +139,8 @@ def run_settings(game):
 
 
 def model_key(game, model):
-    return artifact_key(train_params(game, model), [dataset_key(game)], code=CODE["train"])
+    inputs = [dataset_key(game)] + ([labels_key(game)] if model == "fdt" else [])
+    return artifact_key(train_params(game, model), inputs, code=CODE["train"])
 
 
 def expect_key(found, wanted, what):
@@ -164,7 +174,10 @@ def train_inputs(wildcards):
     game, model = wildcards.game, wildcards.model
     expect_key(wildcards.key, model_key(game, model), f"{model} model of {game}")
     folder = dataset_dir(game, wildcards.seed)
-    return {"manifest": f"{folder}/manifest.json", "arrays": training_set_arrays(folder)}
+    inputs = {"manifest": f"{folder}/manifest.json", "arrays": training_set_arrays(folder)}
+    if model == "fdt":
+        inputs["labels"] = f"{labels_dir(game, wildcards.seed)}/labels.parquet"
+    return inputs
 
 
 def training_set_arrays(folder):
@@ -219,3 +232,101 @@ def mining_inputs(wildcards):
 
 def states_targets():
     return [f"{states_dir(game, seed)}/counts.json" for game in GAMES for seed in SEEDS]
+
+
+# --- the oracle and its labels -------------------------------------------------------------
+
+
+def training_buffers(game):
+    end, count = DATASET["buffers_end"], DATASET["num_buffers"]
+    return [
+        f"results/{game}/replay/run{DATASET['run']}/buffer{b}.parquet"
+        for b in range(end - count, end)
+    ]
+
+
+def oracle_params(game):
+    """What decides the oracle of a game, by its kind."""
+    kind = ORACLE["kind"]
+    if kind == "offline":
+        offline = {k: v for k, v in ORACLE["offline"].items() if k not in ("device", "checkpoint_every")}
+        return {"kind": kind, "game": game, "run": DATASET["run"], "num_buffers": DATASET["num_buffers"],
+                "buffers_end": DATASET["buffers_end"], **offline}
+    if kind == "dopamine":
+        source = {k: ORACLE["source"][k] for k in ("kind", "bucket", "prefix", "url", "path")}
+        return {"kind": kind, "game": game, "run": ORACLE["run"], "checkpoint": ORACLE["checkpoint"],
+                "format": ORACLE["format"], "source": source}
+    return {"kind": kind, "game": game, "labels_path": ORACLE["labels_path"]}
+
+
+def oracle_key(game):
+    inputs = [replay_key()] if ORACLE["kind"] == "offline" else []
+    code = CODE["oracle"] if ORACLE["kind"] == "offline" else CODE["fetch_oracle"]
+    return artifact_key(oracle_params(game), inputs, code=code)
+
+
+def oracle_dir(game, key=None):
+    return f"results/{game}/oracle/{key or oracle_key(game)}"
+
+
+def dopamine_checkpoint_dir(game):
+    return f"resources/oracle/{game}/{ORACLE['run']}/c51"
+
+
+def oracle_network_files(game):
+    """The files a network oracle is loaded from (none for published labels)."""
+    if ORACLE["kind"] == "offline":
+        return [f"{oracle_dir(game)}/oracle.pt"]
+    if ORACLE["kind"] == "dopamine":
+        names = agent_checkpoint_names(ORACLE["format"], ORACLE["checkpoint"])
+        return [f"{dopamine_checkpoint_dir(game)}/{name}" for name in names]
+    return []
+
+
+def label_params():
+    return {k: v for k, v in config["labels"].items() if k != "device"}
+
+
+def labels_key(game):
+    inputs = [oracle_key(game), mining_key(game)]
+    return artifact_key(label_params(), inputs, code=CODE["label"])
+
+
+def labels_dir(game, seed, key=None):
+    return f"results/{game}/labels/{key or labels_key(game)}/seed{seed}"
+
+
+def published_label_files(game):
+    """The authors' label files of the training buffers, one per replay checkpoint."""
+    end, count = DATASET["buffers_end"], DATASET["num_buffers"]
+    folder = f"{ORACLE['labels_path']}/{game}/{DATASET['run']}"
+    return [f"{folder}/$store$_feedback_ckpt.{b}.gz" for b in range(end - count, end)]
+
+
+def label_inputs(wildcards):
+    game = wildcards.game
+    expect_key(wildcards.key, labels_key(game), f"labels of {game}")
+    folder = dataset_dir(game, wildcards.seed)
+    inputs = {
+        "states": f"{states_dir(game, wildcards.seed)}/states.parquet",
+        "manifest": f"{folder}/manifest.json",
+        "arrays": training_set_arrays(folder),
+        "oracle": oracle_network_files(game),
+    }
+    if ORACLE["kind"] == "published":
+        inputs["published"] = published_label_files(game)
+        inputs["buffers"] = training_buffers(game)
+    return inputs
+
+
+def oracle_targets():
+    """The oracle's own evaluation, where the oracle is a network."""
+    if "fdt" not in MODELS or ORACLE["kind"] == "published":
+        return []
+    return [f"{oracle_dir(game)}/evaluation.json" for game in GAMES]
+
+
+def labels_targets():
+    if "fdt" not in MODELS:
+        return []
+    return [f"{labels_dir(game, seed)}/agreement.json" for game in GAMES for seed in SEEDS]

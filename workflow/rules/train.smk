@@ -31,6 +31,8 @@ rule train:
         train=lambda wc: train_params(wc.game, wc.model),
         run=lambda wc: run_settings(wc.game),
         dataset_key=lambda wc: dataset_key(wc.game),
+        input_keys=lambda wc: [dataset_key(wc.game)]
+        + ([labels_key(wc.game)] if wc.model == "fdt" else []),
         code=CODE["train"],
     threads: config["train"]["threads"]
     resources:

@@ -28,14 +28,16 @@ if os.environ.get("FDT_TRACKING", "on") != "off":
                       tags={"game": wc.game, "model": wc.model, "key": wc.key, "seed": seed,
                             "dataset_key": p.dataset_key, "stage": "train"})
 try:
-    metrics = train(Path(snakemake.input.manifest).parent, out_dir, params, tracker=tracker)
+    labels = snakemake.input.get("labels")
+    metrics = train(Path(snakemake.input.manifest).parent, out_dir, params, labels=labels,
+                    tracker=tracker)
 except BaseException:
     if tracker is not None:
         tracker.end("FAILED")
     raise
 if tracker is not None:
     tracker.end("FINISHED")
-written = write_params(out_dir, "train", p.train, [p.dataset_key], p.code,
+written = write_params(out_dir, "train", p.train, p.input_keys, p.code,
                        details={"seed": seed, **p.run})
 assert written == wc.key, f"params.json key {written} differs from the folder's {wc.key}"
 print({k: metrics[k] for k in ("epochs", "steps", "final_loss", "samples_per_s")}, flush=True)

@@ -1,0 +1,289 @@
+"""An oracle when no published C51 checkpoint can be had: offline C51 on the logged transitions.
+
+The batch-RL recipe (Agarwal et al., "An Optimistic Perspective on Offline RL"): Dopamine's C51
+network and distributional Bellman update, trained on transitions drawn uniformly from the replay
+logs instead of from an agent's own play. Targets use the target network for both the greedy next
+action and its distribution; the target support r + gamma * z (z for non-terminal rows) is
+projected onto the 51 atoms. Adam with Dopamine's C51 settings (lr 2.5e-4, epsilon 3.125e-4).
+
+The oracle is then scored in the environment under the Dopamine protocol it would have been scored
+under (sticky actions 0.25, epsilon 0.001, no no-ops), so a report can say how good it is.
+Training writes a checkpoint every `checkpoint_every` updates and resumes from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from fdt.atari import AtariEnvironment
+from fdt.c51 import C51Network, save_network
+from fdt.agents import agent_checkpoint_names
+from fdt.dopamine import FRAME_SHAPE, STACK_SIZE
+from fdt.io import atomic_path, write_json
+from fdt.keys import canonical_json
+from fdt.store import frames_numpy
+from fdt.train import resolve_device
+
+COLUMNS = ["replay_index", "episode_id", "step", "action", "reward", "terminal"]
+
+
+class OracleTrainingError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class OracleParams:
+    seed: int = 0
+    updates: int = 100_000
+    batch_size: int = 32
+    learning_rate: float = 2.5e-4
+    adam_epsilon: float = 3.125e-4
+    gamma: float = 0.99
+    target_update_period: int = 2000
+    checkpoint_every: int = 1000
+    device: str = "auto"
+
+    def digest(self) -> str:
+        learning = {k: v for k, v in asdict(self).items() if k not in ("device", "checkpoint_every")}
+        return hashlib.sha256(canonical_json(learning).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TransitionTable:
+    """Logged transitions in replay order: state and next-state stacks index `frames`, whose
+    last row is the zero frame of the stacking padding."""
+
+    frames: np.ndarray  # (N + 1, 84, 84) uint8
+    state: np.ndarray  # (N, 4) int64
+    next_state: np.ndarray  # (N, 4) int64
+    action: np.ndarray
+    reward: np.ndarray
+    terminal: np.ndarray
+    usable: np.ndarray  # rows whose next state was logged (or that are terminal)
+
+
+def load_transitions(paths: Sequence[str | Path], progress: bool = True) -> TransitionTable:
+    """Every transition of the given converted checkpoints, with its 4-frame state and next state
+    (zeros before an episode's first frame, as the dataset's states are)."""
+    tables, frames = [], []
+    for path in tqdm(paths, desc="load transitions", unit="file", disable=not progress):
+        table = pq.read_table(path, columns=COLUMNS + ["frame"])
+        frames.append(frames_numpy(table["frame"]))
+        tables.append(table.drop_columns(["frame"]))
+    table = pa.concat_tables(tables)
+    order = np.argsort(table["replay_index"].to_numpy(), kind="stable")
+    cols = {c: table[c].to_numpy()[order] for c in COLUMNS}
+    n = len(order)
+    all_frames = np.empty((n + 1, *FRAME_SHAPE), np.uint8)
+    all_frames[:n] = np.concatenate(frames)[order]
+    all_frames[n] = 0
+    row = np.arange(n)
+    episode, step = cols["episode_id"], cols["step"]
+    state = np.full((n, STACK_SIZE), n, dtype=np.int64)
+    for k in range(STACK_SIZE):
+        back = STACK_SIZE - 1 - k
+        source = row - back
+        inside = (step >= back) & (source >= 0)
+        inside[inside] &= episode[source[inside]] == episode[inside]
+        state[inside, k] = source[inside]
+    follows = np.zeros(n, bool)
+    follows[:-1] = (episode[1:] == episode[:-1]) & (cols["replay_index"][1:] ==
+                                                  cols["replay_index"][:-1] + 1)
+    terminal = cols["terminal"].astype(bool)
+    next_state = state.copy()
+    next_state[follows] = state[np.flatnonzero(follows) + 1]
+    return TransitionTable(all_frames, state, next_state, cols["action"].astype(np.int64),
+                           cols["reward"].astype(np.float32), terminal, follows | terminal)
+
+
+def project_distribution(next_probs: torch.Tensor, rewards: torch.Tensor, discounts: torch.Tensor,
+                         support: torch.Tensor) -> torch.Tensor:
+    """C51's projection of r + discount * z (per row) onto the fixed support."""
+    v_min, v_max = float(support[0]), float(support[-1])
+    delta = (v_max - v_min) / (len(support) - 1)
+    target = (rewards[:, None] + discounts[:, None] * support[None, :]).clamp(v_min, v_max)
+    b = (target - v_min) / delta
+    lower, upper = b.floor().long(), b.ceil().long()
+    out = torch.zeros_like(next_probs)
+    # Where b lands on an atom (lower == upper) all its mass goes there.
+    out.scatter_add_(1, lower, next_probs * (upper.float() - b + (lower == upper).float()))
+    out.scatter_add_(1, upper, next_probs * (b - lower.float()))
+    return out
+
+
+def c51_loss(online: C51Network, target: C51Network, batch: dict[str, torch.Tensor],
+             gamma: float) -> torch.Tensor:
+    logits = online(batch["state"])
+    chosen = logits[torch.arange(len(logits)), batch["action"]]
+    with torch.no_grad():
+        next_logits = target(batch["next_state"])
+        next_probs = F.softmax(next_logits, dim=-1)
+        next_action = (next_probs * target.support).sum(-1).argmax(-1)
+        probs = next_probs[torch.arange(len(next_probs)), next_action]
+        discounts = gamma * (~batch["terminal"]).float()
+        projected = project_distribution(probs, batch["reward"], discounts, target.support)
+    return -(projected * F.log_softmax(chosen, dim=-1)).sum(-1).mean()
+
+
+def train_oracle(paths: Sequence[str | Path], num_actions: int, out_dir: str | Path,
+                 params: OracleParams, *, progress: bool = True) -> dict[str, Any]:
+    """Train the offline C51 oracle; write `oracle.pt` and `metrics.json` into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_transitions(paths, progress)
+    usable = np.flatnonzero(data.usable)
+    if len(usable) < params.batch_size:
+        raise OracleTrainingError(f"only {len(usable)} usable transitions in {len(paths)} files, "
+                                  f"fewer than a batch of {params.batch_size}")
+    if data.action.max() >= num_actions:
+        raise OracleTrainingError(f"logged action {int(data.action.max())} is outside the game's "
+                                  f"{num_actions} actions")
+    device = resolve_device(params.device)
+    torch.manual_seed(params.seed)
+    online, target = C51Network(num_actions).to(device), C51Network(num_actions).to(device)
+    target.load_state_dict(online.state_dict())
+    optimizer = torch.optim.Adam(online.parameters(), lr=params.learning_rate,
+                                 eps=params.adam_epsilon)
+    rng = np.random.default_rng(params.seed)
+    frames = torch.from_numpy(data.frames).to(device)
+    tensors = {"state": torch.from_numpy(data.state).to(device),
+               "next_state": torch.from_numpy(data.next_state).to(device),
+               "action": torch.from_numpy(data.action).to(device),
+               "reward": torch.from_numpy(data.reward).to(device),
+               "terminal": torch.from_numpy(data.terminal).to(device)}
+    step, history = 0, []
+    checkpoint = out_dir / "checkpoint.pt"
+    if checkpoint.is_file():
+        payload = torch.load(checkpoint, map_location=device, weights_only=False)
+        if payload["digest"] == params.digest():
+            online.load_state_dict(payload["online"])
+            target.load_state_dict(payload["target"])
+            optimizer.load_state_dict(payload["optimizer"])
+            rng.bit_generator.state = payload["rng"]
+            torch.set_rng_state(payload["torch_rng"])
+            step, history = payload["step"], payload["history"]
+            print(f"resuming offline C51 from {checkpoint} at update {step}", file=sys.stderr)
+    started, loss_sum, window = time.perf_counter(), 0.0, 0
+    bar = tqdm(total=params.updates, initial=step, desc="offline C51", unit="update",
+               mininterval=1.0, disable=not progress)
+    while step < params.updates:
+        rows = torch.from_numpy(usable[rng.integers(0, len(usable), params.batch_size)]).to(device)
+        batch = {"state": frames[tensors["state"][rows]],
+                 "next_state": frames[tensors["next_state"][rows]],
+                 **{k: tensors[k][rows] for k in ("action", "reward", "terminal")}}
+        loss = c51_loss(online, target, batch, params.gamma)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        loss_sum, window = loss_sum + float(loss.detach()), window + 1
+        if step % params.target_update_period == 0:
+            target.load_state_dict(online.state_dict())
+        if step % params.checkpoint_every == 0 or step == params.updates:
+            history.append({"update": step, "loss": loss_sum / window})
+            bar.set_postfix(loss=f"{loss_sum / window:.4f}")
+            loss_sum, window = 0.0, 0
+            with atomic_path(checkpoint) as tmp:
+                torch.save({"digest": params.digest(), "online": online.state_dict(),
+                            "target": target.state_dict(), "optimizer": optimizer.state_dict(),
+                            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                            "step": step, "history": history}, tmp)
+        bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - started
+    save_network(online.cpu(), out_dir / "oracle.pt", source="offline_c51", params=asdict(params))
+    metrics = {"updates": step, "transitions": int(len(data.action)), "usable": int(len(usable)),
+               "final_loss": history[-1]["loss"] if history else None, "history": history,
+               "seconds_this_run": seconds, "device": str(device)}
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+@dataclass(frozen=True)
+class DopamineProtocol:
+    """How Dopamine scored its agents: sticky actions, epsilon 0.001, no no-ops."""
+
+    episodes: int = 10
+    epsilon: float = 0.001
+    sticky_actions: float = 0.25
+    max_steps: int = 27_000
+
+
+def evaluate_oracle(net: C51Network, game: str, protocol: DopamineProtocol, seed: int, *,
+                    rom_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Play episodes with the oracle acting epsilon-greedily on its Q-values."""
+    env = AtariEnvironment(game, seed=seed, sticky_actions=protocol.sticky_actions, rom_dir=rom_dir)
+    if env.num_actions != net.num_actions:
+        raise OracleTrainingError(f"the oracle has {net.num_actions} actions, {game} has "
+                                  f"{env.num_actions}")
+    rng = np.random.default_rng(seed)
+    net = net.eval()
+    episodes = []
+    for _ in tqdm(range(protocol.episodes), desc=f"evaluate oracle on {game}", unit="episode",
+                  disable=not progress):
+        stack = np.zeros((STACK_SIZE, *FRAME_SHAPE), np.uint8)
+        stack[-1] = env.reset()
+        total, steps, over = 0.0, 0, False
+        while not over and steps < protocol.max_steps:
+            if rng.random() < protocol.epsilon:
+                action = int(rng.integers(env.num_actions))
+            else:
+                with torch.inference_mode():
+                    action = int(net.q_values(torch.from_numpy(stack[None])).argmax())
+            frame, reward, over = env.step(action)
+            stack = np.concatenate([stack[1:], frame[None]])
+            total, steps = total + reward, steps + 1
+        episodes.append({"return": total, "steps": steps, "game_over": over})
+    returns = np.array([e["return"] for e in episodes])
+    return {"game": game, "protocol": asdict(protocol), "seed": seed, "episodes": episodes,
+            "mean_return": float(returns.mean()), "std_return": float(returns.std())}
+
+
+# --- Dopamine's published checkpoints ---------------------------------------------------------
+
+ORACLE_REFUSAL = (
+    "Alternatives: set oracle.source.kind to 'https' with oracle.source.url a mirror template "
+    "('https://host/c51/{game}/{run}/{name}') or to 'local' with oracle.source.path a folder "
+    "holding {Game}/{run}/{name}; or set oracle.kind to 'offline' to train an oracle on the "
+    "replay data, or to 'published' to use the FDT authors' label files.")
+
+
+def load_c51(folder: str | Path, fmt: str, number: int, num_actions: int) -> C51Network:
+    from fdt.c51 import load_jax_checkpoint, load_tf_checkpoint
+
+    folder = Path(folder)
+    if fmt == "tf":
+        return load_tf_checkpoint(folder / f"tf_ckpt-{number}", num_actions)
+    return load_jax_checkpoint(folder / agent_checkpoint_names(fmt, number)[0], num_actions)
+
+
+def fetch_c51_checkpoint(source: Any, game: str, run: int, number: int, fmt: str,
+                         dest: str | Path, num_actions: int, *,
+                         progress: bool = True) -> dict[str, Any]:
+    """Fetch Dopamine's C51 checkpoint through the replay's source machinery (staging,
+    resume, size and hash checks), then load it to check it is a C51 for this game."""
+    from fdt.sources import SourceRefusedError, fetch_files
+
+    if hasattr(source, "refusal_hint"):
+        source.refusal_hint = ORACLE_REFUSAL
+    try:
+        record = fetch_files(source, game, run, agent_checkpoint_names(fmt, number), dest,
+                             progress=progress, label=f"C51 {game}/{run}/{number}")
+    except SourceRefusedError as err:
+        raise SourceRefusedError(f"the C51 checkpoint of {game} run {run} could not be fetched: "
+                                 f"{err}") from None
+    load_c51(dest, fmt, number, num_actions)
+    return {**record, "checkpoint": number, "format": fmt, "checked": "loaded as C51"}

@@ -1,0 +1,29 @@
+"""Score the oracle in the environment under the Dopamine protocol (how good is the teacher?)."""
+
+from pathlib import Path
+
+from fdt.io import log_to, write_json
+
+log_to(snakemake.log[0])
+
+import torch
+
+from fdt.atari import minimal_action_count
+from fdt.c51 import load_network
+from fdt.oracle import DopamineProtocol, evaluate_oracle, load_c51
+
+torch.set_num_threads(snakemake.threads)
+p = snakemake.params
+game = snakemake.wildcards.game
+actions = minimal_action_count(game)
+if p.oracle["kind"] == "offline":
+    net = load_network(snakemake.input.oracle[0], actions)
+else:
+    net = load_c51(Path(snakemake.input.oracle[0]).parent, p.oracle["format"],
+                   p.oracle["checkpoint"], actions)
+settings = dict(p.evaluation)
+seed = settings.pop("seed")
+result = evaluate_oracle(net, game, DopamineProtocol(**settings), seed)
+result["oracle"] = p.oracle
+write_json(snakemake.output[0], result)
+print({k: result[k] for k in ("mean_return", "std_return")}, flush=True)

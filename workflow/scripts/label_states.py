@@ -1,0 +1,39 @@
+"""Label one seed's mined states with the oracle (and, optionally, every transition)."""
+
+from pathlib import Path
+
+from fdt.io import log_to
+
+log_to(snakemake.log[0])
+
+import torch
+
+from fdt.atari import minimal_action_count
+from fdt.c51 import load_network
+from fdt.keys import write_params
+from fdt.labels import NetworkOracle, PublishedLabels, label_states
+from fdt.oracle import load_c51
+from fdt.store import read_summary
+from fdt.train import resolve_device
+
+torch.set_num_threads(snakemake.threads)
+p = snakemake.params
+game = snakemake.wildcards.game
+kind = p.oracle["kind"]
+if kind == "published":
+    capacity = int(read_summary(snakemake.input.buffers[0])["capacity"])
+    oracle = PublishedLabels(Path(snakemake.input.published[0]).parent, capacity)
+else:
+    actions = minimal_action_count(game)
+    net = (load_network(snakemake.input.oracle[0], actions) if kind == "offline" else
+           load_c51(Path(snakemake.input.oracle[0]).parent, p.oracle["format"],
+                    p.oracle["checkpoint"], actions))
+    oracle = NetworkOracle(net, p.oracle, batch_size=p.labels["batch_size"],
+                           device=str(resolve_device(p.device)))
+out_dir = Path(snakemake.output.labels).parent
+summary = label_states(Path(snakemake.input.manifest).parent, snakemake.input.states, out_dir,
+                       oracle, all_transitions=p.labels["all_transitions"])
+written = write_params(out_dir, "label_states", p.labels, p.input_keys, p.code,
+                       details={"seed": int(snakemake.wildcards.seed)})
+assert written == snakemake.wildcards.key, f"params.json key {written} differs from the folder's"
+print(summary, flush=True)

@@ -1,0 +1,25 @@
+"""Train the offline C51 oracle of one game on its training buffers' transitions."""
+
+from pathlib import Path
+
+from fdt.io import log_to
+
+log_to(snakemake.log[0])
+
+import torch
+
+from fdt.atari import minimal_action_count
+from fdt.keys import write_params
+from fdt.oracle import OracleParams, train_oracle
+
+p = snakemake.params
+torch.set_num_threads(snakemake.threads)
+learning = {k: p.oracle[k] for k in ("seed", "updates", "batch_size", "learning_rate",
+                                     "adam_epsilon", "gamma", "target_update_period")}
+params = OracleParams(**learning, **p.run)
+out_dir = Path(snakemake.output.oracle).parent
+metrics = train_oracle(snakemake.input.buffers, minimal_action_count(snakemake.wildcards.game),
+                       out_dir, params)
+written = write_params(out_dir, "train_oracle", p.oracle, [p.replay_key], p.code)
+assert written == snakemake.wildcards.key, f"params.json key {written} differs from the folder's"
+print({k: metrics[k] for k in ("updates", "transitions", "final_loss")}, flush=True)
