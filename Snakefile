@@ -16,6 +16,7 @@ include: "workflow/rules/replay.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/mine.smk"
 include: "workflow/rules/oracle.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
@@ -25,4 +26,5 @@ rule all:
         states_targets(),
         oracle_targets(),
         labels_targets(),
+        "results/report/scores.csv",
     default_target: True

@@ -138,8 +138,23 @@ class AtariEnvironment:
         np.maximum(self._screens[0], self._screens[1], out=self._screens[0])
         return resize_area(self._screens[0])
 
-    def reset(self) -> np.ndarray:
+    @property
+    def fire_action(self) -> int | None:
+        """Index of FIRE in the minimal action set (None if the game has no FIRE)."""
+        import ale_py
+
+        fire = ale_py.Action.FIRE
+        return self.action_set.index(fire) if fire in self.action_set else None
+
+    def reset(self, noops: int = 0) -> np.ndarray:
+        """Start a game; `noops` raw NOOP frames (not agent steps) first, as the evaluation
+        protocol's random no-op starts do (a game that ends during them is started again)."""
         self.ale.reset_game()
+        noop = self.action_set[0]
+        for _ in range(noops):
+            self.ale.act(noop)
+            if self.ale.game_over():
+                self.ale.reset_game()
         self.ale.getScreenGrayscale(self._screens[0])
         self._screens[1].fill(0)
         return self._observation()

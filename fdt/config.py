@@ -98,6 +98,10 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
                               f"demo.capacity ({demo['capacity']})")
     _check_training(config, origin, buffers)
     _check_oracle(config, origin)
+    missing = [g for g in config["games"] if g not in config["evaluation"]["targets"]]
+    if missing:
+        raise ConfigError(f"config error in {origin} at evaluation.targets: no target return-to-go "
+                          f"for {', '.join(missing)} (e.g. evaluation.targets.{missing[0]}: [...])")
 
 
 def _check_oracle(config: dict[str, Any], origin: str) -> None:

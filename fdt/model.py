@@ -70,6 +70,19 @@ class CausalSelfAttention(nn.Module):
                                            dropout_p=self.attn_dropout if self.training else 0.0)
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))
 
+    def forward_at(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Attention output (B, C) at one position per row (`query`), attending causally."""
+        B, T, C = x.shape
+        hd = C // self.n_head
+        rows = torch.arange(B, device=x.device)
+        weight, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[rows, query], weight[:C], bias[:C]).view(B, self.n_head, 1, hd)
+        kv = F.linear(x, weight[C:], bias[C:]).view(B, T, 2, self.n_head, hd)
+        k, v = kv.permute(2, 0, 3, 1, 4)
+        visible = torch.arange(T, device=x.device)[None, :] <= query[:, None]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])
+        return self.proj(y.reshape(B, C))
+
 
 class Block(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
@@ -87,6 +100,12 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
+
+    def forward_at(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """The block's output (B, C) at one position per row (eval: no dropout)."""
+        out = x[torch.arange(len(x), device=x.device), query] + self.attn.forward_at(self.ln1(x),
+                                                                                     query)
+        return out + self.mlp(self.ln2(out))
 
 
 def _normal_init(module: nn.Module) -> None:
@@ -143,11 +162,24 @@ class DecisionTransformer(nn.Module):
         if T > self.config.context_length:
             raise ValueError(f"window of {T} steps exceeds the context length "
                              f"{self.config.context_length}")
+        state_tokens = self.encode_states(states.reshape(B * T, STACK_SIZE, *FRAME_SHAPE))
+        return self.forward_tokens(state_tokens.reshape(B, T, -1), actions, returns_to_go,
+                                   timesteps)
+
+    def encode_states(self, states: torch.Tensor) -> torch.Tensor:
+        """State tokens (N, n_embd) of frame stacks (N, 4, 84, 84); each depends on its own
+        stack only, so an evaluator can encode each new state once and keep its token."""
+        return self.state_encoder(states.float() / 255.0)
+
+    def forward_tokens(self, state_tokens: torch.Tensor, actions: torch.Tensor,
+                       returns_to_go: torch.Tensor, timesteps: torch.Tensor,
+                       at_step: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward` on encoded states (B, T, n_embd). With `at_step` (B,), only the logits
+        (B, A) at that step's state of each row: the last block then works on that one query
+        (what an evaluator needs; the same values, a sixth less work)."""
+        B, T, d = state_tokens.shape
         if actions.shape[1] not in (T, T - 1):
             raise ValueError(f"{actions.shape[1]} actions for {T} states")
-        d = self.config.n_embd
-        frames = states.reshape(B * T, STACK_SIZE, *FRAME_SHAPE).float() / 255.0
-        state_tokens = self.state_encoder(frames).reshape(B, T, d)
         action_tokens = self.action_embeddings(actions.long())
         per_step = [state_tokens]
         if self.config.return_conditioned:
@@ -161,10 +193,14 @@ class DecisionTransformer(nn.Module):
             tokens = tokens[:, :-1]
         step = timesteps.long().clamp(0, self.config.max_timestep)
         position = self.global_pos_emb[0, step].unsqueeze(1) + self.pos_emb[:, : tokens.shape[1]]
-        x = self.blocks(self.drop(tokens + position))
-        logits = self.head(self.ln_f(x))
+        x = self.drop(tokens + position)
         state_index = k - 2  # the state token of each step: (R, s, a) -> 1, (s, a) -> 0
-        return logits[:, state_index::k]
+        if at_step is None:
+            return self.head(self.ln_f(self.blocks(x)))[:, state_index::k]
+        for block in self.blocks[:-1]:
+            x = block(x)
+        x = self.blocks[-1].forward_at(x, at_step.long() * k + state_index)
+        return self.head(self.ln_f(x))
 
 
 def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -28,6 +28,8 @@ TINY = {
                "evaluation": {"episodes": 1, "max_steps": 30}},
     "labels": {"all_transitions": True, "batch_size": 64},
     "fdt": {"budget": 3, "lambda": 0.1},
+    "evaluation": {"setups": ["argmax", "sample+noop"], "test_seeds": [0, 1], "episodes": 1,
+                   "targets": {"Breakout": [90, 120]}, "max_steps": 30, "envs": 4},
 }
 
 
@@ -75,6 +77,7 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
             assert params["inputs"] == [datasets[0].parent.parent.name]
     _check_mined_states(tmp_path, datasets[0].parent)
     _check_labels_and_fdt(tmp_path, datasets[0].parent)
+    _check_report(tmp_path)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results/mlflow.db'}")
@@ -135,6 +138,29 @@ def _check_labels_and_fdt(workdir: Path, training_set: Path) -> None:
     first = labels.head(3)
     assert fdt["feedback"]["feedback_states"] == len(first)
     assert fdt["feedback"]["positives"] == int(first["feedback"].sum())
+
+
+def _check_report(workdir: Path) -> None:
+    """Each model played 2 setups x 2 targets x 2 test seeds x 1 episode; the report has them."""
+    import pandas as pd
+
+    for model in ("dt", "bc", "fdt"):
+        found = list((workdir / f"results/Breakout/eval/{model}").glob("*/seed7/episodes.parquet"))
+        assert len(found) == 1
+        episodes = pd.read_parquet(found[0])
+        assert len(episodes) == 8 and (episodes["steps"] <= 30).all()
+        assert sorted(episodes["target"].unique()) == [90.0, 120.0]
+    report = workdir / "results/report"
+    scores = pd.read_csv(report / "scores.csv")
+    assert len(scores) == 3 * 2 * 2 and (scores["seeds"] == 2).all()
+    assert set(scores["model"]) == {"dt", "bc", "fdt"}
+    comparison = pd.read_csv(report / "comparison.csv")
+    published = comparison[(comparison["target"] == 90) & (comparison["setup"] == "argmax")]
+    assert sorted(published["paper_mean"]) == [133.9, 144.7, 174.9]  # DT, BC, FDT in Table 5
+    assert len(pd.read_csv(report / "ttest.csv")) == 4
+    assert len(pd.read_csv(report / "oracle.csv")) == 1
+    for plot in ("returns_per_setup.png", "return_vs_target.png"):
+        assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ CODE = {
     "fetch_oracle": code_version(["oracle", "agents", "c51", "tfbundle", "sources"]),
     "evaluate_oracle": code_version(["oracle", "c51", "tfbundle", "atari"]),
     "label": code_version(["labels", "c51", "tfbundle", "oracle", "dataset", "dopamine"]),
+    "evaluate": code_version(["evaluate", "atari", "model", "train", "scores", "games"]),
+    "report": code_version(["report", "scores"]),
 }
 ORACLE = config["oracle"]
 SEEDS = config["seeds"]
@@ -330,3 +332,46 @@ def labels_targets():
     if "fdt" not in MODELS:
         return []
     return [f"{labels_dir(game, seed)}/agreement.json" for game in GAMES for seed in SEEDS]
+
+
+# --- evaluation and the report ---------------------------------------------------------------
+
+EVALUATION = config["evaluation"]
+EVAL_RUN_SETTINGS = ("envs", "workers", "device")  # how to run, not what is measured
+
+
+def eval_params(game):
+    """What decides a model's evaluation results for a game."""
+    params = {k: v for k, v in EVALUATION.items() if k not in EVAL_RUN_SETTINGS + ("targets",)}
+    return {**params, "game": game, "targets": EVALUATION["targets"][game]}
+
+
+def eval_key(game, model):
+    return artifact_key(eval_params(game), [model_key(game, model)], code=CODE["evaluate"])
+
+
+def eval_dir(game, model, seed, key=None):
+    return f"results/{game}/eval/{model}/{key or eval_key(game, model)}/seed{seed}"
+
+
+def eval_inputs(wildcards):
+    game, model = wildcards.game, wildcards.model
+    expect_key(wildcards.key, eval_key(game, model), f"evaluation of {model} on {game}")
+    return {"model": f"{model_dir(game, model, wildcards.seed)}/model.pt"}
+
+
+def eval_episode_files():
+    return [
+        f"{eval_dir(game, model, seed)}/episodes.parquet"
+        for game in GAMES
+        for model in MODELS
+        for seed in SEEDS
+    ]
+
+
+def report_inputs(wildcards):
+    inputs = {"episodes": eval_episode_files()}
+    oracles = oracle_targets()
+    if oracles:
+        inputs["oracle"] = oracles
+    return inputs

@@ -1,0 +1,110 @@
+"""The batched evaluator against a one-environment, batch-of-one loop (the reference's way),
+on the same model (the paper's size: 6 layers, width 128, K 30) and the same episodes.
+
+    python benchmarks/evaluate.py                     # this machine, CPU
+    python benchmarks/evaluate.py --device cuda --envs 256 --workers 15   # a GPU machine
+
+Both run `fdt.evaluate.rollout` on Breakout under the FDT protocol with a step cap: the reference
+way re-encodes every state of its window at every step with batch 1 and one environment; the
+batched evaluator plays `--envs` episodes at once, encodes each new state once, and (with
+`--workers`) steps environments in worker processes while the model works. Environments are
+created before timing (a one-off 0.1-0.2 s per slot, reported apart). The estimate for the
+full protocol of one model (6 setups x 10 seeds x 10 episodes; argmax without no-ops 1 episode
+per seed: 510 episodes) uses the measured environment rate per core, an assumed mean episode
+length, and the measured or assumed model time per batched step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from fdt.evaluate import PROTOCOLS, EnvPool, EnvSlots, ModelPolicy, protocol_jobs, rollout
+from fdt.model import DecisionTransformer, ModelConfig
+
+PROTOCOL_EPISODES = 6 * 10 * 10 - 9 * 10  # argmax without no-ops plays 1 episode per seed
+
+
+def env_rate(steps: int = 2000) -> float:
+    """Agent steps per second of one environment in this process (one core)."""
+    slots = EnvSlots("Breakout", PROTOCOLS["fdt"])
+    slots.start(0, 0, 0)
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    for _ in range(steps):
+        _, _, over, _ = slots.step(0, int(rng.integers(4)))
+        if over:
+            slots.start(0, 0, 0)
+    return steps / (time.perf_counter() - started)
+
+
+def timed_rollout(model: DecisionTransformer, jobs: list, envs: int, workers: int, cache: bool,
+                  max_steps: int, device: str) -> tuple[float, int, float]:
+    """(env steps/s, env steps, seconds to create the environments)."""
+    pool = EnvPool("Breakout", PROTOCOLS["fdt"], workers)
+    started = time.perf_counter()
+    pool.run([("start", slot, 0, 0) for slot in range(envs)])  # create every slot's ALE
+    created = time.perf_counter() - started
+    try:
+        policy = ModelPolicy(model, device, cache_states=cache, slots=envs)
+        started = time.perf_counter()
+        rows = rollout(policy, "Breakout", jobs, PROTOCOLS["fdt"], envs=envs,
+                       max_steps=max_steps, pool=pool)
+        seconds = time.perf_counter() - started
+    finally:
+        pool.close()
+    steps = sum(r["steps"] for r in rows)
+    return steps / seconds, steps, created
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--envs", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--episodes", type=int, default=128, help="episodes for the batched run")
+    parser.add_argument("--reference-episodes", type=int, default=3)
+    parser.add_argument("--max-steps", type=int, default=200)
+    parser.add_argument("--episode-steps", type=int, default=3000,
+                        help="assumed mean episode length of the full protocol (estimate)")
+    parser.add_argument("--cores", type=int, default=16, help="cores of the target machine")
+    parser.add_argument("--gpu-ms-per-step", type=float, default=5.0,
+                        help="assumed model time per batched step on the target GPU")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = DecisionTransformer(ModelConfig(num_actions=4, context_length=30, max_timestep=3000))
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, model 6x128, K 30")
+    jobs = protocol_jobs(["sample+noop"], [90.0], list(range(16)), args.episodes // 16)
+    ref_rate, ref_steps, _ = timed_rollout(model, jobs[:args.reference_episodes], 1, 0, False,
+                                           args.max_steps, args.device)
+    print(f"reference loop (1 env, batch 1, re-encoding): {ref_rate:8.1f} env steps/s "
+          f"({ref_steps} steps)")
+    rate, steps, created = timed_rollout(model, jobs, args.envs, args.workers, True,
+                                         args.max_steps, args.device)
+    print(f"batched evaluator ({args.envs} envs, {args.workers} workers): {rate:8.1f} env "
+          f"steps/s ({steps} steps; creating {args.envs} environments took {created:.1f} s "
+          "before timing)")
+    print(f"speedup: {rate / ref_rate:.2f}x")
+    per_core = env_rate()
+    print(f"environment alone: {per_core:8.1f} agent steps/s per core")
+    model_ms = 1000 * (1 / rate - 1 / per_core) * args.envs if args.workers == 0 else None
+    if model_ms is not None:
+        print(f"model + bookkeeping per batched step of {args.envs} windows here: "
+              f"{model_ms:.0f} ms")
+    total = PROTOCOL_EPISODES * args.episode_steps
+    workers = args.cores - 1
+    env_seconds = total / (workers * per_core)
+    batches = total / max(args.envs, 256)
+    model_seconds = batches * args.gpu_ms_per_step / 1000
+    print(f"estimate, full protocol of one model ({PROTOCOL_EPISODES} episodes x "
+          f"{args.episode_steps} steps = {total:,} env steps) on {args.cores} cores + a GPU: "
+          f"environments {env_seconds / 60:.1f} min on {workers} workers, model "
+          f"{model_seconds / 60:.1f} min at {args.gpu_ms_per_step} ms per step of 256 windows; "
+          f"pipelined, about {max(env_seconds, model_seconds) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+# Evaluation in Atari (batched rollouts of each trained model) and the results report.
+
+
+rule evaluate:
+    input:
+        unpack(eval_inputs),
+    output:
+        episodes="results/{game}/eval/{model}/{key}/seed{seed}/episodes.parquet",
+        summary="results/{game}/eval/{model}/{key}/seed{seed}/summary.json",
+        params="results/{game}/eval/{model}/{key}/seed{seed}/params.json",
+    params:
+        evaluation=lambda wc: eval_params(wc.game),
+        run={k: EVALUATION[k] for k in EVAL_RUN_SETTINGS},
+        model_key=lambda wc: model_key(wc.game, wc.model),
+        code=CODE["evaluate"],
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        "logs/evaluate/{game}_{model}_{key}_{seed}.log",
+    script:
+        "../scripts/evaluate_model.py"
+
+
+rule report:
+    input:
+        unpack(report_inputs),
+        paper=os.path.join(workflow.basedir, "workflow", "data", "paper_results.csv"),
+    output:
+        scores=report(
+            "results/report/scores.csv",
+            caption="../report/scores.rst",
+            category="Scores",
+        ),
+        comparison=report(
+            "results/report/comparison.csv",
+            caption="../report/comparison.rst",
+            category="Scores",
+        ),
+        ttest=report(
+            "results/report/ttest.csv", caption="../report/ttest.rst", category="Scores"
+        ),
+        oracle=report(
+            "results/report/oracle.csv", caption="../report/oracle.rst", category="Oracle"
+        ),
+        per_setup=report(
+            "results/report/returns_per_setup.png",
+            caption="../report/returns_per_setup.rst",
+            category="Plots",
+        ),
+        per_target=report(
+            "results/report/return_vs_target.png",
+            caption="../report/return_vs_target.rst",
+            category="Plots",
+        ),
+        summary="results/report/summary.json",
+    params:
+        setups=EVALUATION["setups"],
+        code=CODE["report"],
+    log:
+        "logs/report/report.log",
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,31 @@
+"""Evaluate one trained model in Atari: every setup, target, test seed and episode."""
+
+from pathlib import Path
+
+from fdt.io import log_to
+
+log_to(snakemake.log[0])
+
+import torch
+
+from fdt.evaluate import EvalParams, evaluate_model
+from fdt.keys import write_params
+from fdt.train import resolve_device
+
+p = snakemake.params
+wc = snakemake.wildcards
+torch.set_num_threads(snakemake.threads)
+e = p.evaluation
+params = EvalParams(protocol=e["protocol"], setups=tuple(e["setups"]),
+                    test_seeds=tuple(e["test_seeds"]), episodes=e["episodes"],
+                    targets=tuple(float(t) for t in e["targets"]), max_steps=e["max_steps"],
+                    envs=p.run["envs"], workers=p.run["workers"],
+                    device=str(resolve_device(p.run["device"])), timestep=e["timestep"],
+                    rom_dir=e["rom_dir"])
+out_dir = Path(snakemake.output.episodes).parent
+summary = evaluate_model(snakemake.input.model, wc.game, params, out_dir, model_name=wc.model,
+                         train_seed=int(wc.seed))
+written = write_params(out_dir, "evaluate", e, [p.model_key], p.code,
+                       details={"seed": int(wc.seed), **p.run})
+assert written == wc.key, f"params.json key {written} differs from the folder's {wc.key}"
+print({k: summary[k] for k in ("episodes", "env_steps", "env_steps_per_s")}, flush=True)
