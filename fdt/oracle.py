@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fdt.atari import AtariEnvironment
 from fdt.c51 import C51Network, save_network
 from fdt.agents import agent_checkpoint_names
 from fdt.dopamine import FRAME_SHAPE, STACK_SIZE
@@ -212,44 +211,56 @@ def train_oracle(paths: Sequence[str | Path], num_actions: int, out_dir: str | P
     return metrics
 
 
-@dataclass(frozen=True)
-class DopamineProtocol:
-    """How Dopamine scored its agents: sticky actions, epsilon 0.001, no no-ops."""
+class QPolicy:
+    """The oracle as a policy for fdt.evaluate's rollouts: its Q-values are the logits (so
+    argmax and epsilon-greedy act greedily on Q)."""
 
-    episodes: int = 10
-    epsilon: float = 0.001
-    sticky_actions: float = 0.25
-    max_steps: int = 27_000
+    def __init__(self, net: C51Network, slots: int) -> None:
+        self.net, self.slots = net.eval(), slots
+        self.stacks = np.zeros((slots, STACK_SIZE, *FRAME_SHAPE), np.uint8)
+
+    def begin(self, slot: int, target: float) -> None:
+        pass
+
+    def end(self, slot: int) -> None:
+        pass
+
+    def record(self, slot: int, action: int, reward: float) -> None:
+        pass
+
+    def observe(self, slots: Sequence[int], stacks: np.ndarray) -> None:
+        self.stacks[list(slots)] = stacks
+
+    @torch.inference_mode()
+    def logits(self, slots: Sequence[int]) -> np.ndarray:
+        return self.net.q_values(torch.from_numpy(self.stacks[list(slots)])).numpy()
 
 
-def evaluate_oracle(net: C51Network, game: str, protocol: DopamineProtocol, seed: int, *,
-                    rom_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Play episodes with the oracle acting epsilon-greedily on its Q-values."""
-    env = AtariEnvironment(game, seed=seed, sticky_actions=protocol.sticky_actions, rom_dir=rom_dir)
-    if env.num_actions != net.num_actions:
-        raise OracleTrainingError(f"the oracle has {net.num_actions} actions, {game} has "
-                                  f"{env.num_actions}")
-    rng = np.random.default_rng(seed)
-    net = net.eval()
-    episodes = []
-    for _ in tqdm(range(protocol.episodes), desc=f"evaluate oracle on {game}", unit="episode",
-                  disable=not progress):
-        stack = np.zeros((STACK_SIZE, *FRAME_SHAPE), np.uint8)
-        stack[-1] = env.reset()
-        total, steps, over = 0.0, 0, False
-        while not over and steps < protocol.max_steps:
-            if rng.random() < protocol.epsilon:
-                action = int(rng.integers(env.num_actions))
-            else:
-                with torch.inference_mode():
-                    action = int(net.q_values(torch.from_numpy(stack[None])).argmax())
-            frame, reward, over = env.step(action)
-            stack = np.concatenate([stack[1:], frame[None]])
-            total, steps = total + reward, steps + 1
-        episodes.append({"return": total, "steps": steps, "game_over": over})
-    returns = np.array([e["return"] for e in episodes])
-    return {"game": game, "protocol": asdict(protocol), "seed": seed, "episodes": episodes,
-            "mean_return": float(returns.mean()), "std_return": float(returns.std())}
+def evaluate_oracle(net: C51Network, game: str, *, episodes: int, seed: int,
+                    max_steps: int | None = None, envs: int = 8, rom_dir: str | None = None,
+                    progress: bool = True) -> dict[str, Any]:
+    """The oracle's score under the Dopamine protocol it was scored under (sticky actions 0.25,
+    epsilon-greedy 0.001, no no-ops, no forced FIRE)."""
+    from fdt.atari import minimal_action_count
+    from fdt.evaluate import PROTOCOLS, Job, rollout
+
+    actions = minimal_action_count(game, rom_dir)
+    if actions != net.num_actions:
+        raise OracleTrainingError(f"the oracle has {net.num_actions} actions, {game} has {actions}")
+    jobs = [Job("eps", 0.0, seed, e) for e in range(episodes)]
+    bar = tqdm(total=episodes, desc=f"evaluate oracle on {game}", unit="episode",
+               disable=not progress)
+    try:
+        rows = rollout(QPolicy(net, envs), game, jobs, PROTOCOLS["dopamine"], envs=envs,
+                       max_steps=max_steps, rom_dir=rom_dir, progress=bar.update)
+    finally:
+        bar.close()
+    returns = np.array([r["return"] for r in rows])
+    return {"game": game, "protocol": "dopamine", "seed": seed, "max_steps": max_steps,
+            "episodes": [{k: r[k] for k in ("episode", "return", "steps", "game_over")}
+                         for r in sorted(rows, key=lambda r: r["episode"])],
+            "mean_return": float(returns.mean()) if len(rows) else None,
+            "std_return": float(returns.std()) if len(rows) else None}
 
 
 # --- Dopamine's published checkpoints ---------------------------------------------------------

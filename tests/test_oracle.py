@@ -149,3 +149,22 @@ def test_refused_checkpoint_names_the_oracle_alternatives(tmp_path: Path) -> Non
     assert "gs://download-dopamine-rl/lucid/c51/Pong/1/tf_ckpt-199.index" in message
     assert "HTTP 401" in message and "oracle.source.kind" in message and "'offline'" in message
     assert "replay bucket" not in message
+
+
+def test_oracle_is_scored_under_the_dopamine_protocol() -> None:
+    from fdt.oracle import evaluate_oracle
+
+    net = C51Network(4)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.head.bias.view(4, 51)[3, -1] = 50.0  # always LEFT (Q = 10)
+    first = evaluate_oracle(net, "Breakout", episodes=2, seed=5, max_steps=40, envs=2,
+                            progress=False)
+    again = evaluate_oracle(net, "Breakout", episodes=2, seed=5, max_steps=40, envs=1,
+                            progress=False)
+    assert first == again  # sticky draws come from each episode's own seed
+    assert [e["steps"] for e in first["episodes"]] == [40, 40]  # never FIREs: the ball never comes
+    assert first["mean_return"] == 0.0 and first["protocol"] == "dopamine"
+    with pytest.raises(OracleTrainingError, match="the oracle has 4 actions, Pong has 6"):
+        evaluate_oracle(net, "Pong", episodes=1, seed=0, progress=False)

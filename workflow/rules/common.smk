@@ -24,7 +24,7 @@ CODE = {
     "mine": code_version(["mine", "mining", "cells", "checks", "images", "dataset", "store"]),
     "oracle": code_version(["oracle", "c51", "store", "atari"]),
     "fetch_oracle": code_version(["oracle", "agents", "c51", "tfbundle", "sources"]),
-    "evaluate_oracle": code_version(["oracle", "c51", "tfbundle", "atari"]),
+    "evaluate_oracle": code_version(["oracle", "c51", "tfbundle", "evaluate", "atari"]),
     "label": code_version(["labels", "c51", "tfbundle", "oracle", "dataset", "dopamine"]),
     "evaluate": code_version(["evaluate", "atari", "model", "train", "scores", "games"]),
     "report": code_version(["report", "scores"]),

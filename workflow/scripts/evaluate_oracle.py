@@ -10,7 +10,7 @@ import torch
 
 from fdt.atari import minimal_action_count
 from fdt.c51 import load_network
-from fdt.oracle import DopamineProtocol, evaluate_oracle, load_c51
+from fdt.oracle import evaluate_oracle, load_c51
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
@@ -21,9 +21,9 @@ if p.oracle["kind"] == "offline":
 else:
     net = load_c51(Path(snakemake.input.oracle[0]).parent, p.oracle["format"],
                    p.oracle["checkpoint"], actions)
-settings = dict(p.evaluation)
-seed = settings.pop("seed")
-result = evaluate_oracle(net, game, DopamineProtocol(**settings), seed)
+e = p.evaluation
+result = evaluate_oracle(net, game, episodes=e["episodes"], seed=e["seed"],
+                         max_steps=e["max_steps"], envs=e["envs"])
 result["oracle"] = p.oracle
 write_json(snakemake.output[0], result)
 print({k: result[k] for k in ("mean_return", "std_return")}, flush=True)
