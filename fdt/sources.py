@@ -462,8 +462,7 @@ def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], des
             shutil.copy2(staging / name, dest / name)
     for name in names:
         (staging / name).unlink()
-    with contextlib.suppress(OSError):
-        staging.rmdir()
+    # The staging folder stays (empty): fetches of other checkpoints may be using it right now.
     return {
         "game": game, "run": run, "source": source.describe(),
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
