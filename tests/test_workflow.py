@@ -85,6 +85,14 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
     assert sorted(r.data.tags["model"] for r in runs) == ["bc", "dt", "fdt"]
     assert all(r.info.status == "FINISHED" and r.data.tags["seed"] == "7" for r in runs)
 
+    html = tmp_path / "report.html"
+    made = snakemake(tmp_path, "--report", str(html))
+    assert made.returncode == 0, made.stderr[-2000:]
+    page = html.read_text(errors="replace")
+    for name in ("scores.csv", "comparison.csv", "ttest.csv", "returns_per_setup.png",
+                 "return_vs_target.png"):
+        assert name in page, name
+
     again = snakemake(tmp_path, "--dry-run")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
