@@ -26,5 +26,5 @@ rule all:
         states_targets(),
         oracle_targets(),
         labels_targets(),
-        "results/report/scores.csv",
+        f"{report_dir()}/scores.csv",
     default_target: True

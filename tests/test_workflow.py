@@ -41,11 +41,19 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.mark.slow
-def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    done = snakemake(tmp_path)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny workflow, run once to the end for the tests of this module."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    done = snakemake(workdir)
     assert done.returncode == 0, done.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_tiny_workflow_end_to_end(tiny_run: Path) -> None:
+    tmp_path = tiny_run
     run = tmp_path / "results" / "Breakout" / "replay" / "run1"
     summary = json.loads((run / "summary.json").read_text())
     # Rows 0 .. 3*1500-1+300-1: every row counted once, as padding or as a transition.
@@ -95,6 +103,55 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
 
     again = snakemake(tmp_path, "--dry-run")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def planned_jobs(workdir: Path, change: dict | None = None) -> dict[str, int]:
+    """The jobs a dry run schedules, per rule, with `change` merged over the tiny config."""
+    config = json.loads(json.dumps(TINY))
+    for section, values in (change or {}).items():
+        config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
+    (workdir / "changed.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(workdir), "--configfile", str(workdir / "changed.yaml"),
+               "--cores", "2", "--dry-run", "--quiet", "rules"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = done.stdout + done.stderr
+    if "Nothing to be done" in text:
+        return {}
+    counts = {}
+    table = text.split("Job stats:", 1)[1].splitlines()
+    for line in table[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            if counts:
+                break
+            continue
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.mark.slow
+def test_only_stale_stages_rerun(tiny_run: Path) -> None:
+    """Keys decide folders: a changed value schedules exactly the stages it feeds."""
+    assert planned_jobs(tiny_run) == {}
+    downstream_of_fdt = {"train": 1, "evaluate": 1, "report": 1, "all": 1}
+    assert planned_jobs(tiny_run, {"fdt": {"lambda": 0.5}}) == downstream_of_fdt
+    assert planned_jobs(tiny_run, {"mining": {"gamma": 0.95}}) == {
+        "mine_states": 1, "label_states": 1, **downstream_of_fdt}
+    assert planned_jobs(tiny_run, {"evaluation": {"episodes": 2}}) == {
+        "evaluate": 3, "report": 1, "all": 1}
+    assert planned_jobs(tiny_run, {"fdt": {"lambda": 0.1}}) == {}  # changed back: found again
+    # Deleting one result reruns its job and what reads that job's outputs, nothing upstream or
+    # beside it. (Snakemake regenerates a missing file only when something still needs it.)
+    states = next((tiny_run / "results/Breakout/states").glob("*/seed7/counts.json"))
+    kept = states.read_bytes()
+    states.unlink()
+    try:
+        assert planned_jobs(tiny_run) == {"mine_states": 1, "label_states": 1,
+                                          **downstream_of_fdt}
+    finally:
+        states.write_bytes(kept)
 
 
 def _check_mined_states(workdir: Path, training_set: Path) -> None:
@@ -158,7 +215,10 @@ def _check_report(workdir: Path) -> None:
         episodes = pd.read_parquet(found[0])
         assert len(episodes) == 8 and (episodes["steps"] <= 30).all()
         assert sorted(episodes["target"].unique()) == [90.0, 120.0]
-    report = workdir / "results/report"
+    reports = list((workdir / "results/report").glob("*/scores.csv"))
+    assert len(reports) == 1
+    report = reports[0].parent
+    assert json.loads((report / "params.json").read_text())["key"] == report.name
     scores = pd.read_csv(report / "scores.csv")
     assert len(scores) == 3 * 2 * 2 and (scores["seeds"] == 2).all()
     assert set(scores["model"]) == {"dt", "bc", "fdt"}

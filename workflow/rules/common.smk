@@ -369,7 +369,26 @@ def eval_episode_files():
     ]
 
 
+def report_params():
+    return {"games": GAMES, "models": MODELS, "seeds": SEEDS, "setups": EVALUATION["setups"]}
+
+
+def report_input_keys():
+    keys = [eval_key(game, model) for game in GAMES for model in MODELS]
+    return keys + ([oracle_key(game) for game in GAMES] if oracle_targets() else [])
+
+
+def report_key():
+    """The report is keyed by what it gathers: changing a value back finds the old one."""
+    return artifact_key(report_params(), report_input_keys(), code=CODE["report"])
+
+
+def report_dir(key=None):
+    return f"results/report/{key or report_key()}"
+
+
 def report_inputs(wildcards):
+    expect_key(wildcards.key, report_key(), "report")
     inputs = {"episodes": eval_episode_files()}
     oracles = oracle_targets()
     if oracles:

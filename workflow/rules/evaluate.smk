@@ -28,36 +28,38 @@ rule report:
         paper=os.path.join(workflow.basedir, "workflow", "data", "paper_results.csv"),
     output:
         scores=report(
-            "results/report/scores.csv",
+            "results/report/{key}/scores.csv",
             caption="../report/scores.rst",
             category="Scores",
         ),
         comparison=report(
-            "results/report/comparison.csv",
+            "results/report/{key}/comparison.csv",
             caption="../report/comparison.rst",
             category="Scores",
         ),
         ttest=report(
-            "results/report/ttest.csv", caption="../report/ttest.rst", category="Scores"
+            "results/report/{key}/ttest.csv", caption="../report/ttest.rst", category="Scores"
         ),
         oracle=report(
-            "results/report/oracle.csv", caption="../report/oracle.rst", category="Oracle"
+            "results/report/{key}/oracle.csv", caption="../report/oracle.rst", category="Oracle"
         ),
         per_setup=report(
-            "results/report/returns_per_setup.png",
+            "results/report/{key}/returns_per_setup.png",
             caption="../report/returns_per_setup.rst",
             category="Plots",
         ),
         per_target=report(
-            "results/report/return_vs_target.png",
+            "results/report/{key}/return_vs_target.png",
             caption="../report/return_vs_target.rst",
             category="Plots",
         ),
-        summary="results/report/summary.json",
+        summary="results/report/{key}/summary.json",
+        params="results/report/{key}/params.json",
     params:
-        setups=EVALUATION["setups"],
+        report=report_params(),
+        input_keys=report_input_keys(),
         code=CODE["report"],
     log:
-        "logs/report/report.log",
+        "logs/report/{key}.log",
     script:
         "../scripts/report.py"

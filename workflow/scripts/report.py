@@ -6,10 +6,14 @@ from fdt.io import log_to
 
 log_to(snakemake.log[0])
 
+from fdt.keys import write_params
 from fdt.report import build_report
 
+p = snakemake.params
 oracle = snakemake.input.get("oracle", [])
-summary = build_report(snakemake.input.episodes, snakemake.input.paper,
-                       Path(snakemake.output.scores).parent, oracle_files=oracle,
-                       setups=snakemake.params.setups)
+out_dir = Path(snakemake.output.scores).parent
+summary = build_report(snakemake.input.episodes, snakemake.input.paper, out_dir,
+                       oracle_files=oracle, setups=p.report["setups"])
+written = write_params(out_dir, "report", p.report, p.input_keys, p.code)
+assert written == snakemake.wildcards.key, f"params.json key {written} differs from the folder's"
 print(summary, flush=True)
