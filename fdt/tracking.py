@@ -3,14 +3,20 @@
 The store is a SQLite file under results/ unless MLFLOW_TRACKING_URI names another. Tracking is a
 convenience, never a reason to lose a training run: every failure is a warning, after which the
 tracker stops trying.
+
+Parallel jobs share the SQLite store: the first to open it creates its tables while holding a file
+lock (MLflow's schema migrations are not safe to run twice at once), and a write that finds the
+database locked by another job is retried with backoff.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +31,37 @@ def default_tracking_uri(root: str | Path = ".") -> str:
     if uri:
         return uri
     return f"sqlite:///{(Path(root) / DEFAULT_STORE).resolve()}"
+
+
+RETRIES = 8
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock beside a SQLite store (nothing to lock for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def retry_when_locked(action: Callable[[], Any], attempts: int = RETRIES) -> Any:
+    """Run `action`, again after a pause while another process holds the SQLite database."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as err:
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 class Tracker:
@@ -45,7 +82,7 @@ class Tracker:
         if self.failed:
             return None
         try:
-            return action()
+            return retry_when_locked(action)
         except Exception as err:  # tracking must never stop training
             self.failed = True
             warnings.warn(f"MLflow tracking at {self.uri} failed while {what} ({type(err).__name__}:"
@@ -58,7 +95,9 @@ class Tracker:
     def _start(self, run_id: str | None) -> str:
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.uri)
+        with store_lock(self.uri):  # the first job creates the tables; the others wait for it
+            self.client = MlflowClient(tracking_uri=self.uri)
+            experiment_id = self._experiment_id()
         if run_id is not None:
             try:
                 self.client.update_run(run_id, status="RUNNING")
@@ -66,7 +105,6 @@ class Tracker:
                 return run_id
             except Exception:  # the old run is gone (another store): start a new one
                 pass
-        experiment_id = self._experiment_id()
         run = self.client.create_run(experiment_id, run_name=self.run_name, tags=self.tags)
         self.run_id = run.info.run_id
         return self.run_id
