@@ -20,6 +20,7 @@ include: "workflow/rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         replay_targets(),
         model_targets(),
@@ -27,4 +28,3 @@ rule all:
         oracle_targets(),
         labels_targets(),
         f"{report_dir()}/scores.csv",
-    default_target: True

@@ -374,7 +374,6 @@ class _Rollout:
         self.env_steps = 0
 
     def play(self, queue: deque) -> list[dict[str, Any]]:
-        started = time.perf_counter()
         in_flight = [None, None]  # per group: the slots and actions whose step is submitted
         while queue or self.live:
             for g in (0, 1):
@@ -388,9 +387,6 @@ class _Rollout:
                     actions = self._actions(slots)
                     ticket = self.pool.submit([("step", s, a) for s, a in zip(slots, actions)])
                     in_flight[g] = (slots, actions, ticket)
-        seconds = time.perf_counter() - started
-        for row in self.rows:
-            row["batch_env_steps_per_s"] = self.env_steps / seconds if seconds else None
         return self.rows
 
     def _start_episodes(self, group: int, queue: deque) -> None:

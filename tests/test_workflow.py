@@ -105,16 +105,21 @@ def test_tiny_workflow_end_to_end(tiny_run: Path) -> None:
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
-def planned_jobs(workdir: Path, change: dict | None = None) -> dict[str, int]:
-    """The jobs a dry run schedules, per rule, with `change` merged over the tiny config."""
+def planned_jobs(workdir: Path, change: dict | None = None,
+                 repo: Path = REPO) -> dict[str, int]:
+    """The jobs a dry run schedules, per rule, with `change` merged over the tiny config, the
+    workflow and library taken from `repo`."""
     config = json.loads(json.dumps(TINY))
     for section, values in (change or {}).items():
         config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
     (workdir / "changed.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"),
                "--directory", str(workdir), "--configfile", str(workdir / "changed.yaml"),
                "--cores", "2", "--dry-run", "--quiet", "rules"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(repo)}  # `import fdt` finds this copy first
+    # (run from the working directory: from the repository, `-m` would put it first on the path)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env,
+                          cwd=workdir)
     assert done.returncode == 0, done.stderr[-2000:]
     text = done.stdout + done.stderr
     if "Nothing to be done" in text:
@@ -152,6 +157,25 @@ def test_only_stale_stages_rerun(tiny_run: Path) -> None:
                                           **downstream_of_fdt}
     finally:
         states.write_bytes(kept)
+
+
+@pytest.mark.slow
+def test_editing_a_module_reruns_only_its_stages(tiny_run: Path, tmp_path: Path) -> None:
+    """A copy of the workflow whose fdt/train.py has one more line: training (which runs it)
+    and evaluation (which loads models with it) are stale, nothing upstream."""
+    import shutil
+
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    shutil.copy(REPO / "Snakefile", copy / "Snakefile")
+    for folder in ("workflow", "fdt", "config", "profiles"):
+        shutil.copytree(REPO / folder, copy / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    assert planned_jobs(tiny_run, repo=copy) == {"report": 1, "all": 1}  # only its data path moved
+    with open(copy / "fdt" / "train.py", "a") as f:
+        f.write("\n# an edit\n")
+    assert planned_jobs(tiny_run, repo=copy) == {"train": 3, "evaluate": 3, "report": 1,
+                                                 "all": 1}
 
 
 def _check_mined_states(workdir: Path, training_set: Path) -> None:

@@ -6,7 +6,6 @@ from fdt.dopamine import FILE_KINDS, file_name
 from fdt.dataset import ARRAYS as TRAINING_SET_ARRAYS
 from fdt.keys import artifact_key, code_version
 
-
 config = fdt.config.validate_config(config, origin="the workflow config")
 GAMES = config["games"]
 RUNS = config["runs"]
@@ -21,12 +20,18 @@ CODE = {
     "convert": code_version(["store", "dopamine"]),
     "dataset": code_version(["dataset", "store", "dopamine"]),
     "train": code_version(["train", "model", "dataset", "tracking", "feedback"]),
-    "mine": code_version(["mine", "mining", "cells", "checks", "images", "dataset", "store"]),
+    "mine": code_version(
+        ["mine", "mining", "cells", "checks", "images", "dataset", "store"]
+    ),
     "oracle": code_version(["oracle", "c51", "store", "atari"]),
     "fetch_oracle": code_version(["oracle", "agents", "c51", "tfbundle", "sources"]),
     "evaluate_oracle": code_version(["oracle", "c51", "tfbundle", "evaluate", "atari"]),
-    "label": code_version(["labels", "c51", "tfbundle", "oracle", "dataset", "dopamine"]),
-    "evaluate": code_version(["evaluate", "atari", "model", "train", "scores", "games"]),
+    "label": code_version(
+        ["labels", "c51", "tfbundle", "oracle", "dataset", "dopamine"]
+    ),
+    "evaluate": code_version(
+        ["evaluate", "atari", "model", "train", "scores", "games"]
+    ),
     "report": code_version(["report", "scores"]),
 }
 ORACLE = config["oracle"]
@@ -63,7 +68,11 @@ def source_description():
     """What the fetch rule fetches from; part of its params, so a new source refetches."""
     if SOURCE["kind"] == "demo":
         return {"kind": "demo"}
-    keep = {"gcs": ("bucket", "prefix", "endpoint"), "https": ("url",), "local": ("path",)}
+    keep = {
+        "gcs": ("bucket", "prefix", "endpoint"),
+        "https": ("url",),
+        "local": ("path",),
+    }
     return {"kind": SOURCE["kind"], **{k: SOURCE[k] for k in keep[SOURCE["kind"]]}}
 
 
@@ -91,7 +100,9 @@ def convert_inputs(wildcards):
 
 
 def replay_targets():
-    return [f"results/{game}/replay/run{run}/summary.json" for game in GAMES for run in RUNS] + [
+    return [
+        f"results/{game}/replay/run{run}/summary.json" for game in GAMES for run in RUNS
+    ] + [
         f"resources/replay/{game}/{run}/manifest.json" for game in GAMES for run in RUNS
     ]
 
@@ -101,8 +112,13 @@ def replay_targets():
 
 def replay_key():
     """What decides the converted transitions: the source, its step cap, the conversion code."""
-    source = {**source_description(), "demo": DEMO_KEY if SOURCE["kind"] == "demo" else None}
-    return artifact_key({"source": source, "episode_cap": EPISODE_CAP}, code=CODE["convert"])
+    source = {
+        **source_description(),
+        "demo": DEMO_KEY if SOURCE["kind"] == "demo" else None,
+    }
+    return artifact_key(
+        {"source": source, "episode_cap": EPISODE_CAP}, code=CODE["convert"]
+    )
 
 
 def dataset_params(game):
@@ -129,9 +145,14 @@ def dataset_key(game):
 def train_params(game, model):
     """What decides a model's weights for a game (the seed is the folder below the key)."""
     settings = fdt.config.train_settings(config, game)
-    params = {"model": model, **{k: v for k, v in settings.items() if k not in RUN_SETTINGS}}
+    params = {
+        "model": model,
+        **{k: v for k, v in settings.items() if k not in RUN_SETTINGS},
+    }
     if model == "fdt":
-        params.update(budget=config["fdt"]["budget"], feedback_lambda=config["fdt"]["lambda"])
+        params.update(
+            budget=config["fdt"]["budget"], feedback_lambda=config["fdt"]["lambda"]
+        )
     return params
 
 
@@ -149,8 +170,10 @@ def expect_key(found, wanted, what):
     """A folder key in a requested path must be the current config's: old folders stay as
     they are and are found again when the config changes back."""
     if found != wanted:
-        raise ValueError(f"{what}: key {found} is not the current config's ({wanted}); old "
-                         "folders are kept but only the current config's are built")
+        raise ValueError(
+            f"{what}: key {found} is not the current config's ({wanted}); old "
+            "folders are kept but only the current config's are built"
+        )
 
 
 def dataset_dir(game, seed, key=None):
@@ -162,7 +185,9 @@ def model_dir(game, model, seed, key=None):
 
 
 def training_set_inputs(wildcards):
-    expect_key(wildcards.key, dataset_key(wildcards.game), f"training set of {wildcards.game}")
+    expect_key(
+        wildcards.key, dataset_key(wildcards.game), f"training set of {wildcards.game}"
+    )
     end, count = DATASET["buffers_end"], DATASET["num_buffers"]
     return {
         "buffers": [
@@ -176,7 +201,10 @@ def train_inputs(wildcards):
     game, model = wildcards.game, wildcards.model
     expect_key(wildcards.key, model_key(game, model), f"{model} model of {game}")
     folder = dataset_dir(game, wildcards.seed)
-    inputs = {"manifest": f"{folder}/manifest.json", "arrays": training_set_arrays(folder)}
+    inputs = {
+        "manifest": f"{folder}/manifest.json",
+        "arrays": training_set_arrays(folder),
+    }
     if model == "fdt":
         inputs["labels"] = f"{labels_dir(game, wildcards.seed)}/labels.parquet"
     return inputs
@@ -219,7 +247,9 @@ def states_dir(game, seed, key=None):
 
 
 def mining_inputs(wildcards):
-    expect_key(wildcards.key, mining_key(wildcards.game), f"mined states of {wildcards.game}")
+    expect_key(
+        wildcards.key, mining_key(wildcards.game), f"mined states of {wildcards.game}"
+    )
     folder = dataset_dir(wildcards.game, wildcards.seed)
     end, count = DATASET["buffers_end"], DATASET["num_buffers"]
     return {
@@ -251,13 +281,31 @@ def oracle_params(game):
     """What decides the oracle of a game, by its kind."""
     kind = ORACLE["kind"]
     if kind == "offline":
-        offline = {k: v for k, v in ORACLE["offline"].items() if k not in ("device", "checkpoint_every")}
-        return {"kind": kind, "game": game, "run": DATASET["run"], "num_buffers": DATASET["num_buffers"],
-                "buffers_end": DATASET["buffers_end"], **offline}
+        offline = {
+            k: v
+            for k, v in ORACLE["offline"].items()
+            if k not in ("device", "checkpoint_every")
+        }
+        return {
+            "kind": kind,
+            "game": game,
+            "run": DATASET["run"],
+            "num_buffers": DATASET["num_buffers"],
+            "buffers_end": DATASET["buffers_end"],
+            **offline,
+        }
     if kind == "dopamine":
-        source = {k: ORACLE["source"][k] for k in ("kind", "bucket", "prefix", "url", "path")}
-        return {"kind": kind, "game": game, "run": ORACLE["run"], "checkpoint": ORACLE["checkpoint"],
-                "format": ORACLE["format"], "source": source}
+        source = {
+            k: ORACLE["source"][k] for k in ("kind", "bucket", "prefix", "url", "path")
+        }
+        return {
+            "kind": kind,
+            "game": game,
+            "run": ORACLE["run"],
+            "checkpoint": ORACLE["checkpoint"],
+            "format": ORACLE["format"],
+            "source": source,
+        }
     return {"kind": kind, "game": game, "labels_path": ORACLE["labels_path"]}
 
 
@@ -331,7 +379,9 @@ def oracle_targets():
 def labels_targets():
     if "fdt" not in MODELS:
         return []
-    return [f"{labels_dir(game, seed)}/agreement.json" for game in GAMES for seed in SEEDS]
+    return [
+        f"{labels_dir(game, seed)}/agreement.json" for game in GAMES for seed in SEEDS
+    ]
 
 
 # --- evaluation and the report ---------------------------------------------------------------
@@ -342,12 +392,16 @@ EVAL_RUN_SETTINGS = ("envs", "workers", "device")  # how to run, not what is mea
 
 def eval_params(game):
     """What decides a model's evaluation results for a game."""
-    params = {k: v for k, v in EVALUATION.items() if k not in EVAL_RUN_SETTINGS + ("targets",)}
+    params = {
+        k: v for k, v in EVALUATION.items() if k not in EVAL_RUN_SETTINGS + ("targets",)
+    }
     return {**params, "game": game, "targets": EVALUATION["targets"][game]}
 
 
 def eval_key(game, model):
-    return artifact_key(eval_params(game), [model_key(game, model)], code=CODE["evaluate"])
+    return artifact_key(
+        eval_params(game), [model_key(game, model)], code=CODE["evaluate"]
+    )
 
 
 def eval_dir(game, model, seed, key=None):
@@ -370,7 +424,12 @@ def eval_episode_files():
 
 
 def report_params():
-    return {"games": GAMES, "models": MODELS, "seeds": SEEDS, "setups": EVALUATION["setups"]}
+    return {
+        "games": GAMES,
+        "models": MODELS,
+        "seeds": SEEDS,
+        "setups": EVALUATION["setups"],
+    }
 
 
 def report_input_keys():

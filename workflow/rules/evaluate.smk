@@ -8,16 +8,18 @@ rule evaluate:
         episodes="results/{game}/eval/{model}/{key}/seed{seed}/episodes.parquet",
         summary="results/{game}/eval/{model}/{key}/seed{seed}/summary.json",
         params="results/{game}/eval/{model}/{key}/seed{seed}/params.json",
+    log:
+        "logs/evaluate/{game}_{model}_{key}_{seed}.log",
+    conda:
+        "../envs/fdt.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
     params:
         evaluation=lambda wc: eval_params(wc.game),
         run={k: EVALUATION[k] for k in EVAL_RUN_SETTINGS},
         model_key=lambda wc: model_key(wc.game, wc.model),
         code=CODE["evaluate"],
-    threads: config["train"]["threads"]
-    resources:
-        gpu=1,
-    log:
-        "logs/evaluate/{game}_{model}_{key}_{seed}.log",
     script:
         "../scripts/evaluate_model.py"
 
@@ -38,10 +40,14 @@ rule report:
             category="Scores",
         ),
         ttest=report(
-            "results/report/{key}/ttest.csv", caption="../report/ttest.rst", category="Scores"
+            "results/report/{key}/ttest.csv",
+            caption="../report/ttest.rst",
+            category="Scores",
         ),
         oracle=report(
-            "results/report/{key}/oracle.csv", caption="../report/oracle.rst", category="Oracle"
+            "results/report/{key}/oracle.csv",
+            caption="../report/oracle.rst",
+            category="Oracle",
         ),
         per_setup=report(
             "results/report/{key}/returns_per_setup.png",
@@ -55,11 +61,13 @@ rule report:
         ),
         summary="results/report/{key}/summary.json",
         params="results/report/{key}/params.json",
+    log:
+        "logs/report/{key}.log",
+    conda:
+        "../envs/fdt.yaml"
     params:
         report=report_params(),
         input_keys=report_input_keys(),
         code=CODE["report"],
-    log:
-        "logs/report/{key}.log",
     script:
         "../scripts/report.py"

@@ -9,11 +9,13 @@ rule mine_states:
         counts="results/{game}/states/{key}/seed{seed}/counts.json",
         images=directory("results/{game}/states/{key}/seed{seed}/images"),
         params="results/{game}/states/{key}/seed{seed}/params.json",
+    log:
+        "logs/mine_states/{game}_{key}_{seed}.log",
+    conda:
+        "../envs/fdt.yaml"
     params:
         mining=lambda wc: mining_params(wc.game),
         dataset_key=lambda wc: dataset_key(wc.game),
         code=CODE["mine"],
-    log:
-        "logs/mine_states/{game}_{key}_{seed}.log",
     script:
         "../scripts/mine_states.py"

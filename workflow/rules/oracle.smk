@@ -9,16 +9,18 @@ rule train_oracle:
         oracle="results/{game}/oracle/{key}/oracle.pt",
         metrics="results/{game}/oracle/{key}/metrics.json",
         params="results/{game}/oracle/{key}/params.json",
+    log:
+        "logs/train_oracle/{game}_{key}.log",
+    conda:
+        "../envs/fdt.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
     params:
         oracle=lambda wc: oracle_params(wc.game),
         run={k: ORACLE["offline"][k] for k in ("device", "checkpoint_every")},
         replay_key=replay_key(),
         code=CODE["oracle"],
-    threads: config["train"]["threads"]
-    resources:
-        gpu=1,
-    log:
-        "logs/train_oracle/{game}_{key}.log",
     script:
         "../scripts/train_oracle.py"
 
@@ -30,13 +32,15 @@ rule fetch_oracle:
             for name in agent_checkpoint_names(ORACLE["format"], ORACLE["checkpoint"])
         ],
         record="resources/oracle/{game}/{run}/c51/manifest.json",
+    log:
+        "logs/fetch_oracle/{game}_{run}.log",
+    conda:
+        "../envs/fdt.yaml"
     params:
         source=ORACLE["source"],
         checkpoint=ORACLE["checkpoint"],
         format=ORACLE["format"],
         code=CODE["fetch_oracle"],
-    log:
-        "logs/fetch_oracle/{game}_{run}.log",
     script:
         "../scripts/fetch_oracle.py"
 
@@ -46,13 +50,15 @@ rule evaluate_oracle:
         oracle=lambda wc: oracle_network_files(wc.game),
     output:
         "results/{game}/oracle/{key}/evaluation.json",
+    log:
+        "logs/evaluate_oracle/{game}_{key}.log",
+    conda:
+        "../envs/fdt.yaml"
+    threads: 1
     params:
         oracle=lambda wc: oracle_params(wc.game),
         evaluation=ORACLE["evaluation"],
         code=CODE["evaluate_oracle"],
-    threads: 1
-    log:
-        "logs/evaluate_oracle/{game}_{key}.log",
     script:
         "../scripts/evaluate_oracle.py"
 
@@ -64,14 +70,16 @@ rule label_states:
         labels="results/{game}/labels/{key}/seed{seed}/labels.parquet",
         agreement="results/{game}/labels/{key}/seed{seed}/agreement.json",
         params="results/{game}/labels/{key}/seed{seed}/params.json",
+    log:
+        "logs/label_states/{game}_{key}_{seed}.log",
+    conda:
+        "../envs/fdt.yaml"
+    threads: config["train"]["threads"]
     params:
         labels=label_params(),
         device=config["labels"]["device"],
         oracle=lambda wc: oracle_params(wc.game),
         input_keys=lambda wc: [oracle_key(wc.game), mining_key(wc.game)],
         code=CODE["label"],
-    threads: config["train"]["threads"]
-    log:
-        "logs/label_states/{game}_{key}_{seed}.log",
     script:
         "../scripts/label_states.py"

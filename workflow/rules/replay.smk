@@ -4,11 +4,13 @@
 rule simulate_demo:
     output:
         directory("resources/demo/{key}/{game}/{run}/replay_logs"),
+    log:
+        "logs/simulate_demo/{key}_{game}_{run}.log",
+    conda:
+        "../envs/fdt.yaml"
     params:
         demo=demo_params,
         code=CODE["demo"],
-    log:
-        "logs/simulate_demo/{key}_{game}_{run}.log",
     script:
         "../scripts/simulate_demo.py"
 
@@ -19,13 +21,15 @@ rule fetch_replay:
     output:
         files=replay_files("{game}", "{run}", "{buffer}"),
         record="resources/replay/{game}/{run}/manifest/buffer{buffer}.json",
+    log:
+        "logs/fetch_replay/{game}_{run}_{buffer}.log",
+    conda:
+        "../envs/fdt.yaml"
     params:
         source=source_description(),
         workers=SOURCE["workers"],
         verify_gzip=SOURCE["verify_gzip"],
         code=CODE["fetch"],
-    log:
-        "logs/fetch_replay/{game}_{run}_{buffer}.log",
     script:
         "../scripts/fetch_replay.py"
 
@@ -42,6 +46,8 @@ rule replay_manifest:
         "resources/replay/{game}/{run}/manifest.json",
     log:
         "logs/replay_manifest/{game}_{run}.log",
+    conda:
+        "../envs/fdt.yaml"
     script:
         "../scripts/replay_manifest.py"
 
@@ -51,6 +57,10 @@ rule convert_replay:
         unpack(convert_inputs),
     output:
         "results/{game}/replay/run{run}/buffer{buffer}.parquet",
+    log:
+        "logs/convert_replay/{game}_{run}_{buffer}.log",
+    conda:
+        "../envs/fdt.yaml"
     params:
         with_previous=lambda wc: int(wc.buffer) - 1 in BUFFERS,
         with_following=lambda wc: int(wc.buffer) + 1 in BUFFERS,
@@ -59,8 +69,6 @@ rule convert_replay:
         zstd_level=config["replay"]["zstd_level"],
         source=source_description(),
         code=CODE["convert"],
-    log:
-        "logs/convert_replay/{game}_{run}_{buffer}.log",
     script:
         "../scripts/convert_replay.py"
 
@@ -76,13 +84,15 @@ rule replay_summary:
     output:
         summary="results/{game}/replay/run{run}/summary.json",
         params="results/{game}/replay/run{run}/params.json",
+    log:
+        "logs/replay_summary/{game}_{run}.log",
+    conda:
+        "../envs/fdt.yaml"
     params:
         episode_cap=EPISODE_CAP,
         row_group_rows=config["replay"]["row_group_rows"],
         zstd_level=config["replay"]["zstd_level"],
         source=source_description(),
         code=CODE["convert"],
-    log:
-        "logs/replay_summary/{game}_{run}.log",
     script:
         "../scripts/replay_summary.py"

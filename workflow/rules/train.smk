@@ -8,13 +8,15 @@ rule training_set:
         manifest="results/{game}/dataset/{key}/seed{seed}/manifest.json",
         arrays=training_set_arrays("results/{game}/dataset/{key}/seed{seed}"),
         params="results/{game}/dataset/{key}/seed{seed}/params.json",
+    log:
+        "logs/training_set/{game}_{key}_{seed}.log",
+    conda:
+        "../envs/fdt.yaml"
     params:
         sampling=lambda wc: dataset_params(wc.game),
         capacity=lambda wc: fdt.config.dataset_capacity(config, wc.game, int(wc.seed)),
         replay_key=replay_key(),
         code=CODE["dataset"],
-    log:
-        "logs/training_set/{game}_{key}_{seed}.log",
     script:
         "../scripts/build_training_set.py"
 
@@ -27,6 +29,13 @@ rule train:
         metrics="results/{game}/models/{model}/{key}/seed{seed}/metrics.json",
         curve="results/{game}/models/{model}/{key}/seed{seed}/curve.csv",
         params="results/{game}/models/{model}/{key}/seed{seed}/params.json",
+    log:
+        "logs/train/{game}_{model}_{key}_{seed}.log",
+    conda:
+        "../envs/fdt.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
     params:
         train=lambda wc: train_params(wc.game, wc.model),
         run=lambda wc: run_settings(wc.game),
@@ -34,10 +43,5 @@ rule train:
         input_keys=lambda wc: [dataset_key(wc.game)]
         + ([labels_key(wc.game)] if wc.model == "fdt" else []),
         code=CODE["train"],
-    threads: config["train"]["threads"]
-    resources:
-        gpu=1,
-    log:
-        "logs/train/{game}_{model}_{key}_{seed}.log",
     script:
         "../scripts/train_model.py"

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# A real one-node SLURM cluster on localhost, for the slurm profile's test (no systemd needed).
+#   tests/slurm/cluster.sh install   apt packages: slurmctld slurmd slurm-client munge (root)
+#   tests/slurm/cluster.sh start     munge key, slurm.conf for this host, start the daemons
+#   tests/slurm/cluster.sh stop      stop the daemons it started
+set -euo pipefail
+state=/var/spool/fdt-slurm
+conf=/etc/slurm/slurm.conf
+
+install() {
+    command -v slurmctld >/dev/null && command -v munged >/dev/null && return
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge
+}
+
+start() {
+    host=$(hostname -s)
+    cpus=$(nproc)
+    free_mb=$(awk '/MemAvailable/ {print int($2 / 1024)}' /proc/meminfo)
+    memory=$((free_mb * 8 / 10))
+    mkdir -p "$state/ctld" "$state/d" /etc/slurm /run/munge /var/log/munge /var/lib/munge
+    if [ ! -s /etc/munge/munge.key ]; then
+        mkdir -p /etc/munge
+        dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+    fi
+    chown -R munge:munge /etc/munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
+    chmod 400 /etc/munge/munge.key
+    pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged --force
+    cat > "$conf" <<CONF
+ClusterName=fdt-test
+SlurmctldHost=$host
+SlurmUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+MinJobAge=600
+SchedulerType=sched/backfill
+StateSaveLocation=$state/ctld
+SlurmdSpoolDir=$state/d
+SlurmctldPidFile=$state/slurmctld.pid
+SlurmdPidFile=$state/slurmd.pid
+SlurmctldLogFile=$state/slurmctld.log
+SlurmdLogFile=$state/slurmd.log
+MailProg=/bin/true
+DefMemPerCPU=1000
+NodeName=$host CPUs=$cpus RealMemory=$memory State=UNKNOWN
+PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
+CONF
+    pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
+    pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
+    for _ in $(seq 30); do
+        if sinfo -h -o '%T' 2>/dev/null | grep -q -E 'idle|mixed'; then
+            sinfo
+            return
+        fi
+        sleep 1
+    done
+    echo "SLURM did not come up; see $state/slurmctld.log and $state/slurmd.log" >&2
+    exit 1
+}
+
+stop() {
+    pkill -x slurmd || true
+    pkill -x slurmctld || true
+}
+
+"${1:?usage: cluster.sh install|start|stop}"
