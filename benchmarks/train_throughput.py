@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from fdt.dataset import MANIFEST, TrainingSet, array_entry, save_arrays, timesteps_of, returns_to_go
 from fdt.io import write_json
 from fdt.model import DecisionTransformer, model_config_for, optimizer_groups
-from fdt.train import TrainParams, WindowBatches, resolve_device, train
+from fdt.device import resolve_device
+from fdt.train import TrainParams, WindowBatches, train
 
 
 def synthetic_training_set(folder: Path, transitions: int, trajectory: int = 1000,

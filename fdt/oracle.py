@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fdt.c51 import C51Network, save_network
 from fdt.agents import agent_checkpoint_names
+from fdt.c51 import C51Network, save_network
+from fdt.device import resolve_device
 from fdt.dopamine import FRAME_SHAPE, STACK_SIZE
 from fdt.io import atomic_path, write_json
 from fdt.keys import canonical_json
 from fdt.store import frames_numpy
-from fdt.train import resolve_device
 
 COLUMNS = ["replay_index", "episode_id", "step", "action", "reward", "terminal"]
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fdt.dataset import TrainingSet, window_starts
+from fdt.device import resolve_device
 from fdt.feedback import Feedback, fdt_loss, load_feedback
 from fdt.io import atomic_path, write_json
 from fdt.keys import canonical_json
@@ -89,15 +90,6 @@ def lr_multiplier(tokens: float, warmup_tokens: float, final_tokens: float, floo
         return tokens / max(1.0, warmup_tokens)
     progress = (tokens - warmup_tokens) / max(1.0, final_tokens - warmup_tokens)
     return max(floor, 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"train.device is {name!r} but no CUDA device is available")
-    return device
 
 
 class WindowBatches:
@@ -202,7 +194,7 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = TrainingSet(training_set, verify=verify)
-    device = resolve_device(params.device)
+    device = resolve_device(params.device, "train.device")
     torch.manual_seed(params.seed)
     np.random.seed(params.seed)
     if device.type == "cuda":

@@ -19,18 +19,20 @@ CODE = {
     "fetch": code_version(["sources", "dopamine"]),
     "convert": code_version(["store", "dopamine"]),
     "dataset": code_version(["dataset", "store", "dopamine"]),
-    "train": code_version(["train", "model", "dataset", "tracking", "feedback"]),
+    "train": code_version(
+        ["train", "model", "dataset", "tracking", "feedback", "device"]
+    ),
     "mine": code_version(
         ["mine", "mining", "cells", "checks", "images", "dataset", "store"]
     ),
-    "oracle": code_version(["oracle", "c51", "store", "atari"]),
+    "oracle": code_version(["oracle", "c51", "store", "atari", "device"]),
     "fetch_oracle": code_version(["oracle", "agents", "c51", "tfbundle", "sources"]),
     "evaluate_oracle": code_version(["oracle", "c51", "tfbundle", "evaluate", "atari"]),
     "label": code_version(
-        ["labels", "c51", "tfbundle", "oracle", "dataset", "dopamine"]
+        ["labels", "c51", "tfbundle", "oracle", "dataset", "dopamine", "device"]
     ),
     "evaluate": code_version(
-        ["evaluate", "atari", "model", "train", "scores", "games"]
+        ["evaluate", "atari", "model", "train", "scores", "games", "device"]
     ),
     "report": code_version(["report", "scores"]),
 }

@@ -10,7 +10,7 @@ import torch
 
 from fdt.evaluate import EvalParams, evaluate_model
 from fdt.keys import write_params
-from fdt.train import resolve_device
+from fdt.device import resolve_device
 
 p = snakemake.params
 wc = snakemake.wildcards

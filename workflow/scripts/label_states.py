@@ -14,7 +14,7 @@ from fdt.keys import write_params
 from fdt.labels import NetworkOracle, PublishedLabels, label_states
 from fdt.oracle import load_c51
 from fdt.store import read_summary
-from fdt.train import resolve_device
+from fdt.device import resolve_device
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params
