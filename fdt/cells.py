@@ -203,6 +203,8 @@ def _pool_hash_kernel(frames, top, keep, plain, lut_row, lut, multipliers, seeds
     pooled = np.zeros(width * 8, dtype=np.uint8)
     words = pooled.view(np.uint64)
     line = np.empty(WIDTH, dtype=np.uint8)
+    pair = np.empty(WIDTH, dtype=np.uint8)
+    quad = np.empty(WIDTH, dtype=np.uint8)
     for i in range(n):
         frame = frames[i]
         for R in range(rows):
@@ -227,11 +229,14 @@ def _pool_hash_kernel(frames, top, keep, plain, lut_row, lut, multipliers, seeds
                     raw = frame[lut_row]
                     for c in range(WIDTH):
                         line[c] = max(line[c], lut[raw[c]])
+            # Maxima of 7 columns from pairs, then quads (vectorised passes over the row):
+            # columns 7C..7C+6 are the quads starting at 7C and at 7C+3.
+            for c in range(WIDTH - 1):
+                pair[c] = max(line[c], line[c + 1])
+            for c in range(WIDTH - 3):
+                quad[c] = max(pair[c], pair[c + 2])
             for C in range(cols):
-                m = line[7 * C]
-                for k in range(1, 7):
-                    m = max(m, line[7 * C + k])
-                pooled[R * cols + C] = m
+                pooled[R * cols + C] = max(quad[7 * C], quad[7 * C + 3])
         for lane in range(2):
             acc = seeds[lane, 63] ^ np.uint64(width)
             for j in range(width):
