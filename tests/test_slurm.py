@@ -8,7 +8,6 @@ skipped.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 import sys
