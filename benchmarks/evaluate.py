@@ -41,6 +41,27 @@ def env_rate(steps: int = 2000) -> float:
     return steps / (time.perf_counter() - started)
 
 
+def model_seconds_per_window(model: DecisionTransformer, batch: int, device: str,
+                             repeats: int = 5) -> float:
+    """Seconds of model time per window (best of `repeats`) for one batched step of full
+    windows: encoding the new states and the forward at the chosen state, nothing else."""
+    k = model.config.context_length
+    states = torch.zeros((batch, 4, 84, 84), dtype=torch.uint8, device=device)
+    tokens = torch.randn((batch, k, model.config.n_embd), device=device)
+    actions = torch.zeros((batch, k - 1), dtype=torch.long, device=device)
+    returns = torch.ones((batch, k), device=device)
+    steps = torch.full((batch,), 100, device=device)
+    last = torch.full((batch,), k - 1, device=device)
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            model.encode_states(states)
+            model.forward_tokens(tokens, actions, returns, steps, at_step=last).cpu()
+            best = min(best, time.perf_counter() - started)
+    return best / batch
+
+
 def timed_rollout(model: DecisionTransformer, jobs: list, envs: int, workers: int, cache: bool,
                   max_steps: int, device: str) -> tuple[float, int, float]:
     """(env steps/s, env steps, seconds to create the environments)."""
@@ -90,6 +111,11 @@ def main() -> None:
     print(f"speedup: {rate / ref_rate:.2f}x")
     per_core = env_rate()
     print(f"environment alone: {per_core:8.1f} agent steps/s per core")
+    group = max(1, args.envs // 2)
+    model_only = model_seconds_per_window(model.to(args.device).eval(), group, args.device)
+    print(f"model alone, batch {group} (one group): {1000 * model_only:.2f} ms per window; bound "
+          f"on the speedup if environments and bookkeeping cost nothing: "
+          f"{1 / (model_only * ref_rate):.2f}x")
     model_ms = 1000 * (1 / rate - 1 / per_core) * args.envs if args.workers == 0 else None
     if model_ms is not None:
         print(f"model + bookkeeping per batched step of {args.envs} windows here: "
