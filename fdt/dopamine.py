@@ -2,9 +2,11 @@
 
 A checkpoint N is six gzip'd `.npy` files (SPEC §1). Each is a snapshot of a circular buffer of
 capacity C taken when the write cursor was C-1, so its rows in the order they were written are
-slots [C-1, 0, 1, ..., C-2] (file 0 never wrote slot C-1), and the run's last file only holds
-`cursor` new slots after slot C-1, the rest being a stale copy of the file before. Three all-zero
-padding rows precede every episode; they exist for frame stacking and are not transitions.
+slots [C-1, 0, 1, ..., C-2] (file 0 never wrote slot C-1) and `add_count = N*C + C-1`. The run's
+last file is batch_rl's `log_final_buffer`: `add_count` is the cursor itself (below C), only slots
+C-1 and 0..cursor-1 are new, and the rest is a stale copy of the file before. `invalid_range`
+always names the rows around the cursor. Three all-zero padding rows precede every episode; they
+exist for frame stacking and are not transitions.
 
 The observation file of a real checkpoint is 7 GB uncompressed, so it is only ever streamed.
 """
@@ -267,6 +269,39 @@ def invalid_range(cursor: int, capacity: int) -> np.ndarray:
     return np.array([(cursor - 1 + i) % capacity for i in range(STACK_SIZE + 1)], dtype=np.int64)
 
 
+def snapshot_add_count(number: int, capacity: int) -> int:
+    """add_count of a regular snapshot: batch_rl logs file N when the cursor reaches C-1."""
+    return number * capacity + capacity - 1
+
+
+def padding_rows(terminal: np.ndarray, starts_with_padding: bool) -> np.ndarray:
+    """Which of these chronological rows are padding: the 3 after each terminal (and the first 3
+    when the sequence begins a run). Found by position, never by content (SPEC §1)."""
+    n = len(terminal)
+    padding = np.zeros(n, dtype=bool)
+    starts = np.flatnonzero(terminal) + 1
+    if starts_with_padding:
+        starts = np.concatenate([[0], starts])
+    for k in range(PADDING_ROWS):
+        rows = starts + k
+        padding[rows[rows < n]] = True
+    return padding
+
+
+def check_padding(where: str | Path, replay_index: np.ndarray, padding: np.ndarray,
+                  action: np.ndarray, reward: np.ndarray, terminal: np.ndarray) -> None:
+    """Padding rows are all zero (Dopamine's zero transitions); anything else means the rows are
+    not laid out as written, e.g. a shifted add_count or a foreign array."""
+    bad = padding & ((action != 0) | (reward != 0) | (terminal != 0))
+    if np.any(bad):
+        row = int(np.flatnonzero(bad)[0])
+        what = ("a terminal" if terminal[row] else
+                f"action {int(action[row])}, reward {float(reward[row])}")
+        raise ReplayFormatError(
+            f"{where}: replay index {int(replay_index[row])} falls in the {PADDING_ROWS} padding "
+            f"rows after an episode end, which Dopamine writes as zeros, but holds {what}")
+
+
 @dataclass
 class ReplayCheckpoint:
     """The small arrays of one checkpoint, validated; the observation stays on disk."""
@@ -283,12 +318,12 @@ class ReplayCheckpoint:
     @property
     def cursor(self) -> int:
         """Write position at snapshot time; C-1 for every file but a run's last."""
-        return self.add_count - self.number * self.capacity
+        return self.add_count % self.capacity
 
     @property
     def is_partial(self) -> bool:
-        """True for a run's last file, whose slots cursor..C-2 are stale."""
-        return self.cursor < self.capacity - 1
+        """True for a run's last file (batch_rl's final log), whose slots cursor..C-2 are stale."""
+        return self.add_count != snapshot_add_count(self.number, self.capacity)
 
     @property
     def observation_path(self) -> Path:
@@ -296,8 +331,20 @@ class ReplayCheckpoint:
 
     def new_slots(self) -> np.ndarray:
         """Slots written since the previous snapshot, in the order they were written."""
+        if self.number > 0 and self.is_partial and self.cursor == self.capacity - 1:
+            return np.zeros(0, dtype=np.int64)  # logged right after a snapshot: nothing new
         head = [self.capacity - 1] if self.number > 0 else []
         return np.concatenate([np.array(head, dtype=np.int64), np.arange(self.cursor, dtype=np.int64)])
+
+    def stale_slots(self) -> np.ndarray:
+        """Slots of a run's last file that still hold the previous file's rows."""
+        if not self.is_partial:
+            return np.zeros(0, dtype=np.int64)
+        new = np.zeros(self.capacity, dtype=bool)
+        new[self.new_slots()] = True
+        if self.number == 0:
+            new[self.capacity - 1] = True  # never written at all, not a copy of anything
+        return np.flatnonzero(~new)
 
     def replay_indices(self, slots: np.ndarray) -> np.ndarray:
         """Global add index of each slot (chronological position in the run)."""
@@ -327,13 +374,35 @@ def load_checkpoint(directory: str | Path, number: int) -> ReplayCheckpoint:
     ranges = read_npy_gz(directory / file_name("invalid_range", number), np.int64, (STACK_SIZE + 1,))
     with GzipReader(directory / file_name("observation", number)) as reader:
         check_header(reader.path, read_npy_header(reader), np.uint8, (capacity, *FRAME_SHAPE))
-    if add_count // capacity != number:
+    checkpoint = ReplayCheckpoint(directory, number, capacity, add_count, arrays["action"],
+                                  arrays["reward"], terminal, ranges)
+    check_consistency(checkpoint)
+    return checkpoint
+
+
+def check_consistency(ckpt: ReplayCheckpoint) -> None:
+    """add_count, invalid_range, the checkpoint number and the padding must tell one story."""
+    number, capacity, add_count = ckpt.number, ckpt.capacity, ckpt.add_count
+    regular = snapshot_add_count(number, capacity)
+    final = 0 <= add_count < capacity and (number > 0 or add_count < capacity - 1)
+    if add_count != regular and not final:
         raise ReplayFormatError(
-            f"{directory / file_name('add_count', number)}: add_count {add_count} does not belong "
-            f"to checkpoint {number} (expected {number}*{capacity} + cursor, cursor < {capacity}); "
-            "a snapshot boundary was skipped or the file is from another checkpoint")
-    return ReplayCheckpoint(directory, number, capacity, add_count, arrays["action"],
-                            arrays["reward"], terminal, ranges)
+            f"{ckpt.directory / file_name('add_count', number)}: add_count {add_count} does not "
+            f"belong to checkpoint {number}: a snapshot holds {number}*{capacity} + {capacity - 1}"
+            f" = {regular} and a run's last file its cursor (below {capacity}); a snapshot "
+            "boundary was skipped or the file is from another checkpoint")
+    expected = invalid_range(ckpt.cursor, capacity)
+    if not np.array_equal(ckpt.invalid_range, expected):
+        raise ReplayFormatError(
+            f"{ckpt.directory / file_name('invalid_range', number)}: invalid_range "
+            f"{ckpt.invalid_range.tolist()} does not match add_count {add_count} (cursor "
+            f"{ckpt.cursor} gives {expected.tolist()}); the two files disagree on where the "
+            "writer stopped")
+    slots = ckpt.new_slots()
+    terminal = ckpt.terminal[slots]
+    check_padding(f"{ckpt.directory} (checkpoint {number})", ckpt.replay_indices(slots),
+                  padding_rows(terminal, starts_with_padding=number == 0),
+                  ckpt.action[slots], ckpt.reward[slots], terminal)
 
 
 # --- episodes --------------------------------------------------------------------------------
@@ -380,6 +449,23 @@ def _check_neighbours(target: ReplayCheckpoint, previous: ReplayCheckpoint | Non
         raise ReplayFormatError(f"{target.directory}: checkpoint {target.number} is a run's last, "
                                 f"partial snapshot (add_count {target.add_count}), yet checkpoint "
                                 f"{following.number} follows it")
+    for last, before in ((target, previous), (following, target)):
+        if last is not None and before is not None:
+            _check_stale_copy(last, before)
+
+
+def _check_stale_copy(last: ReplayCheckpoint, before: ReplayCheckpoint) -> None:
+    """A run's last file keeps the previous file's rows beyond its cursor; rows that differ there
+    mean its add_count (and invalid_range) do not say where the writer really stopped."""
+    stale = last.stale_slots()
+    for kind in ("terminal", "action", "reward"):
+        differ = stale[getattr(last, kind)[stale] != getattr(before, kind)[stale]]
+        if len(differ):
+            raise ReplayFormatError(
+                f"{last.directory / file_name(kind, last.number)}: slot {int(differ[0])} should be a "
+                f"stale copy of checkpoint {before.number} (add_count {last.add_count} puts the "
+                f"cursor at {last.cursor}), but its {kind} differs; add_count and invalid_range do "
+                "not say where the writer stopped")
 
 
 def episode_transitions(target: ReplayCheckpoint, previous: ReplayCheckpoint | None = None,
@@ -409,10 +495,9 @@ def episode_transitions(target: ReplayCheckpoint, previous: ReplayCheckpoint | N
     episode = np.searchsorted(ends, position, side="left")  # terminals strictly before the row
     step = position - first_row[episode]
     padding = step < 0
-    if np.any(padding & terminal):
-        bad = replay_index[np.flatnonzero(padding & terminal)[0]]
-        raise ReplayFormatError(f"{target.directory}: terminal row at replay index {bad} falls in the "
-                                f"{PADDING_ROWS} padding rows after an episode end")
+    # Padding that crosses a file edge is only seen here, with the neighbours.
+    action = np.concatenate([c.action[s] for c, s in zip(parts, slots)])
+    check_padding(target.directory, replay_index, padding, action, reward, terminal)
     episodes = len(ends) + 1
     is_transition = ~padding
     length = np.bincount(episode[is_transition], minlength=episodes)
@@ -530,14 +615,17 @@ class CircularReplayWriter:
                 self._append(None, 0, 0.0, False)
         self._append(frame, action, reward, terminal)
 
-    def snapshot(self) -> None:
+    def snapshot(self, *, final: bool = False) -> None:
+        """Log the buffer as checkpoint add_count // C. The run's last file is written as
+        batch_rl's `log_final_buffer` does: its add_count is the cursor, not the total."""
         number = self.add_count // self.capacity
+        add_count = self.add_count % self.capacity if final else self.add_count
         write_checkpoint(self.directory, number, observation=self.observation, action=self.action,
-                         reward=self.reward, terminal=self.terminal, add_count=self.add_count,
+                         reward=self.reward, terminal=self.terminal, add_count=add_count,
                          compresslevel=self.compresslevel)
         self.snapshots.append(number)
         self._snapshot_at = self.add_count
 
     def close(self) -> None:
         if self.add_count > self._snapshot_at:
-            self.snapshot()
+            self.snapshot(final=True)

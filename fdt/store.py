@@ -281,11 +281,20 @@ class ReplayStore:
 
 
 def run_summary(paths: Sequence[str | Path]) -> dict[str, Any]:
-    """Totals over one run's converted checkpoints, with each file's own summary."""
+    """Totals over one run's converted checkpoints, with each file's own summary.
+
+    Rows add up across files, but an episode that crosses a file edge is in both files' counts,
+    so the run's episodes are counted by their ids.
+    """
     per_buffer = {Path(p).name: read_summary(p) for p in paths}
     totals: dict[str, int] = {}
     for summary in per_buffer.values():
         for name, value in summary["counts"].items():
             totals[name] = totals.get(name, 0) + value
+    episodes = pa.concat_tables(pq.read_table(p, columns=["episode_id", "episode_complete"])
+                                for p in paths)
+    ids = episodes["episode_id"].to_numpy()
+    totals["episodes"] = int(len(np.unique(ids)))
+    totals["episodes_complete"] = int(len(np.unique(ids[episodes["episode_complete"].to_numpy()])))
     return {"totals": totals, "buffers": per_buffer,
             "parquet_bytes": sum(Path(p).stat().st_size for p in paths)}

@@ -47,7 +47,8 @@ def test_file_names_are_dopamines() -> None:
 def test_snapshot_order_and_replay_indices(episode_run: Path) -> None:
     ckpt = [load_checkpoint(episode_run, n) for n in range(4)]
     assert checkpoint_numbers(episode_run) == [0, 1, 2, 3]
-    assert [c.add_count for c in ckpt] == [9, 19, 29, 34]
+    # The run's last file holds its cursor as add_count (batch_rl's log_final_buffer).
+    assert [c.add_count for c in ckpt] == [9, 19, 29, 4]
     # File 0 never wrote its last slot; later files start with it.
     assert ckpt[0].new_slots().tolist() == list(range(9))
     assert ckpt[0].replay_indices(ckpt[0].new_slots()).tolist() == list(range(9))
@@ -140,6 +141,74 @@ def _copy(run: Path, tmp_path: Path) -> Path:
     return target
 
 
+def test_last_file_as_batch_rl_logs_it(episode_run: Path) -> None:
+    """add_count = cursor in the run's last file: read, and its neighbour converts with it."""
+    ckpt = [load_checkpoint(episode_run, n) for n in range(4)]
+    assert ckpt[3].add_count == 4 and read_npy_gz(episode_run / file_name("add_count", 3)) == 4
+    assert ckpt[3].stale_slots().tolist() == [4, 5, 6, 7, 8]
+    before_last = episode_transitions(ckpt[2], ckpt[1], ckpt[3], episode_cap=100)
+    assert before_last.replay_index.tolist() == [19, 20, 21, 22, 26, 27, 28]
+    last = episode_transitions(ckpt[3], ckpt[2], None, episode_cap=100)
+    assert last.replay_index.tolist() == [32, 33]
+
+
+def test_last_file_logged_right_after_a_snapshot_has_no_new_rows(episode_run: Path,
+                                                                  tmp_path: Path) -> None:
+    run = _copy(episode_run, tmp_path)
+    two = load_checkpoint(run, 2)
+    # log_final_buffer with the cursor at C-1: a copy of checkpoint 2 numbered 3.
+    write_checkpoint(run, 3, observation=read_npy_gz(run / file_name("observation", 2)),
+                     action=two.action, reward=two.reward, terminal=two.terminal, add_count=9)
+    last = load_checkpoint(run, 3)
+    assert last.is_partial and last.new_slots().tolist() == []
+    assert len(episode_transitions(last, two, None, episode_cap=100)) == 0
+
+
+def test_add_count_must_agree_with_invalid_range(episode_run: Path, tmp_path: Path) -> None:
+    run = _copy(episode_run, tmp_path)
+    write_npy_gz(run / file_name("add_count", 3), np.array(2, dtype=np.int64))  # shifted by 2
+    with pytest.raises(ReplayFormatError, match=r"invalid_range_ckpt\.3\.gz: invalid_range \[3, 4, 5, 6, 7\] "
+                       r"does not match add_count 2 \(cursor 2 gives \[1, 2, 3, 4, 5\]\)"):
+        load_checkpoint(run, 3)
+    # Both shifted alike: slots 2-3 are then claimed stale, but differ from checkpoint 2's.
+    write_npy_gz(run / file_name("invalid_range", 3), invalid_range(2, 10))
+    last = load_checkpoint(run, 3)
+    with pytest.raises(ReplayFormatError, match=r"terminal_ckpt\.3\.gz: slot 2 should be a stale copy "
+                       r"of checkpoint 2 \(add_count 2 puts the cursor at 2\)"):
+        episode_transitions(last, load_checkpoint(run, 2), None, episode_cap=100)
+    # And the neighbour's conversion, which reads the last file as its following one.
+    with pytest.raises(ReplayFormatError, match="slot 2 should be a stale copy"):
+        episode_transitions(load_checkpoint(run, 2), load_checkpoint(run, 1), last, episode_cap=100)
+
+
+def test_regular_add_count_in_a_last_file_form_is_refused(episode_run: Path, tmp_path: Path) -> None:
+    run = _copy(episode_run, tmp_path)
+    write_npy_gz(run / file_name("add_count", 3), np.array(34, dtype=np.int64))  # N*C + cursor
+    with pytest.raises(ReplayFormatError, match=r"add_count 34 does not belong to checkpoint 3: a "
+                       r"snapshot holds 3\*10 \+ 9 = 39 and a run's last file its cursor"):
+        load_checkpoint(run, 3)
+
+
+def test_padding_rows_must_be_zero(episode_run: Path, tmp_path: Path) -> None:
+    run = _copy(episode_run, tmp_path)
+    one = load_checkpoint(run, 1)
+    action = one.action.copy()
+    action[5] = 2  # replay index 15: the second padding row before D
+    write_npy_gz(run / file_name("action", 1), action)
+    with pytest.raises(ReplayFormatError, match=r"\(checkpoint 1\): replay index 15 falls in the 3 "
+                       r"padding rows after an episode end, which Dopamine writes as zeros, but "
+                       r"holds action 2, reward 0.0"):
+        load_checkpoint(run, 1)
+    # Padding across a file edge (index 9, slot 9 of checkpoint 1, after A ended in file 0) is
+    # seen with the neighbour.
+    action = one.action.copy()
+    action[9] = 1
+    write_npy_gz(run / file_name("action", 1), action)
+    alone = load_checkpoint(run, 1)
+    with pytest.raises(ReplayFormatError, match=r"replay index 9 falls in the 3 padding rows"):
+        episode_transitions(alone, load_checkpoint(run, 0), None, episode_cap=100)
+
+
 def test_missing_file_is_named(episode_run: Path, tmp_path: Path) -> None:
     run = _copy(episode_run, tmp_path)
     (run / "invalid_range_ckpt.1.gz").unlink()
@@ -150,7 +219,7 @@ def test_missing_file_is_named(episode_run: Path, tmp_path: Path) -> None:
 def test_add_count_of_another_checkpoint(episode_run: Path, tmp_path: Path) -> None:
     run = _copy(episode_run, tmp_path)
     write_npy_gz(run / "add_count_ckpt.1.gz", np.array(29, dtype=np.int64))  # belongs to 2
-    with pytest.raises(ReplayFormatError, match=r"add_count_ckpt\.1\.gz: add_count 29 does not belong to checkpoint 1.*skipped"):
+    with pytest.raises(ReplayFormatError, match=r"add_count_ckpt\.1\.gz: add_count 29 does not belong to checkpoint 1:.*skipped"):
         load_checkpoint(run, 1)
 
 

@@ -53,7 +53,7 @@ def test_store_frames_and_stacks_cross_files(episode_run: Path, tmp_path: Path) 
 def test_summary_counts_and_source_checksums(episode_run: Path, tmp_path: Path) -> None:
     paths = convert_run(episode_run, tmp_path)
     summary = read_summary(paths[3])
-    assert (summary["buffer"], summary["capacity"], summary["add_count"], summary["cursor"]) == (3, 10, 34, 4)
+    assert (summary["buffer"], summary["capacity"], summary["add_count"], summary["cursor"]) == (3, 10, 4, 4)
     assert summary["partial"] is True
     assert summary["counts"]["transitions"] == 2 and summary["counts"]["unused_slots"] == 5
     for kind in ("observation", "action", "add_count"):
@@ -64,6 +64,9 @@ def test_summary_counts_and_source_checksums(episode_run: Path, tmp_path: Path) 
     assert totals["transitions"] == 19
     assert totals["padding_rows"] == 5 + 4 + 3 + 3 == 15
     assert totals["rows_new"] == 34  # every row of the run, counted once
+    # A, B, D (across files 1 and 2), E and the open F: five episodes, four of them complete.
+    assert (totals["episodes"], totals["episodes_complete"]) == (5, 4)
+    assert totals["episodes_ending_here"] == 4
 
 
 def test_store_rejects_a_file_given_twice(episode_run: Path, tmp_path: Path) -> None:
@@ -93,7 +96,9 @@ def test_round_trip_of_random_frames(tmp_path: Path) -> None:
     terminal[[50, 120, 200]] = 1
     padding = [0, 1, 2, 51, 52, 53, 121, 122, 123, 201, 202, 203]
     observation[padding] = 0
-    write_checkpoint(tmp_path, 0, observation=observation, action=rng.integers(0, 4, capacity),
+    action = rng.integers(0, 4, capacity)
+    action[padding] = 0  # padding rows are all zero, as Dopamine writes them
+    write_checkpoint(tmp_path, 0, observation=observation, action=action,
                      reward=np.zeros(capacity), terminal=terminal, add_count=capacity - 1)
     out = tmp_path / "b0.parquet"
     convert_checkpoint(tmp_path, 0, out, row_group_rows=64, progress=False)
