@@ -27,7 +27,8 @@ import requests
 import urllib3
 from tqdm import tqdm
 
-from fdt.dopamine import ReplayFormatError, checkpoint_files, checkpoint_numbers, file_name, verify_npy_gz
+from fdt.dopamine import (ReplayFormatError, checkpoint_files, checkpoint_numbers, file_name,
+                          load_checkpoint, verify_npy_gz)
 from fdt.io import file_digests
 
 STAGING = ".partial"
@@ -403,12 +404,15 @@ def fetch_checkpoint(source: ReplaySource, game: str, run: int, number: int, des
                      backoff: float = 1.0, progress: bool = True) -> dict[str, Any]:
     """Fetch the six files of replay checkpoint `number` into `dest`; return its manifest record.
 
-    A checkpoint the source lacks is named with the ones it has.
+    A checkpoint the source lacks is named with the ones it has. The six files are checked
+    together as conversion checks them (dtypes, shapes, add_count against the number,
+    invalid_range, padding) before they are accepted, so a bad checkpoint is never cached.
     """
     try:
         record = fetch_files(source, game, run, checkpoint_files(number), dest, workers=workers,
                              check_gzip=check_gzip, attempts=attempts, backoff=backoff,
-                             progress=progress, label=f"{game}/{run}/{number}")
+                             progress=progress, label=f"{game}/{run}/{number}",
+                             check=lambda staged: load_checkpoint(staged, number))
     except SourceMissingError as err:
         try:
             available = source.list_checkpoints(game, run)
@@ -423,11 +427,13 @@ def fetch_checkpoint(source: ReplaySource, game: str, run: int, number: int, des
 
 def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], dest: str | Path, *,
                 workers: int = 4, check_gzip: bool = False, attempts: int = 5,
-                backoff: float = 1.0, progress: bool = True, label: str = "") -> dict[str, Any]:
+                backoff: float = 1.0, progress: bool = True, label: str = "",
+                check: Callable[[Path], Any] | None = None) -> dict[str, Any]:
     """Fetch a set of files that belong together into `dest`; return their manifest record.
 
-    Files land in `dest/.partial/` first; only when all are verified are they moved into `dest`,
-    so `dest` never holds a partial set. Rerunning after an interruption resumes.
+    Files land in `dest/.partial/` first; only when all are verified (and `check` of the staging
+    folder passes) are they moved into `dest`, so `dest` never holds a partial or refused set.
+    Rerunning after an interruption resumes.
     """
     dest = Path(dest)
     staging = dest / STAGING
@@ -453,6 +459,8 @@ def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], des
         raise SourceError(f"{err} (gave up after {attempts} attempts; rerun to resume)") from None
     finally:
         bar.close()
+    if check is not None:
+        _check_staged(check, staging, dest, remotes)
     for name in names:  # link all first: if killed here, the staged copies remain for a rerun
         with contextlib.suppress(FileNotFoundError):
             (dest / name).unlink()
@@ -468,6 +476,25 @@ def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], des
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "files": entries,
     }
+
+
+def _check_staged(check: Callable[[Path], Any], staging: Path, dest: Path,
+                  remotes: list[RemoteFile]) -> None:
+    """Run `check` on the staged set; on a format error drop the set (a rerun fetches again,
+    e.g. once the source is mended) and name the source's file and the local copy."""
+    try:
+        check(staging)
+    except ReplayFormatError as err:
+        message = str(err)
+        at_fault = [r.location for r in remotes if str(staging / r.name) in message]
+        for remote in remotes:
+            with contextlib.suppress(FileNotFoundError):
+                (staging / remote.name).unlink()
+        # A layout error concerns the set, not one file: name the source's folder.
+        where = at_fault[0] if at_fault else remotes[0].location.rsplit("/", 1)[0] + "/"
+        raise SourceError(f"{where}: the source's files fail the replay checks, so nothing was "
+                          f"kept in {dest} (the staged copies in {staging} were removed; rerun "
+                          f"once the source is mended): {message}") from None
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -153,3 +153,25 @@ def test_partial_file_from_another_source_is_fetched_again(bucket_layout: Path, 
     (staging / f"{obs}.part").write_bytes(b"\x1f\x8b" + bytes(5000))  # not this source's bytes
     fetch_checkpoint(LocalSource(bucket_layout), "Breakout", 1, 0, tmp_path / "dest", progress=False)
     _same_files(src, tmp_path / "dest", 0)
+
+
+def test_checkpoint_failing_the_replay_checks_is_not_cached(bucket_layout: Path, tmp_path: Path) -> None:
+    """Fetch applies conversion's checks; the message names the source and the local copy, and
+    once the source is mended a rerun fetches the good files."""
+    from fdt.dopamine import file_name, read_npy_gz, write_npy_gz
+
+    src = bucket_layout / "Breakout" / "1" / "replay_logs"
+    name = file_name("add_count", 1)
+    good = read_npy_gz(src / name)
+    write_npy_gz(src / name, np.array(good + 500, dtype=np.int64))  # a gzip'd .npy that passes every per-file check
+    dest = tmp_path / "dest"
+    with pytest.raises(SourceError, match=rf"{src / name}: the source's files fail the replay "
+                       rf"checks, so nothing was kept in {dest} .*{dest / STAGING / name}: add_count "
+                       rf"{int(good) + 500} does not belong to checkpoint 1"):
+        fetch_checkpoint(LocalSource(bucket_layout), "Breakout", 1, 1, dest, progress=False)
+    assert not any(p.is_file() for p in dest.iterdir())
+    assert not any((dest / STAGING).iterdir())
+    write_npy_gz(src / name, good)
+    fetch_checkpoint(LocalSource(bucket_layout), "Breakout", 1, 1, dest, progress=False)
+    _same_files(src, dest, 1)
+    assert load_checkpoint(dest, 1).add_count == int(good)

@@ -2,15 +2,23 @@
 
 from pathlib import Path
 
+from fdt.dopamine import ReplayFormatError
 from fdt.io import log_to
 from fdt.store import convert_checkpoint
 
 log_to(snakemake.log[0])
 p = snakemake.params
-summary = convert_checkpoint(
-    Path(snakemake.input.own[0]).parent, int(snakemake.wildcards.buffer), snakemake.output[0],
-    with_previous=p.with_previous, with_following=p.with_following, episode_cap=p.episode_cap,
-    row_group_rows=p.row_group_rows, zstd_level=p.zstd_level,
-    provenance={"game": snakemake.wildcards.game, "run": int(snakemake.wildcards.run),
-                "source": dict(p.source), "code": p.code})
+replay_dir = Path(snakemake.input.own[0]).parent
+try:
+    summary = convert_checkpoint(
+        replay_dir, int(snakemake.wildcards.buffer), snakemake.output[0],
+        with_previous=p.with_previous, with_following=p.with_following, episode_cap=p.episode_cap,
+        row_group_rows=p.row_group_rows, zstd_level=p.zstd_level,
+        provenance={"game": snakemake.wildcards.game, "run": int(snakemake.wildcards.run),
+                    "source": dict(p.source), "code": p.code})
+except ReplayFormatError as err:
+    # The files are the fetch's cached copies: say where they came from and how to refetch.
+    raise ReplayFormatError(f"{err} (the files in {replay_dir} were fetched from {dict(p.source)}; "
+                            "once the source is mended, delete the checkpoints named here to "
+                            "fetch them again)") from None
 print(summary["counts"], flush=True)
