@@ -147,20 +147,43 @@ def _array_from_jax(fun: Any, args: tuple, arr_state: Any, aval_state: Any) -> n
     return np.asarray(array)
 
 
+class _OptimizerState:
+    """Stands in for optax's optimizer-state classes (Adam's moments, step counts), which
+    Dopamine's Checkpointer pickles beside the weights: acting needs none of it, so the stand-in
+    takes whatever arguments and state the pickle gives and keeps nothing."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _OptimizerState:
+        return super().__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
 class _CheckpointUnpickler(pickle.Unpickler):
-    """Unpickles Dopamine's JAX checkpoints to dicts of numpy arrays, with no flax or jax, and
-    refuses any other class (a pickle can otherwise run code)."""
+    """Unpickles Dopamine's JAX checkpoints to dicts of numpy arrays, with no flax, jax or optax,
+    and refuses any class outside a fixed list (a pickle can otherwise run code)."""
 
     ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
                ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("copyreg", "_reconstructor"),
+               ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"), ("copyreg", "_reconstructor"),
                ("builtins", "object"), ("builtins", "dict"), ("collections", "OrderedDict")}
+    # The states of the optimizers Dopamine's create_optimizer builds (adam, rmsprop, sgd, with a
+    # schedule or not), by their exact module and name in the optax versions it has used.
+    OPTIMIZER_STATES = {("optax._src.transform", name) for name in (
+        "ScaleByAdamState", "ScaleByRmsState", "ScaleByRStdDevState", "ScaleByScheduleState",
+        "ScaleState")} | {("optax._src.base", "EmptyState")}
 
     def find_class(self, module: str, name: str) -> Any:
         if name == "FrozenDict" and module.startswith("flax"):
             return _FrozenDict
         if name == "_reconstruct_array" and module.startswith("jax"):
             return _array_from_jax
+        if (module, name) in self.OPTIMIZER_STATES:
+            return _OptimizerState
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a checkpoint pickle")
@@ -178,12 +201,14 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load_jax_checkpoint(path: str | Path, num_actions: int) -> C51Network:
-    """Dopamine's JAX C51 checkpoint pickle (its `online_params`), read without jax or flax."""
+    """Dopamine's JAX C51 checkpoint pickle (its `online_params`), read without jax, flax or
+    optax; the optimizer state beside the weights is skipped."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             bundle = _CheckpointUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as err:
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, KeyError,
+            IndexError) as err:  # what a damaged or hostile pickle raises, besides a refusal
         raise OracleError(f"{path}: not a readable Dopamine JAX checkpoint ({err})") from None
     params = bundle.get("online_params") if isinstance(bundle, Mapping) else None
     if params is None:

@@ -167,3 +167,112 @@ def test_network_shapes() -> None:
     logits = net(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))
     assert logits.shape == (2, 6, NUM_ATOMS)
     assert net.fc.in_features == 7744
+
+
+# --- Dopamine's JAX checkpoint as its Checkpointer writes it: weights beside optax's state -------
+
+
+def _reconstruct_array(fun: object, args: tuple, arr_state: object, aval_state: dict) -> None:
+    """Pickled by reference at jax's path, as jax pickles its arrays; never called."""
+    raise AssertionError("only written into pickles")
+
+
+_reconstruct_array.__module__ = "jax._src.array"
+
+
+class _FakeJaxArray:
+    """Pickles the way a jax Array does: jax._src.array._reconstruct_array with numpy's own
+    reconstruction of the value, so the pickle holds jax's path but loading needs no jax."""
+
+    def __init__(self, value: np.ndarray) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple:
+        fun, args, arr_state = self.value.__reduce__()
+        return _reconstruct_array, (fun, args, arr_state, {"weak_type": False})
+
+
+def _optax_modules(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
+    """Modules at optax's and jax's class paths, with classes named as optax names them, for
+    writing a pickle only; the caller removes them before loading."""
+    from collections import namedtuple
+
+    transform = types.ModuleType("optax._src.transform")
+    base = types.ModuleType("optax._src.base")
+    array = types.ModuleType("jax._src.array")
+    classes = {"ScaleByAdamState": "count mu nu", "ScaleByRmsState": "nu",
+               "ScaleByRStdDevState": "mu nu", "ScaleByScheduleState": "count", "ScaleState": ""}
+    for name, fields in classes.items():
+        setattr(transform, name, namedtuple(name, fields, module=transform.__name__))
+    base.EmptyState = namedtuple("EmptyState", "", module=base.__name__)
+    array._reconstruct_array = _reconstruct_array
+    for module in (types.ModuleType("optax"), types.ModuleType("optax._src"), transform, base,
+                   types.ModuleType("jax"), types.ModuleType("jax._src"), array):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    return types.SimpleNamespace(transform=transform, base=base)
+
+
+@pytest.mark.parametrize("protocol", [3, 4, 5])  # Python 3 writes 3 to 5 by default
+def test_genuine_dopamine_jax_bundle_loads_weights_and_skips_the_optimizer_state(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, protocol: int) -> None:
+    rng = np.random.default_rng(3)
+    tf = random_tensors(4, rng)
+    layers = ("Conv_0", "Conv_1", "Conv_2", "Dense_0", "Dense_1")
+
+    def tree(scale: float) -> dict:
+        return {"params": {layer: {"kernel": _FakeJaxArray(tf[k] * scale),
+                                   "bias": _FakeJaxArray(tf[b] * scale)}
+                           for layer, (k, b) in zip(layers, TF_NAMES)}}
+
+    path = tmp_path / "ckpt.199"
+    with monkeypatch.context() as writing:
+        optax = _optax_modules(writing)
+        t = optax.transform
+        count = _FakeJaxArray(np.asarray(7, dtype=np.int32))
+        # optax.adam is chain(scale_by_adam, scale(-lr)); rmsprop and a schedule add the others.
+        optimizer_state = (t.ScaleByAdamState(count, tree(0.1), tree(0.01)),
+                           t.ScaleByRmsState(tree(0.2)),
+                           t.ScaleByRStdDevState(tree(0.3), tree(0.4)),
+                           t.ScaleByScheduleState(count), t.ScaleState(), optax.base.EmptyState())
+        bundle = {"state": np.zeros((1, 84, 84, 4), dtype=np.uint8), "training_steps": 50_000_000,
+                  "online_params": tree(1.0), "target_params": tree(2.0),
+                  "optimizer_state": optimizer_state}
+        path.write_bytes(pickle.dumps(bundle, protocol=protocol))
+    assert "optax" not in sys.modules and "optax._src.transform" not in sys.modules
+    net = load_jax_checkpoint(path, 4)
+    assert "optax" not in sys.modules and "jax" not in sys.modules and "flax" not in sys.modules
+    layers_torch = [*net.convs, net.fc, net.head]
+    for layer, (kernel, bias) in zip(layers_torch, TF_NAMES):
+        expected = tf[kernel].transpose(3, 2, 0, 1) if tf[kernel].ndim == 4 else tf[kernel].T
+        assert np.array_equal(layer.weight.detach().numpy(), expected), kernel
+        assert np.array_equal(layer.bias.detach().numpy(), tf[bias]), bias
+
+
+class _Runs:
+    """Pickles as a call of `fun(*args)`: what a hostile checkpoint carries."""
+
+    def __init__(self, fun: object, *args: object) -> None:
+        self.fun, self.args = fun, args
+
+    def __reduce__(self) -> tuple:
+        return self.fun, self.args
+
+
+@pytest.mark.parametrize("call", ["os.system", "builtins.eval", "builtins.exec",
+                                  "optax._src.transform.system"])
+def test_jax_pickle_that_runs_code_is_refused(tmp_path: Path, call: str) -> None:
+    import builtins
+    import os
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pkl"
+    if call == "optax._src.transform.system":  # a call beside the stand-ins' module: no match
+        evil.write_bytes(f"coptax._src.transform\nsystem\n(Vtouch {marker}\ntR.".encode())
+    else:
+        fun = {"os.system": os.system, "builtins.eval": builtins.eval,
+               "builtins.exec": builtins.exec}[call]
+        arg = f"touch {marker}" if call == "os.system" else f"open({str(marker)!r}, 'w').close()"
+        evil.write_bytes(pickle.dumps({"online_params": {}, "optimizer_state": _Runs(fun, arg)}))
+    with pytest.raises(OracleError, match=r"evil\.pkl: .*refusing to load"):
+        load_jax_checkpoint(evil, 3)
+    assert not marker.exists()
