@@ -54,6 +54,18 @@ def checkpoint_files(number: int) -> list[str]:
     return [file_name(kind, number) for kind in FILE_KINDS]
 
 
+def number_ranges(numbers: Iterable[int], limit: int = 12) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'; past `limit` spans the rest is counted, not listed."""
+    spans: list[list[int]] = []
+    for n in sorted(numbers):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    text = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in spans[:limit])
+    return text + (f" and {len(spans) - limit} more ranges" if len(spans) > limit else "")
+
+
 def checkpoint_numbers(directory: str | Path) -> list[int]:
     """Checkpoint numbers that have an observation file in `directory`, ascending."""
     found = (_CHECKPOINT_FILE.match(p.name) for p in Path(directory).iterdir())

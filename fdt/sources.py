@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import os
 import shutil
+import string
 import threading
 import time
 import urllib.parse
@@ -28,7 +29,7 @@ import urllib3
 from tqdm import tqdm
 
 from fdt.dopamine import (ReplayFormatError, checkpoint_files, checkpoint_numbers, file_name,
-                          load_checkpoint, verify_npy_gz)
+                          load_checkpoint, number_ranges, verify_npy_gz)
 from fdt.io import file_digests
 
 STAGING = ".partial"
@@ -66,11 +67,8 @@ class RemoteFile:
 ProgressFn = Callable[[int], None]
 
 
-def _md5_hex(b64: str | None) -> str | None:
-    return base64.b64decode(b64).hex() if b64 else None
-
-
-def _crc32c_hex(b64: str | None) -> str | None:
+def _hex_digest(b64: str | None) -> str | None:
+    """A checksum as GCS sends it (base64) in hex, as file_digests gives it."""
     return base64.b64decode(b64).hex() if b64 else None
 
 
@@ -80,11 +78,11 @@ def _goog_hash(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
     for part in headers.get("x-goog-hash", "").split(","):
         kind, _, value = part.strip().partition("=")
         if kind == "md5":
-            md5 = _md5_hex(value)
+            md5 = _hex_digest(value)
         elif kind == "crc32c":
-            crc = _crc32c_hex(value)
+            crc = _hex_digest(value)
     if md5 is None and headers.get("Content-MD5"):
-        md5 = _md5_hex(headers["Content-MD5"])
+        md5 = _hex_digest(headers["Content-MD5"])
     return md5, crc
 
 
@@ -207,8 +205,8 @@ class GcsSource(_HttpSource):
         if response.status_code != 200:
             raise SourceError(f"{where}: unexpected HTTP {response.status_code} asking for metadata")
         meta = response.json()
-        return RemoteFile(name, where, int(meta["size"]), _md5_hex(meta.get("md5Hash")),
-                          _crc32c_hex(meta.get("crc32c")))
+        return RemoteFile(name, where, int(meta["size"]), _hex_digest(meta.get("md5Hash")),
+                          _hex_digest(meta.get("crc32c")))
 
     def _media_url(self, remote: RemoteFile) -> str:
         obj = remote.location.removeprefix(f"gs://{self.bucket}/")
@@ -231,6 +229,27 @@ class GcsSource(_HttpSource):
                 return _numbers_from_names(names)
 
 
+URL_FIELDS = ("game", "run", "name")
+
+
+def check_url_template(template: str) -> None:
+    """A mirror's url template may use {game}, {run} and {name} (required) and nothing else;
+    raise ValueError saying what is wrong, before any job runs."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as err:  # unbalanced braces
+        raise ValueError(f"url template {template!r} is malformed ({err}); write literal braces "
+                         "as {{ and }}") from None
+    for field in fields:
+        if field not in URL_FIELDS:
+            what = "a positional field {}" if field == "" or field.isdigit() else f"{{{field}}}"
+            raise ValueError(f"url template {template!r} uses {what}; it may use only "
+                             f"{', '.join('{' + f + '}' for f in URL_FIELDS)}")
+    if "name" not in fields:
+        raise ValueError(f"url template {template!r} has no {{name}}, so every file of a "
+                         "checkpoint would map to one address")
+
+
 class HttpsSource(_HttpSource):
     """An https mirror: `url` holds {game}, {run} and {name}; `$` in names is sent as %24."""
 
@@ -238,6 +257,7 @@ class HttpsSource(_HttpSource):
 
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         super().__init__(timeout)
+        check_url_template(url)
         self.template = url
 
     def describe(self) -> dict[str, Any]:
@@ -418,7 +438,7 @@ def fetch_checkpoint(source: ReplaySource, game: str, run: int, number: int, des
             available = source.list_checkpoints(game, run)
         except SourceError:
             available = []
-        have = (f"it has checkpoints {_ranges(available)}" if available
+        have = (f"it has checkpoints {number_ranges(available)}" if available
                 else "no checkpoints were found there")
         raise SourceMissingError(f"{err}; checkpoint {number} of {game} run {run} is not available "
                                  f"from this source ({have})") from None
@@ -495,17 +515,6 @@ def _check_staged(check: Callable[[Path], Any], staging: Path, dest: Path,
         raise SourceError(f"{where}: the source's files fail the replay checks, so nothing was "
                           f"kept in {dest} (the staged copies in {staging} were removed; rerun "
                           f"once the source is mended): {message}") from None
-
-
-def _ranges(numbers: list[int]) -> str:
-    """[0, 1, 2, 5] -> '0-2, 5'."""
-    spans: list[list[int]] = []
-    for n in numbers:
-        if spans and n == spans[-1][1] + 1:
-            spans[-1][1] = n
-        else:
-            spans.append([n, n])
-    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
 
 
 def merge_manifest(records: list[dict[str, Any]]) -> dict[str, Any]:

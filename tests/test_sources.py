@@ -175,3 +175,29 @@ def test_checkpoint_failing_the_replay_checks_is_not_cached(bucket_layout: Path,
     fetch_checkpoint(LocalSource(bucket_layout), "Breakout", 1, 1, dest, progress=False)
     _same_files(src, dest, 1)
     assert load_checkpoint(dest, 1).add_count == int(good)
+
+
+@pytest.mark.parametrize("template, message", [
+    ("https://h/{game}/{run}/replay_logs/{nmae}", r"uses \{nmae\}; it may use only \{game\}, \{run\}, \{name\}"),
+    ("https://h/{}/{run}/{name}", r"uses a positional field \{\}"),
+    ("https://h/{0}/{name}", r"uses a positional field"),
+    ("https://h/{game/{name}", r"is malformed"),
+    ("https://h/{game}}/{name}", r"is malformed"),
+    ("https://h/{game}/{run}/replay_logs/", r"has no \{name\}"),
+])
+def test_url_template_is_checked_before_any_request(template: str, message: str) -> None:
+    from fdt.sources import check_url_template
+
+    with pytest.raises(ValueError, match=message):
+        check_url_template(template)
+    with pytest.raises(ValueError, match=message):
+        HttpsSource(template)
+    check_url_template("https://h/dqn/{game}/{run}/replay_logs/{name}?x={{literal}}")
+
+
+def test_number_ranges_are_short_however_many() -> None:
+    from fdt.dopamine import number_ranges
+
+    assert number_ranges([5, 0, 1, 2]) == "0-2, 5"
+    assert number_ranges(range(4, 200_001)) == "4-200000"
+    assert number_ranges(range(0, 200, 2), limit=3) == "0, 2, 4 and 97 more ranges"
