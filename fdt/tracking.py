@@ -4,6 +4,10 @@ The store is a SQLite file under results/ unless MLFLOW_TRACKING_URI names anoth
 convenience, never a reason to lose a training run: every failure is a warning, after which the
 tracker stops trying.
 
+A tracking server (an http(s) URI) is checked once, with a short timeout, before the run starts: an
+unreachable one costs a job a few seconds and one warning, not minutes of MLflow's own retries.
+Those retries are bounded too (see `bound_http_retries`), in case the server goes away mid-job.
+
 Parallel jobs share the SQLite store: the first to open it creates its tables while holding a file
 lock (MLflow's schema migrations are not safe to run twice at once), and a write that finds the
 database locked by another job is retried with backoff.
@@ -64,6 +68,44 @@ def retry_when_locked(action: Callable[[], Any], attempts: int = RETRIES) -> Any
     raise AssertionError("unreachable")
 
 
+# MLflow's defaults (7 retries with backoff factor 2, 120 s per request) add up to minutes before
+# an unreachable server gives an error; a job rather loses its tracking than waits that long.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+CHECK_TIMEOUT = (3.0, 5.0)  # seconds to connect, then to wait for the answer
+
+
+def bound_http_retries() -> None:
+    """Bound MLflow's HTTP retries and timeouts for this process, unless the user set them."""
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def unreachable(uri: str, timeout: tuple[float, float] = CHECK_TIMEOUT) -> str | None:
+    """Why the tracking server at `uri` cannot be used (None when it answers).
+
+    One GET of its health endpoint, no retries. Any answer short of a server error counts: the
+    point is to find a dead or silent server quickly, not to validate it (MLflow's calls do that).
+    """
+    import requests
+
+    url = f"{uri.rstrip('/')}/health"
+    try:
+        response = requests.get(url, timeout=timeout, allow_redirects=False)
+    except requests.RequestException as err:
+        return f"GET {url} failed: {type(err).__name__}: {err}"
+    if response.status_code >= 500:
+        return f"GET {url} answered HTTP {response.status_code}"
+    return None
+
+
 class Tracker:
     """A lazily started MLflow run; `start()` returns its id so a resumed job continues it."""
 
@@ -78,18 +120,30 @@ class Tracker:
         self.run_id: str | None = None
         self.failed = False
 
+    def _disable(self, what: str, problem: str, stacklevel: int) -> None:
+        self.failed = True
+        warnings.warn(f"MLflow tracking at {self.uri} failed while {what} ({problem}); training"
+                      " goes on untracked", stacklevel=stacklevel + 1)
+
     def _guard(self, what: str, action: Any) -> Any:
         if self.failed:
             return None
         try:
             return retry_when_locked(action)
         except Exception as err:  # tracking must never stop training
-            self.failed = True
-            warnings.warn(f"MLflow tracking at {self.uri} failed while {what} ({type(err).__name__}:"
-                          f" {err}); training goes on untracked", stacklevel=3)
+            self._disable(what, f"{type(err).__name__}: {err}", stacklevel=3)
             return None
 
     def start(self, run_id: str | None = None) -> str | None:
+        """Start (or continue) the run; None, after one warning, when tracking is unavailable."""
+        if self.failed:
+            return None
+        if is_server(self.uri):
+            bound_http_retries()
+            problem = unreachable(self.uri)
+            if problem is not None:
+                self._disable("checking the server", problem, stacklevel=2)
+                return None
         return self._guard("starting the run", lambda: self._start(run_id))
 
     def _start(self, run_id: str | None) -> str:

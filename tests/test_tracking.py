@@ -1,14 +1,23 @@
-"""Tracking under concurrency: parallel jobs logging to one new SQLite store lose nothing."""
+"""Tracking under concurrency (parallel jobs logging to one new SQLite store lose nothing) and
+with an unreachable tracking server (the job warns and trains on, without stalling)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
 import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from fdt.tracking import HTTP_LIMITS, Tracker
 from tests.conftest import REPO
+from tests.loopback import free_port
 
 JOB = """
 import sys, warnings
@@ -49,3 +58,70 @@ def test_parallel_jobs_share_a_new_store(tmp_path: Path) -> None:
     assert all(r.info.status == "FINISHED" and len(r.data.params) == 20 for r in runs)
     for run in runs:
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 40
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[str]:
+    """An http URI on loopback whose socket accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # the listener closes at the end of the test
+            while True:
+                held.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[str]:
+    """An http URI on a loopback port nobody listens on (connections are refused)."""
+    yield f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.mark.parametrize("server", [closed_port, silent_server], ids=["refused", "silent"])
+def test_unreachable_server_disables_tracking_quickly(
+        server: Callable[[], contextlib.AbstractContextManager[str]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job whose tracking server is down warns once, within seconds, and trains on untracked
+    (MLflow's own retries used to hold it for 260 s when refused, 1,223 s when silent)."""
+    for name in HTTP_LIMITS:  # the job's settings, restored afterwards
+        monkeypatch.delenv(name, raising=False)
+    with server() as uri, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        began = time.monotonic()
+        tracker = Tracker(uri, run_name="x", tags={"seed": 1}, artifact_root=tmp_path / "art")
+        run_id = tracker.start(None)  # as fdt.train.train does, then logs as it trains
+        tracker.log_params({"batch_size": 4})
+        tracker.log_metrics({"loss": 1.0}, step=0)
+        tracker.log_artifact(tmp_path)
+        tracker.end("FINISHED")
+        elapsed = time.monotonic() - began
+    # The bound is functional (a job must not hang), so generous: the check itself takes < 10 s.
+    assert elapsed < 30, f"took {elapsed:.1f} s"
+    assert run_id is None and tracker.failed and tracker.run_id is None
+    messages = [str(w.message) for w in caught if "MLflow tracking" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert uri in messages[0] and "/health" in messages[0] and "untracked" in messages[0]
+
+
+def test_mlflow_http_retries_are_bounded_unless_the_user_set_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in HTTP_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")  # the user's choice wins
+    with closed_port() as uri, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Tracker(uri, run_name="x", tags={}).start()
+    from mlflow.environment_variables import (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+                                              MLFLOW_HTTP_REQUEST_TIMEOUT)
+
+    assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 300
+    assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == int(HTTP_LIMITS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
