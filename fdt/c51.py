@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fdt.dopamine import FRAME_SHAPE, STACK_SIZE
+from fdt.torchfile import load_torch_file
 
 NUM_ATOMS = 51
 V_MAX = 10.0
@@ -241,7 +242,7 @@ def save_network(net: C51Network, path: str | Path, **info: Any) -> None:
 
 def load_network(path: str | Path, num_actions: int | None = None) -> C51Network:
     """Our own oracle file (`oracle.pt`), checked against the game's action count."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = load_torch_file(path)
     if num_actions is not None and payload["num_actions"] != num_actions:
         raise OracleError(f"{path}: an oracle for {payload['num_actions']} actions, but the game "
                           f"has {num_actions}")

@@ -484,6 +484,7 @@ def evaluate_model(model_path: str | Path, game: str, params: EvalParams, out_di
 
     from fdt.io import atomic_path, write_json
     from fdt.scores import score_table
+    from fdt.torchfile import load_torch_file
     from fdt.train import load_model
 
     if params.protocol not in PROTOCOLS:
@@ -491,7 +492,7 @@ def evaluate_model(model_path: str | Path, game: str, params: EvalParams, out_di
                               f"{', '.join(PROTOCOLS)}")
     if not params.targets:
         raise EvaluationError(f"no target return-to-go given for {game}")
-    payload_game = torch.load(model_path, map_location="cpu", weights_only=False).get("game")
+    payload_game = load_torch_file(model_path).get("game")
     model = load_model(model_path, params.device)
     check_model_fits(model, game, payload_game, params.rom_dir)
     jobs = protocol_jobs(params.setups, params.targets, params.test_seeds, params.episodes)

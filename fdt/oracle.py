@@ -35,6 +35,7 @@ from fdt.dopamine import FRAME_SHAPE, STACK_SIZE
 from fdt.io import atomic_path, write_json
 from fdt.keys import canonical_json
 from fdt.store import frames_numpy
+from fdt.torchfile import load_torch_file
 
 COLUMNS = ["replay_index", "episode_id", "step", "action", "reward", "terminal"]
 
@@ -166,7 +167,7 @@ def train_oracle(paths: Sequence[str | Path], num_actions: int, out_dir: str | P
     step, history = 0, []
     checkpoint = out_dir / "checkpoint.pt"
     if checkpoint.is_file():
-        payload = torch.load(checkpoint, map_location=device, weights_only=False)
+        payload = load_torch_file(checkpoint, device)
         if payload["digest"] == params.digest():
             online.load_state_dict(payload["online"])
             target.load_state_dict(payload["target"])

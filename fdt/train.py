@@ -39,6 +39,7 @@ from fdt.io import atomic_path, write_json
 from fdt.keys import canonical_json
 from fdt.model import (MODELS, DecisionTransformer, ModelConfig, model_config_for,
                        optimizer_groups)
+from fdt.torchfile import NUMPY_RNG_STATE, TorchFileError, load_torch_file
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -376,7 +377,9 @@ def _save_checkpoint(path: Path, params: TrainParams, model: DecisionTransformer
 def _restore(path: Path, params: TrainParams, model: DecisionTransformer,
              optimizer: torch.optim.Optimizer, device: torch.device) -> TrainState:
     try:
-        payload = torch.load(path, map_location=device, weights_only=False)
+        payload = load_torch_file(path, device, allow=NUMPY_RNG_STATE)
+    except TorchFileError:
+        raise  # a pickle that could run code: refuse it, never overwrite it silently
     except Exception as err:  # a torn or foreign file: start over rather than fail
         import warnings
         warnings.warn(f"{path}: unreadable checkpoint ({err}); training starts from scratch",
@@ -440,7 +443,7 @@ def _finish(out_dir: Path, params: TrainParams, config: ModelConfig, model: Deci
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> DecisionTransformer:
     """A trained model from `model.pt`, in eval mode."""
-    payload = torch.load(path, map_location=device, weights_only=False)
+    payload = load_torch_file(path, device)
     model = DecisionTransformer(ModelConfig(**payload["config"]))
     model.load_state_dict(payload["model"])
     return model.to(device).eval()

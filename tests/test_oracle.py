@@ -11,6 +11,8 @@ import torch
 from fdt.c51 import C51Network, OracleError, load_network
 from fdt.oracle import (OracleParams, OracleTrainingError, c51_loss, load_transitions,
                         project_distribution, train_oracle)
+from fdt.torchfile import TorchFileError
+from tests.planted import plant
 
 
 def test_projection_by_hand() -> None:
@@ -65,6 +67,19 @@ def test_loss_at_initialisation_and_training(episode_store: list[Path], tmp_path
     assert again["updates"] == 6 and again["history"] == metrics["history"]  # resumed, done
     with pytest.raises(OracleTrainingError, match="action 3 is outside the game's 2 actions"):
         train_oracle(episode_store, 2, tmp_path / "other", params, progress=False)
+
+
+def test_planted_checkpoint_and_oracle_are_refused(episode_store: list[Path],
+                                                   tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    plant(tmp_path / "oracle" / "checkpoint.pt", marker)
+    params = OracleParams(updates=3, batch_size=4, checkpoint_every=3, device="cpu")
+    with pytest.raises(TorchFileError, match=r"checkpoint\.pt: holds something other than weights"):
+        train_oracle(episode_store, 4, tmp_path / "oracle", params, progress=False)
+    plant(tmp_path / "oracle.pt", marker)
+    with pytest.raises(TorchFileError, match=r"oracle\.pt: holds something other than weights"):
+        load_network(tmp_path / "oracle.pt", 4)
+    assert not marker.exists()
 
 
 def test_c51_loss_is_cross_entropy_to_the_projection() -> None:

@@ -15,10 +15,12 @@ import torch
 
 from fdt.dataset import SamplingParams, build_training_set
 from fdt.model import DecisionTransformer, ModelConfig, optimizer_groups
+from fdt.torchfile import NUMPY_RNG_STATE, TorchFileError, load_torch_file
 from fdt.tracking import Tracker
 from fdt.train import (CHECKPOINT, MODEL, TrainingError, TrainParams, load_model, lr_multiplier,
                        train)
 from tests.conftest import REPO
+from tests.planted import plant
 
 TINY = dict(context_length=2, batch_size=4, epochs=3, n_layer=1, n_head=2, n_embd=16,
             warmup_tokens=16, log_every=2)
@@ -123,11 +125,16 @@ def test_same_seed_same_weights(training_set: Path, tmp_path: Path) -> None:
 
 
 def _assert_same_weights(first: Path, second: Path) -> None:
-    x = torch.load(first, weights_only=False)["model"]
-    y = torch.load(second, weights_only=False)["model"]
+    x = torch.load(first, weights_only=True)["model"]
+    y = torch.load(second, weights_only=True)["model"]
     assert x.keys() == y.keys()
     for name in x:
         assert torch.equal(x[name], y[name]), name
+
+
+def _checkpoint(out_dir: Path) -> dict:
+    """The trainer's checkpoint, read as the trainer reads it (weights-only, numpy RNG state)."""
+    return load_torch_file(out_dir / CHECKPOINT, allow=NUMPY_RNG_STATE)
 
 
 KILLER = """
@@ -158,13 +165,13 @@ def test_kill_and_resume_gives_the_same_weights(training_set: Path, tmp_path: Pa
     assert killed.returncode == -9
     assert (tmp_path / "resumed" / CHECKPOINT).is_file()
     assert not (tmp_path / "resumed" / MODEL).exists()
-    state = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)["state"]
+    state = _checkpoint(tmp_path / "resumed")["state"]
     assert state["epoch"] == 1 and state["step"] == 4
     resumed = _run(script, str(training_set), str(tmp_path / "resumed"), "0")
     assert resumed.returncode == 0, resumed.stderr
     _assert_same_weights(tmp_path / "whole" / MODEL, tmp_path / "resumed" / MODEL)
-    whole_opt = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=False)["optimizer"]
-    resumed_opt = torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=False)["optimizer"]
+    whole_opt = _checkpoint(tmp_path / "whole")["optimizer"]
+    resumed_opt = _checkpoint(tmp_path / "resumed")["optimizer"]
     for key, value in whole_opt["state"].items():
         assert torch.equal(value["exp_avg"], resumed_opt["state"][key]["exp_avg"])
 
@@ -179,10 +186,22 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(training_set: Path,
     with pytest.raises(TrainingError, match="NaN or infinite in epoch 2.*1 epochs.*checkpoint.pt"):
         train(training_set, tmp_path / "out", TrainParams(model="dt", seed=1, **TINY),
               on_step=poison, progress=False)
-    kept = torch.load(tmp_path / "out" / CHECKPOINT, weights_only=False)
+    kept = _checkpoint(tmp_path / "out")
     assert kept["state"]["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in kept["model"].values())
     assert not (tmp_path / "out" / MODEL).exists()
+
+
+def test_planted_checkpoint_and_model_are_refused(training_set: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    plant(tmp_path / "out" / CHECKPOINT, marker)
+    with pytest.raises(TorchFileError, match=r"checkpoint\.pt: holds something other than weights"):
+        train(training_set, tmp_path / "out", TrainParams(model="dt", seed=1, **TINY),
+              progress=False)
+    plant(tmp_path / MODEL, marker)
+    with pytest.raises(TorchFileError, match=r"model\.pt: holds something other than weights"):
+        load_model(tmp_path / MODEL)
+    assert not marker.exists()
 
 
 def test_sizes_that_do_not_fit(training_set: Path, tmp_path: Path) -> None:
@@ -266,8 +285,8 @@ def test_fdt_trains_on_feedback(training_set: Path, tmp_path: Path) -> None:
                 labels=mixed, progress=False)
     assert fdt["feedback"]["negatives"] == 2 and fdt["feedback"]["negatives_ignored"] == 1
     assert fdt["feedback"]["positives"] == 0  # the budget stops before position 4
-    first = torch.load(tmp_path / "dt" / MODEL, weights_only=False)["model"]
-    second = torch.load(tmp_path / "fdt1" / MODEL, weights_only=False)["model"]
+    first = torch.load(tmp_path / "dt" / MODEL, weights_only=True)["model"]
+    second = torch.load(tmp_path / "fdt1" / MODEL, weights_only=True)["model"]
     assert not torch.equal(first["head.weight"], second["head.weight"])
     with pytest.raises(TrainingError, match="FDT needs the labels"):
         train(training_set, tmp_path / "x", TrainParams(model="fdt", seed=2, **TINY), progress=False)
