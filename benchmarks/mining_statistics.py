@@ -63,7 +63,7 @@ def main() -> None:
         "transitions": n,
         "per_second": {k: round(n / v) for k, v in timings.items()},
         "seconds": {k: round(v, 2) for k, v in timings.items()},
-        "candidate_cells": len(stats.returns), "ranked_cells": len(ranked),
+        "candidate_cells": len(stats.pairs), "ranked_cells": len(ranked),
         "important_states": len(chosen),
         "peak_added_mb": round(added, 1),
         "bytes_per_transition": round(added * 2**20 / n, 1),

@@ -4,8 +4,8 @@ Over a sequence of transitions (the statistics set, in the order they were sampl
 transition's cell, action, clipped reward, whether it is an allowed step, whether a life was lost
 and whether it may be chosen (it lies inside the training set):
 
-1. returns: per trajectory, in one backward pass, the discounted return G_t = r_t + gamma G_{t+1},
-   plus the life-loss penalty P when a life is lost within S steps ahead (see `discounted_returns`);
+1. returns: per trajectory, G_t = sum over n of gamma^n r_{t+n}, plus the life-loss penalty P when
+   a life is lost within S steps ahead (see `discounted_returns`);
 2. statistics per (cell, action): the mean of the returns collected by the reference's rules
    (`collect_returns`), first visit per trajectory;
 3. ranking: cells with two or more actions and a positive gap between the best action's mean and
@@ -15,41 +15,158 @@ and whether it may be chosen (it lies inside the training set):
    drops entries too close to earlier ones (`important_states`).
 
 Where the reference's rules decide which states are chosen they are kept, and marked "reference:".
+
+Arithmetic (reference, SPEC §3): returns, means and gaps are float32, summed in the order and
+grouping numpy 1.x uses, because the ranking is by the float32 gap and near-ties must come out
+in the reference's order. The reference computes each G_t on its own as `np.sum` of the float32
+products gamma^n r_{t+n} over the rest of the trajectory (gamma^n from `math.pow`, then rounded
+to float32), and each mean as `np.asarray(returns).mean()` of a list of float32 returns. numpy
+1.x sums a float32 array pairwise (blocks of 8 running sums up to 128 elements, halves above)
+within chunks of 8,192 elements (its reduction buffer) and adds the chunks in order; the mean
+is that sum divided by the count in float64, rounded to float32. `reduce_sum` reproduces this
+sum exactly, compiled, whatever numpy is installed (numpy 2 no longer chunks).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 # Reference: life loss is looked for from this many steps ahead (its detectors lag in these games).
 LIFE_LOSS_OFFSET = {"Pong": 6, "Seaquest": 9}
 
+# numpy 1.x's reduction buffer: a float32 sum is pairwise within chunks of this many elements.
+REDUCE_CHUNK = 8192
+
+
+@numba.njit(cache=True, nogil=True)
+def _pairwise(offsets, values, first, last, lo, n):  # pragma: no cover - compiled
+    """numpy's pairwise float32 sum of the n elements at positions lo..lo+n-1 of an array that
+    is zero except at `offsets[first:last]` (sorted, inside the range), holding `values`.
+
+    Adding a zero leaves a float sum unchanged, so only the nonzero elements are visited, in
+    numpy's grouping: below 8 elements one running sum; up to 128, 8 running sums (element i
+    into sum i % 8) combined as ((0+1)+(2+3))+((4+5)+(6+7)), then the last n % 8 elements;
+    above, the two halves (the first rounded down to a multiple of 8), each summed so.
+    """
+    if first == last:
+        return np.float32(0.0)
+    if n < 8:
+        total = np.float32(0.0)
+        for k in range(first, last):
+            total += values[k]
+        return total
+    if n <= 128:
+        sums = np.zeros(8, np.float32)
+        blocked = lo + n - n % 8
+        k = first
+        while k < last and offsets[k] < blocked:
+            sums[(offsets[k] - lo) % 8] += values[k]
+            k += 1
+        total = ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5])
+                                                               + (sums[6] + sums[7]))
+        while k < last:
+            total += values[k]
+            k += 1
+        return total
+    half = n // 2
+    half -= half % 8
+    split = first + np.searchsorted(offsets[first:last], lo + half)
+    return (_pairwise(offsets, values, first, split, lo, half)
+            + _pairwise(offsets, values, split, last, lo + half, n - half))
+
+
+@numba.njit(cache=True, nogil=True)
+def _reduce_sum(offsets, values, first, last, length):  # pragma: no cover - compiled
+    """numpy 1.x's float32 sum of an array of `length` elements, zero except at `offsets`: from
+    0, each chunk of REDUCE_CHUNK elements summed pairwise, added in order."""
+    total = np.float32(0.0)
+    k = first
+    for lo in range(0, length, REDUCE_CHUNK):
+        n = min(REDUCE_CHUNK, length - lo)
+        end = k
+        while end < last and offsets[end] < lo + n:
+            end += 1
+        if end > k:
+            total += _pairwise(offsets, values, k, end, lo, n)
+        k = end
+    return total
+
+
+def reduce_sum(values: np.ndarray) -> np.float32:
+    """The float32 sum numpy 1.x computes for `np.sum(values)` of a float32 array."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    return _reduce_sum(np.arange(len(values), dtype=np.int64), values, 0, len(values), len(values))
+
+
+def reduce_mean(values: np.ndarray) -> np.float32:
+    """The reference's `np.asarray(values).mean()` of float32 values: the float32 sum divided by
+    the count in float64, rounded to float32."""
+    return np.float32(np.float64(reduce_sum(values)) / len(values))
+
+
+def discount_factors(gamma: float, length: int) -> np.ndarray:
+    """Reference: gamma^n for n < length, each `math.pow` (float64) rounded to float32, cut
+    where they reach 0 (all later ones are 0 too, and add nothing)."""
+    factors = np.array([math.pow(gamma, n) for n in range(length)], dtype=np.float32)
+    zero = np.flatnonzero(factors == 0)
+    return factors[:zero[0]] if len(zero) else factors
+
+
+@numba.njit(cache=True, nogil=True)
+def _returns_kernel(rewards, trajectory_ends, factors, out):  # pragma: no cover - compiled
+    """G_t of every row: the reference's float32 sum over the rest of its trajectory of the
+    float32 products factors[n] * r_{t+n}, only the nonzero ones visited."""
+    horizon = len(factors)
+    offsets = np.empty(horizon, np.int64)
+    terms = np.empty(horizon, np.float32)
+    start = 0
+    for end in trajectory_ends:
+        nonzero = np.flatnonzero(rewards[start:end]) + start
+        first = 0  # the first nonzero reward at or after t
+        for t in range(start, end):
+            while first < len(nonzero) and nonzero[first] < t:
+                first += 1
+            k = 0
+            for p in nonzero[first:]:
+                if p - t >= horizon:
+                    break
+                term = factors[p - t] * rewards[p]
+                if term != 0:
+                    offsets[k] = p - t
+                    terms[k] = term
+                    k += 1
+            out[t] = _reduce_sum(offsets, terms, 0, k, end - t)
+        start = end
+
 
 def discounted_returns(rewards: np.ndarray, trajectory_ends: np.ndarray, gamma: float, *,
                        life_loss: np.ndarray | None = None, penalty: float = 0.0,
                        horizon: int = 0, offset: int = 0) -> np.ndarray:
-    """G_t over each trajectory in one backward pass, with the life-loss penalty.
+    """G_t of each row over its trajectory, float32 as the reference computes it (see the
+    module's notes), with the life-loss penalty.
 
     Reference rule for the penalty: P is added to G_t when a life is lost at one of the steps
     t+offset .. t+horizon-1 of the same trajectory, or when the trajectory ends within `horizon`
     steps (t + horizon >= its end). No penalty when `penalty` is 0 or `horizon` is 0 and no end
-    is near.
+    is near. Reference: G_t + P is computed in float64 (numpy 1.x promotes a float32 scalar plus
+    a Python number) and stored as float32.
     """
+    rewards = np.ascontiguousarray(rewards, dtype=np.float32)
+    ends = np.asarray(trajectory_ends, dtype=np.int64)
     n = len(rewards)
-    out = np.empty(n, dtype=np.float64)
-    start = 0
-    for end in trajectory_ends:
-        running = 0.0
-        for t in range(end - 1, start - 1, -1):
-            running = float(rewards[t]) + gamma * running
-            out[t] = running
-        start = end
+    out = np.zeros(n, dtype=np.float32)
+    if n:
+        longest = int(np.diff(ends, prepend=0).max())
+        _returns_kernel(rewards, ends, discount_factors(gamma, longest), out)
     if penalty and (horizon > 0):
-        out += penalty * _life_lost_ahead(life_loss, trajectory_ends, n, horizon, offset)
+        hit = _life_lost_ahead(life_loss, ends, n, horizon, offset)
+        out[hit] = (out[hit].astype(np.float64) + penalty).astype(np.float32)
     return out
 
 
@@ -73,14 +190,44 @@ def _life_lost_ahead(life_loss: np.ndarray | None, trajectory_ends: np.ndarray, 
 
 @dataclass
 class CellStatistics:
-    """Collected returns: per cell (dense id) its actions, in the order first met, each with
-    [sum, count] of its returns (memory per (cell, action), not per transition)."""
+    """Collected returns: per cell (dense id) its actions in the order first met, each with the
+    id of its (cell, action) pair, and per pair the count and float32 mean of its returns.
 
-    returns: dict[int, dict[int, list[float]]] = field(default_factory=dict)
+    Memory is per row and per pair, never per visit: while collecting, each row records the pair
+    its return went to (or none); the means are taken once at the end (`pair_means`), because
+    numpy's pairwise grouping depends on the final count, so a running float32 sum cannot give
+    the reference's mean beyond 128 returns.
+    """
+
+    pairs: dict[int, dict[int, int]] = field(default_factory=dict)
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    means: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     # Chosen-able allowed occurrences per cell, in order: (index, action).
     occurrences: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     skipped: int = 0  # allowed steps of cells first met outside the chosen-able positions
     from_disallowed: int = 0  # steps not allowed that added to a cell already a candidate
+
+    @classmethod
+    def from_returns(cls, returns: Mapping[int, Mapping[int, Sequence[float]]],
+                     occurrences: Mapping[int, list[tuple[int, int]]] | None = None
+                     ) -> CellStatistics:
+        """Statistics from each (cell, action)'s returns, in the order they were collected."""
+        pairs: dict[int, dict[int, int]] = {}
+        values: list[np.ndarray] = []
+        for cell, by_action in returns.items():
+            pairs[cell] = {}
+            for action, collected in by_action.items():
+                pairs[cell][action] = len(values)
+                values.append(np.asarray(collected, dtype=np.float32))
+        counts = np.array([len(v) for v in values], dtype=np.int64)
+        means = np.array([reduce_mean(v) for v in values], dtype=np.float32)
+        return cls(pairs, counts, means, dict(occurrences or {}))
+
+    def summary(self) -> dict[int, dict[int, tuple[float, int]]]:
+        """(mean, count) per cell and action, in first-met order."""
+        return {cell: {action: (float(self.means[pair]), int(self.counts[pair]))
+                       for action, pair in by_action.items()}
+                for cell, by_action in self.pairs.items()}
 
 
 def collect_returns(cells: np.ndarray, actions: np.ndarray, returns: np.ndarray,
@@ -94,10 +241,12 @@ def collect_returns(cells: np.ndarray, actions: np.ndarray, returns: np.ndarray,
       `first_visit` (an action new to the cell is always added).
     - Reference: a step that is not allowed still adds to a candidate cell, for an action the cell
       does not have yet or one that was first added by such a step (and then on every visit).
-    `cells` are dense integer ids (see `dense_cells`).
+    `cells` are dense integer ids (see `dense_cells`); `returns` are taken as float32.
     """
     stats = CellStatistics()
-    table = stats.returns
+    table = stats.pairs
+    pair_of_row = np.full(len(cells), -1, dtype=np.int32)  # the pair each row's return went to
+    num_pairs = 0
     from_disallowed: dict[int, set[int]] = {}
     seen: set[tuple[int, int]] = set()
     ends = set(int(e) for e in trajectory_ends)
@@ -107,38 +256,61 @@ def collect_returns(cells: np.ndarray, actions: np.ndarray, returns: np.ndarray,
     boundaries = np.asarray(sorted(ends), dtype=np.int64)
     for i in np.flatnonzero(relevant | np.isin(np.arange(len(cells)) + 1, boundaries)):
         i = int(i)
-        cell, action, value = int(cells[i]), int(actions[i]), float(returns[i])
+        cell, action = int(cells[i]), int(actions[i])
         if relevant[i]:
             if not allowed[i]:
                 if cell in table:
                     stats.from_disallowed += 1
                     actions_of = table[cell]
                     if action not in actions_of:
-                        actions_of[action] = [value, 1]
+                        actions_of[action] = pair_of_row[i] = num_pairs
+                        num_pairs += 1
                         from_disallowed.setdefault(cell, set()).add(action)
                     elif action in from_disallowed.get(cell, ()):
-                        _add(actions_of[action], value)
+                        pair_of_row[i] = actions_of[action]
             else:
                 if choosable[i]:
                     stats.occurrences.setdefault(cell, []).append((i, action))
                 if cell not in table:
                     if choosable[i]:
-                        table[cell] = {action: [value, 1]}
+                        table[cell] = {action: num_pairs}
+                        pair_of_row[i] = num_pairs
+                        num_pairs += 1
                     else:
                         stats.skipped += 1
                 elif action not in table[cell]:
-                    table[cell][action] = [value, 1]
+                    table[cell][action] = pair_of_row[i] = num_pairs
+                    num_pairs += 1
                 elif not first_visit or (cell, action) not in seen:
-                    _add(table[cell][action], value)
+                    pair_of_row[i] = table[cell][action]
                 seen.add((cell, action))
         if i + 1 in ends:
             seen = set()
+    stats.counts, stats.means = pair_means(pair_of_row, returns, num_pairs)
     return stats
 
 
-def _add(total: list[float], value: float) -> None:
-    total[0] += value
-    total[1] += 1
+def pair_means(pair_of_row: np.ndarray, returns: np.ndarray,
+               num_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, the count and the reference's float32 mean of the returns of the rows that went
+    to it, in row order (the order the reference appended them)."""
+    rows = np.flatnonzero(pair_of_row >= 0)
+    pair = pair_of_row[rows]
+    order = np.argsort(pair, kind="stable")
+    values = np.ascontiguousarray(np.asarray(returns, dtype=np.float32)[rows[order]])
+    counts = np.bincount(pair, minlength=num_pairs).astype(np.int64)
+    sums = np.zeros(num_pairs, dtype=np.float32)
+    _group_sums(values, np.concatenate([[0], np.cumsum(counts)]), sums)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (sums.astype(np.float64) / counts).astype(np.float32)
+    return counts, means
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_sums(values, bounds, out):  # pragma: no cover - compiled
+    for g in range(len(out)):
+        n = bounds[g + 1] - bounds[g]
+        out[g] = _reduce_sum(np.arange(n), values[bounds[g]:bounds[g + 1]], 0, n, n)
 
 
 def _first_index(cells: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -160,29 +332,28 @@ class RankedCell:
     cell: int
     best_action: int
     worst_action: int
-    best_mean: float
+    best_mean: float  # float32 values
     worst_mean: float
-
-    @property
-    def gap(self) -> float:
-        return self.best_mean - self.worst_mean
+    gap: float  # best_mean - worst_mean in float32, as the reference ranks
 
 
 def rank_cells(stats: CellStatistics) -> list[RankedCell]:
-    """Cells with >= 2 actions and a positive gap, by gap descending.
+    """Cells with >= 2 actions and a positive float32 gap, by gap descending.
 
     Ties (equal means, equal gaps) keep the order actions and cells were first met: the first
     action with the largest mean is best, the first with the smallest is worst.
     """
     ranked = []
-    for cell, by_action in stats.returns.items():
+    for cell, by_action in stats.pairs.items():
         if len(by_action) < 2:
             continue
-        means = {action: total / count for action, (total, count) in by_action.items()}
+        means = {action: stats.means[pair] for action, pair in by_action.items()}
         best = max(means, key=means.__getitem__)
         worst = min(means, key=means.__getitem__)
-        if means[best] - means[worst] > 0:
-            ranked.append(RankedCell(cell, best, worst, means[best], means[worst]))
+        gap = means[best] - means[worst]  # np.float32 - np.float32: float32
+        if gap > 0:
+            ranked.append(RankedCell(cell, best, worst, float(means[best]),
+                                     float(means[worst]), float(gap)))
     return sorted(ranked, key=lambda r: r.gap, reverse=True)
 
 

@@ -9,7 +9,7 @@ from fdt.mining import (CellStatistics, collect_returns, dense_cells, discounted
                         important_states, rank_cells)
 
 
-def test_discounted_returns_one_backward_pass() -> None:
+def test_discounted_returns() -> None:
     rewards = np.array([0, 1, 0, 0, 0, 0, 1], dtype=np.float32)
     ends = np.array([4, 7])
     assert discounted_returns(rewards, ends, 0.5).tolist() == [0.5, 1, 0, 0, 0.25, 0.5, 1]
@@ -58,13 +58,14 @@ def _stats(first_visit: bool = True) -> CellStatistics:
 
 def test_collect_returns_by_the_reference_rules() -> None:
     stats = _stats()
-    # [sum, count] per (cell, action): c0 a0 took 1.0 and 2.0 (step 6), c1 a3 0.0 and 1.0.
-    assert stats.returns == {0: {0: [3.0, 2], 1: [3.0, 1]}, 1: {2: [4.0, 1], 3: [1.0, 2]},
-                             2: {1: [6.0, 1], 0: [6.0, 1]}}
+    # (mean, count) per (cell, action): c0 a0 took 1.0 and 2.0 (step 6), c1 a3 0.0 and 1.0.
+    assert stats.summary() == {0: {0: (1.5, 2), 1: (3.0, 1)}, 1: {2: (4.0, 1), 3: (0.5, 2)},
+                               2: {1: (6.0, 1), 0: (6.0, 1)}}
     assert stats.occurrences == {0: [(0, 0), (1, 1), (2, 0)], 1: [(4, 2)], 2: [(9, 1), (10, 0)]}
     assert stats.skipped == 1 and stats.from_disallowed == 3
     every_visit = _stats(first_visit=False)
-    assert every_visit.returns[0][0] == [5.0, 3]  # 1.0 + 2.0 (step 2) + 2.0
+    # 1.0 + 2.0 (step 2) + 2.0, a float32 mean
+    assert every_visit.summary()[0][0] == (float(np.float32(5 / 3)), 3)
 
 
 def test_rank_and_default_sampling() -> None:
@@ -94,8 +95,9 @@ def test_all_cell_pairs_and_window() -> None:
 
 
 def test_extra_occurrences_let_n_plus_one_through() -> None:
-    stats = CellStatistics(returns={7: {0: [2.0, 1], 1: [1.0, 1]}},
-                           occurrences={7: [(10, 0), (11, 1), (12, 0), (13, 0), (14, 1), (15, 0)]})
+    stats = CellStatistics.from_returns(
+        {7: {0: [2.0], 1: [1.0]}},
+        occurrences={7: [(10, 0), (11, 1), (12, 0), (13, 0), (14, 1), (15, 0)]})
     ranked = rank_cells(stats)
     chosen, _ = important_states(ranked, stats, extra_per_cell=2)
     # best (10), worst (11), then the reference's check admits 3 more: 12, 13, 14.
@@ -103,9 +105,9 @@ def test_extra_occurrences_let_n_plus_one_through() -> None:
 
 
 def test_ties_keep_first_met_order() -> None:
-    stats = CellStatistics(returns={5: {3: [1.0, 1], 1: [2.0, 2], 2: [0.0, 1]},
-                                    4: {0: [2.0, 1], 1: [1.0, 1]}},
-                           occurrences={5: [(0, 3)], 4: [(1, 0)]})
+    stats = CellStatistics.from_returns({5: {3: [1.0], 1: [0.5, 1.5], 2: [0.0]},
+                                         4: {0: [2.0], 1: [1.0]}},
+                                        occurrences={5: [(0, 3)], 4: [(1, 0)]})
     ranked = rank_cells(stats)
     assert [(r.cell, r.best_action, r.worst_action) for r in ranked] == [(5, 3, 2), (4, 0, 1)]
 
@@ -121,7 +123,7 @@ def test_no_candidates(n: int) -> None:
     cells = np.zeros(n, dtype=np.int64)
     stats = collect_returns(cells, cells, cells.astype(float), np.zeros(n, bool),
                             np.ones(n, bool), np.array([n]) if n else np.array([], np.int64))
-    assert stats.returns == {} and rank_cells(stats) == []
+    assert stats.pairs == {} and rank_cells(stats) == []
 
 
 def test_a_game_without_a_detector_is_refused_before_any_work(tmp_path) -> None:
