@@ -98,6 +98,7 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
                               f"demo.capacity ({demo['capacity']})")
     _check_training(config, origin, buffers)
     _check_oracle(config, origin)
+    _check_mining_games(config, origin)
     missing = [g for g in config["games"] if g not in config["evaluation"]["targets"]]
     if missing:
         raise ConfigError(f"config error in {origin} at evaluation.targets: no target return-to-go "
@@ -119,6 +120,21 @@ def _check_oracle(config: dict[str, Any], origin: str) -> None:
         if not source[needed]:
             raise ConfigError(f"config error in {origin} at oracle.source.{needed}: oracle source "
                               f"kind {source['kind']!r} needs it")
+
+
+def _check_mining_games(config: dict[str, Any], origin: str) -> None:
+    """FDT mines every game's important states, which needs the game's allowed-step detector:
+    refuse a game without one here, before any job runs."""
+    if "fdt" not in config["models"]:
+        return
+    from fdt.checks import GAME_CHECKS  # here: it loads the compiled kernels
+
+    missing = [g for g in config["games"] if g not in GAME_CHECKS]
+    if missing:
+        raise ConfigError(f"config error in {origin} at games: no allowed-step detector for "
+                          f"{', '.join(missing)}, so FDT cannot mine its important states "
+                          f"(mining supports {', '.join(GAME_CHECKS)}; without fdt in models, "
+                          "DT and BC train on any game)")
 
 
 def _check_training(config: dict[str, Any], origin: str, buffers: list[int]) -> None:

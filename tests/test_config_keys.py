@@ -58,10 +58,19 @@ def test_defaults_are_filled() -> None:
      r"at oracle\.source\.path: oracle source kind 'local' needs it"),
     ({"models": ["gpt"]}, r"at models\.0: 'gpt' is not one of \['dt', 'bc', 'fdt'\]"),
     ({"oracle": {"format": "onnx"}}, r"at oracle\.format: 'onnx' is not one of"),
+    ({"games": ["Breakout", "MsPacman"], "models": ["dt", "fdt"],
+      "evaluation": {"targets": {"Breakout": [90], "MsPacman": [3000]}}},
+     r"at games: no allowed-step detector for MsPacman, so FDT cannot mine"),
 ])
 def test_config_errors_name_the_key(change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_config({**BASE, **change}, origin="my.yaml")
+
+
+def test_a_game_without_a_detector_is_planned_without_fdt() -> None:
+    config = validate_config({**BASE, "games": ["MsPacman"], "models": ["dt", "bc"],
+                              "evaluation": {"targets": {"MsPacman": [3000]}}})
+    assert config["games"] == ["MsPacman"]
 
 
 def test_buffers_range_string() -> None:

@@ -265,6 +265,10 @@ def mining_inputs(wildcards):
 
 
 def states_targets():
+    """Mined states feed FDT only (its labels); the config check refuses an fdt run on a game
+    without an allowed-step detector."""
+    if "fdt" not in MODELS:
+        return []
     return [f"{states_dir(game, seed)}/counts.json" for game in GAMES for seed in SEEDS]
 
 
