@@ -6,11 +6,12 @@ them, a 48-byte footer. Each key is a tensor name and each value a `BundleEntryP
 shape, shard, offset, size, masked crc32c of the bytes); the empty key holds the
 `BundleHeaderProto` (shard count, endianness). The data files hold the raw little-endian tensors.
 Every block and every tensor is checked against its crc32c, so a damaged file is an error, never
-silently wrong weights.
+silently wrong weights; a malformed index, checksums and all, is a BundleError naming the file.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ FOOTER_SIZE = 48
 TABLE_MAGIC = 0xDB4775248B80FB57
 BLOCK_TRAILER = 5  # compression type (1 byte) + masked crc32c (4 bytes)
 MASK_DELTA = 0xA282EAD8
+# Entries between restart points: TensorFlow's table builder restarts every 16 entries.
+MAX_RESTART_RUN = 16
 
 # TensorFlow's DataType enum values for the numeric types a checkpoint holds.
 DTYPES: dict[int, np.dtype] = {
@@ -34,6 +37,11 @@ DTYPES: dict[int, np.dtype] = {
 
 class BundleError(ValueError):
     """A checkpoint bundle that cannot be read; the message names the file."""
+
+
+class _Unreadable(Exception):
+    """A malformation found while parsing the index; Bundle reports it as a BundleError naming
+    the file."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,9 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf):
-            raise BundleError("truncated varint")
+            raise _Unreadable("a varint runs past the end of its field")
+        if shift > 63:
+            raise _Unreadable("a varint longer than 10 bytes")
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -75,40 +85,64 @@ def _proto_fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
         number, wire = tag >> 3, tag & 7
         if wire == 0:
             value, pos = _varint(buf, pos)
-        elif wire == 1:
-            value, pos = struct.unpack_from("<Q", buf, pos)[0], pos + 8
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            if pos + width > len(buf):
+                raise _Unreadable(f"a fixed-width field {number} runs past its message")
+            value, pos = int.from_bytes(buf[pos:pos + width], "little"), pos + width
         elif wire == 2:
             length, pos = _varint(buf, pos)
+            if pos + length > len(buf):
+                raise _Unreadable(f"field {number} of {length} bytes runs past its message")
             value, pos = buf[pos:pos + length], pos + length
-        elif wire == 5:
-            value, pos = struct.unpack_from("<I", buf, pos)[0], pos + 4
         else:
-            raise BundleError(f"unsupported protobuf wire type {wire}")
+            raise _Unreadable(f"unsupported protobuf wire type {wire}")
         yield number, value
+
+
+def _message(buf: bytes) -> dict[int, int | bytes]:
+    """A message's fields by number (the last of a repeated field, as protobuf merges)."""
+    return dict(_proto_fields(buf))
+
+
+def _as_number(value: int | bytes, number: int) -> int:
+    if not isinstance(value, int):
+        raise _Unreadable(f"field {number} holds bytes where a number belongs")
+    return value
+
+
+def _as_message(value: int | bytes, number: int) -> bytes:
+    if not isinstance(value, bytes):
+        raise _Unreadable(f"field {number} holds a number where a message belongs")
+    return value
+
+
+def _number(fields: dict[int, int | bytes], number: int, default: int = 0) -> int:
+    return _as_number(fields.get(number, default), number)
 
 
 def _shape(buf: bytes) -> tuple[int, ...]:
     dims = []
     for number, value in _proto_fields(buf):
         if number == 2:  # TensorShapeProto.dim
-            size = next((v for n, v in _proto_fields(value) if n == 1), 0)
-            dims.append(int(size))
+            size = _number(_message(_as_message(value, number)), 1)
+            if size >= 2**63:  # int64 -1: a dimension of unknown size
+                raise _Unreadable("a tensor dimension of unknown size")
+            dims.append(size)
         elif number == 3 and value:
-            raise BundleError("tensor of unknown rank")
+            raise _Unreadable("a tensor of unknown rank")
     return tuple(dims)
 
 
 def _entry(name: str, buf: bytes) -> TensorEntry:
-    fields: dict[int, int | bytes] = {}
-    for number, value in _proto_fields(buf):
-        fields[number] = value
+    fields = _message(buf)
     if 7 in fields:
-        raise BundleError(f"tensor {name!r} is stored in slices (partitioned variables are not "
+        raise _Unreadable(f"tensor {name!r} is stored in slices (partitioned variables are not "
                           "supported)")
-    return TensorEntry(name=name, dtype=int(fields.get(1, 0)), shape=_shape(fields.get(2, b"")),
-                       shard=int(fields.get(3, 0)), offset=int(fields.get(4, 0)),
-                       size=int(fields.get(5, 0)),
-                       crc32c=int(fields[6]) if 6 in fields else None)
+    return TensorEntry(name=name, dtype=_number(fields, 1),
+                       shape=_shape(_as_message(fields.get(2, b""), 2)),
+                       shard=_number(fields, 3), offset=_number(fields, 4),
+                       size=_number(fields, 5), crc32c=_number(fields, 6) if 6 in fields else None)
 
 
 class _Table:
@@ -143,17 +177,40 @@ class _Table:
 
     @staticmethod
     def _entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
-        restarts = struct.unpack_from("<I", block, len(block) - 4)[0]
-        limit = len(block) - 4 - 4 * restarts
-        pos, key = 0, b""
+        """A block's (key, value) entries. Each key repeats a prefix of the key before, except at
+        the restart points listed at the block's end. TensorFlow puts one every 16 entries; a
+        longer run is refused, since it would let a small file spell out quadratically many
+        bytes of names (each of thousands of entries adding one byte to a shared prefix)."""
+        if len(block) < 4:
+            raise _Unreadable(f"a block of {len(block)} bytes, too short for its restart count")
+        count = struct.unpack_from("<I", block, len(block) - 4)[0]
+        limit = len(block) - 4 - 4 * count
+        if count == 0 or limit < 0:
+            raise _Unreadable(f"a block of {len(block)} bytes claims {count} restart points")
+        restarts = struct.unpack_from(f"<{count}I", block, limit)
+        pos, key, run, upcoming = 0, b"", 0, 0
         while pos < limit:
+            while upcoming < count and restarts[upcoming] < pos:
+                upcoming += 1  # a restart point inside an entry, or repeated: never reached
+            at_restart = upcoming < count and restarts[upcoming] == pos
             shared, pos = _varint(block, pos)
             unshared, pos = _varint(block, pos)
             length, pos = _varint(block, pos)
+            if at_restart:
+                run, upcoming = 0, upcoming + 1
+                if shared:
+                    raise _Unreadable("a key at a restart point shares a prefix")
+            run += 1
+            if run > MAX_RESTART_RUN:
+                raise _Unreadable(f"more than {MAX_RESTART_RUN} entries between restart points")
+            if shared > len(key):
+                raise _Unreadable(f"a key shares {shared} bytes of a {len(key)}-byte key")
+            end = pos + unshared + length
+            if end > limit:
+                raise _Unreadable("an entry runs past the end of its block")
             key = key[:shared] + block[pos:pos + unshared]
-            pos += unshared
-            yield key, block[pos:pos + length]
-            pos += length
+            yield key, block[pos + unshared:end]
+            pos = end
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         for _, handle in self._entries(self._block(self.index_offset, self.index_size)):
@@ -175,16 +232,27 @@ class Bundle:
             raise BundleError(f"{index}: checkpoint index not found")
         self.entries: dict[str, TensorEntry] = {}
         self.num_shards = 1
+        try:
+            self._read_index(index)
+        except _Unreadable as err:
+            raise BundleError(f"{index}: not a readable checkpoint index: {err}") from None
+        self._shards: dict[int, bytes] = {}
+
+    def _read_index(self, index: Path) -> None:
         for key, value in _Table(index).items():
             if key == b"":
-                header = dict(_proto_fields(value))
-                self.num_shards = int(header.get(1, 1))
-                if int(header.get(2, 0)) != 0:
+                header = _message(value)
+                self.num_shards = _number(header, 1, 1)
+                if self.num_shards < 1:
+                    raise _Unreadable("the header counts no data shards")
+                if _number(header, 2) != 0:
                     raise BundleError(f"{index}: big-endian checkpoint; only little-endian is read")
                 continue
-            name = key.decode()
+            try:
+                name = key.decode()
+            except UnicodeDecodeError:
+                raise _Unreadable(f"tensor name {key[:60]!r} is not UTF-8") from None
             self.entries[name] = _entry(name, value)
-        self._shards: dict[int, bytes] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self.entries
@@ -209,7 +277,7 @@ class Bundle:
             raise BundleError(f"{self.prefix}: tensor {name!r} has TensorFlow dtype {entry.dtype}, "
                               "which this reader does not decode")
         dtype = DTYPES[entry.dtype]
-        count = int(np.prod(entry.shape, dtype=np.int64))
+        count = math.prod(entry.shape)
         if count * dtype.itemsize != entry.size:
             raise BundleError(f"{self.prefix}: tensor {name!r} of shape {entry.shape} should take "
                               f"{count * dtype.itemsize} bytes, the index says {entry.size}")
@@ -220,7 +288,11 @@ class Bundle:
                               f"{entry.shard} (truncated file?)")
         if entry.crc32c is not None and masked_crc32c(raw) != entry.crc32c:
             raise BundleError(f"{self.prefix}: tensor {name!r} fails its crc32c (damaged file)")
-        return np.frombuffer(raw, dtype=dtype).reshape(entry.shape).copy()
+        try:
+            return np.frombuffer(raw, dtype=dtype).reshape(entry.shape).copy()
+        except ValueError:  # an empty tensor with dimensions too large for numpy
+            raise BundleError(f"{self.prefix}: tensor {name!r} has shape {entry.shape}, which "
+                              "numpy cannot hold") from None
 
     def read_all(self) -> dict[str, np.ndarray]:
         return {name: self.read(name) for name in self.entries}
