@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from fdt.dopamine import PADDING_ROWS
+from fdt.dopamine import PADDING_ROWS, number_ranges
 from fdt.games import UnknownGameError, check_game
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -40,7 +40,11 @@ def _where(error: jsonschema.ValidationError) -> str:
 def parse_buffers(spec: list[int] | str) -> list[int]:
     """Checkpoint numbers from a list or a "first-last" range string, sorted and unique."""
     if isinstance(spec, str):
-        first, last = (int(x) for x in spec.split("-"))
+        try:
+            first, last = (int(x) for x in spec.split("-"))
+        except ValueError:
+            raise ConfigError(f"config error at buffers: {spec!r} is not a range such as "
+                              "'0-49' (or give a list)") from None
         if last < first:
             raise ConfigError(f"config error at buffers: range {spec!r} ends before it starts")
         return list(range(first, last + 1))
@@ -74,6 +78,7 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
     if source["kind"] == "https" and not source["url"]:
         raise ConfigError(f"config error in {origin} at source.url: source kind 'https' needs a "
                           "url template such as 'https://host/dqn/{game}/{run}/replay_logs/{name}'")
+    _check_url(source, "source", origin)
     if source["kind"] == "local" and not source["path"]:
         raise ConfigError(f"config error in {origin} at source.path: source kind 'local' needs the "
                           "folder that holds {Game}/{run}/replay_logs/")
@@ -85,7 +90,8 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
             raise ConfigError(
                 f"config error in {origin} at buffers: the demo source writes checkpoints "
                 f"0..{available - 1} (demo.checkpoints={demo['checkpoints']}, "
-                f"demo.final_rows={demo['final_rows']}), but buffers asks for {missing}")
+                f"demo.final_rows={demo['final_rows']}), but buffers asks for "
+                f"{number_ranges(missing)}")
         # An episode must fit in one file so it spans at most two (conversion reads one
         # neighbour on each side), as it does in the real data (27,000 steps << 1,000,000 rows).
         if demo["capacity"] < demo["max_episode_steps"] + PADDING_ROWS + 1:
@@ -120,6 +126,19 @@ def _check_oracle(config: dict[str, Any], origin: str) -> None:
         if not source[needed]:
             raise ConfigError(f"config error in {origin} at oracle.source.{needed}: oracle source "
                               f"kind {source['kind']!r} needs it")
+        _check_url(source, "oracle.source", origin)
+
+
+def _check_url(source: Mapping[str, Any], where: str, origin: str) -> None:
+    """A mirror's url template is checked now, not by a KeyError in the fetch job."""
+    if source["kind"] != "https" or not source.get("url"):
+        return
+    from fdt.sources import check_url_template
+
+    try:
+        check_url_template(source["url"])
+    except ValueError as err:
+        raise ConfigError(f"config error in {origin} at {where}.url: {err}") from None
 
 
 def _check_mining_games(config: dict[str, Any], origin: str) -> None:
@@ -148,11 +167,11 @@ def _check_training(config: dict[str, Any], origin: str, buffers: list[int]) -> 
         raise ConfigError(f"config error in {origin} at dataset.num_buffers: "
                           f"{dataset['num_buffers']} buffers cannot end at buffers_end "
                           f"{dataset['buffers_end']}")
-    missing = [b for b in drawn if b not in buffers]
+    missing = sorted(set(drawn) - set(buffers))
     if missing:
         raise ConfigError(f"config error in {origin} at dataset.buffers_end: the training set draws "
                           f"from checkpoints {drawn[0]}..{drawn[-1]}, but buffers does not ingest "
-                          f"{missing}")
+                          f"{number_ranges(missing)}")
     if config["source"]["kind"] == "demo":
         demo = config["demo"]
         if dataset["buffers_end"] > demo["checkpoints"]:

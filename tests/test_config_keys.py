@@ -34,7 +34,7 @@ def test_defaults_are_filled() -> None:
     ({"games": ["Breakot"]}, r"at games: unknown game 'Breakot'"),
     ({"dataset": {"num_buffers": 3, "buffers_end": 3, "capacity": 1000}},
      r"at dataset\.buffers_end: the training set draws from checkpoints 0\.\.2, but buffers does "
-     r"not ingest \[2\]"),
+     r"not ingest 2$"),
     ({"dataset": {"num_buffers": 2, "buffers_end": 2, "capacity": 5000}},
      r"at dataset\.capacity: 5000 slots per buffer, but demo files hold 4000"),
     ({"dataset": {"num_buffers": 2, "buffers_end": 2, "capacity": 1000, "run": 2}},
@@ -48,7 +48,16 @@ def test_defaults_are_filled() -> None:
     ({"source": {"kind": "https"}}, r"at source\.url: source kind 'https' needs a url template"),
     ({"source": {"kind": "local"}}, r"at source\.path: source kind 'local' needs the folder"),
     ({"runs": [6]}, r"at runs\.0: 6 is greater than the maximum of 5"),
-    ({"buffers": [0, 9]}, r"at buffers: the demo source writes checkpoints 0\.\.4 .* asks for \[9\]"),
+    ({"buffers": [0, 9]}, r"at buffers: the demo source writes checkpoints 0\.\.4 .* asks for 9$"),
+    # A huge range is named in one short line, not listed (it once printed 1.5 MB).
+    ({"buffers": "0-200000"}, r"at buffers: the demo source writes checkpoints 0\.\.4 .* asks for 5-200000$"),
+    ({"buffers": "0-x"}, r"at buffers: '0-x' does not match"),
+    ({"source": {"kind": "https", "url": "https://h/{game}/{run}/replay_logs/{nmae}"}},
+     r"at source\.url: url template .* uses \{nmae\}; it may use only \{game\}, \{run\}, \{name\}"),
+    ({"source": {"kind": "https", "url": "https://h/{}/{name}"}}, r"at source\.url: .* positional field"),
+    ({"source": {"kind": "https", "url": "https://h/{game/{name}"}}, r"at source\.url: .* is malformed"),
+    ({"models": ["fdt"], "oracle": {"kind": "dopamine", "source": {"kind": "https", "url": "https://h/{run}"}}},
+     r"at oracle\.source\.url: url template 'https://h/\{run\}' has no \{name\}"),
     ({"demo": {"capacity": 100, "max_episode_steps": 200, "final_rows": 10}}, r"at demo\.capacity: 100 rows cannot hold"),
     ({"replay": {"zstd_level": "high"}}, r"at replay\.zstd_level: 'high' is not of type 'integer'"),
     ({"sources": {}}, r"Additional properties are not allowed \('sources' was unexpected\)"),
@@ -78,6 +87,8 @@ def test_buffers_range_string() -> None:
     assert parse_buffers([3, 1, 1]) == [1, 3]
     with pytest.raises(ConfigError, match="ends before it starts"):
         parse_buffers("5-2")
+    with pytest.raises(ConfigError, match="'5-' is not a range such as '0-49'"):
+        parse_buffers("5-")
 
 
 def test_games() -> None:
@@ -94,16 +105,15 @@ def test_artifact_key_covers_params_inputs_and_code() -> None:
     assert key != keys.artifact_key({"gamma": 0.9, "budget": 2500}, ["abc"], "c2")
 
 
-def test_code_version_follows_only_the_named_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_version_follows_only_the_named_modules(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("x = 1\n")
     (tmp_path / "b.py").write_text("y = 1\n")
-    monkeypatch.setattr(keys, "PACKAGE_ROOT", tmp_path)
-    before_a, before_b = keys.code_version(["a"]), keys.code_version(["b"])
+    before_a, before_b = keys.code_version(["a"], tmp_path), keys.code_version(["b"], tmp_path)
     (tmp_path / "a.py").write_text("x = 2\n")
-    assert keys.code_version(["a"]) != before_a
-    assert keys.code_version(["b"]) == before_b
+    assert keys.code_version(["a"], tmp_path) != before_a
+    assert keys.code_version(["b"], tmp_path) == before_b
     with pytest.raises(ValueError, match="no module fdt.missing"):
-        keys.code_version(["missing"])
+        keys.code_version(["missing"], tmp_path)
 
 
 def test_write_params(tmp_path: Path) -> None:
