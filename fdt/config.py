@@ -105,6 +105,7 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
     _check_training(config, origin, buffers)
     _check_oracle(config, origin)
     _check_mining_games(config, origin)
+    _check_statistics_set(config, origin)
     missing = [g for g in config["games"] if g not in config["evaluation"]["targets"]]
     if missing:
         raise ConfigError(f"config error in {origin} at evaluation.targets: no target return-to-go "
@@ -154,6 +155,27 @@ def _check_mining_games(config: dict[str, Any], origin: str) -> None:
                           f"{', '.join(missing)}, so FDT cannot mine its important states "
                           f"(mining supports {', '.join(GAME_CHECKS)}; without fdt in models, "
                           "DT and BC train on any game)")
+
+
+def _check_statistics_set(config: dict[str, Any], origin: str) -> None:
+    """The statistics set starts as the training set (its run, its rows first) and must not
+    run past the runs it lists (mining runs only for FDT)."""
+    if "fdt" not in config["models"]:
+        return
+    mining, dataset = config["mining"], config["dataset"]
+    if mining["runs"][0] != dataset["run"]:
+        raise ConfigError(f"config error in {origin} at mining.runs: the statistics set starts in "
+                          f"the training set's run (dataset.run = {dataset['run']}), so "
+                          f"{mining['runs']} must begin with it")
+    if mining["random_rows"] < dataset["transitions"]:
+        raise ConfigError(f"config error in {origin} at mining.random_rows: {mining['random_rows']} "
+                          f"is below dataset.transitions ({dataset['transitions']}), so the "
+                          "statistics set's first rows would not be the training set's")
+    reach = mining["rows_per_run"] * len(mining["runs"])
+    if mining["transitions"] > reach:
+        raise ConfigError(f"config error in {origin} at mining.runs: {mining['transitions']} rows "
+                          f"(mining.transitions) go past {len(mining['runs'])} run(s) of "
+                          f"{mining['rows_per_run']} rows (mining.rows_per_run); list the next run")
 
 
 def _check_training(config: dict[str, Any], origin: str, buffers: list[int]) -> None:

@@ -19,6 +19,9 @@ feedback positions and mined indices are positions in that list:
   timesteps count from 0 within each trajectory (the reference's timestep array is shifted by
   one row after the first trajectory; that bug changes no data and is not copied).
 
+Mining's statistics set (SPEC §3) starts with the same loop and goes on through buffers in
+order and into later runs: `statistics_plan`.
+
 Arrays (one `.npy` each, memory-mappable): frames (F, 84, 84) uint8 with frame 0 all zeros;
 stacks (n, 4) int32 indices into frames, oldest first; actions, rewards, returns_to_go, timesteps,
 buffer, slot, replay_index (global, chronological position in the run), padding (the row is one
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,10 @@ ARRAYS: dict[str, np.dtype] = {
 
 class TrainingSetError(ValueError):
     pass
+
+
+class CheckpointNotGiven(TrainingSetError):
+    """A loop reached a checkpoint that exists but whose rows were not given to it."""
 
 
 @dataclass(frozen=True)
@@ -112,39 +119,128 @@ def reference_plan(terminals: Mapping[int, np.ndarray], params: SamplingParams) 
                 f"slots 0..{params.capacity - 1} (trajectories of at least {params.context_length} "
                 f"rows), fewer than the {params.transitions} asked for")
         b = int(rng.choice(choices, 1)[0])
-        start = resume[b]
-        kept = _visit(terminals[b], start, params, plan.trajectories, b, resume)
-        # Rows read: up to the last kept trajectory's end when the visit's quota was met, else
-        # to the end of the readable slots (mining replays every row read, kept or not).
-        stop = resume[b] if kept == params.trajectories_per_visit else params.capacity
-        plan.visits.append({"buffer": b, "start": start, "stop": stop, "trajectories": kept,
-                            "resume": resume[b]})
+        visit = _read_visit(terminals[b], resume[b], params.capacity, params.context_length,
+                            params.trajectories_per_visit)
+        resume[b] = visit["resume"]
+        plan.trajectories.extend((b, s, e) for s, e in visit.pop("kept"))
+        plan.visits.append({"buffer": b, **visit})
         total = plan.transitions
-        if kept == 0:
+        if visit["trajectories"] == 0:
             dry.add(b)
     return plan
 
 
-def _visit(terminal: np.ndarray, slot: int, params: SamplingParams,
-           out: list[tuple[int, int, int]], buffer: int, resume: dict[int, int]) -> int:
-    """One visit: read rows from `slot` on, keep up to `trajectories_per_visit` trajectories."""
-    capacity = params.capacity
+@dataclass(frozen=True)
+class StatisticsPhases:
+    """How the statistics set goes on past the training set's loop (SPEC §3, the reference's
+    `generate_important_states` in serial mode); the defaults are the reference's."""
+
+    random_rows: int = 550_000  # random buffers, as the training set, while fewer rows than this
+    ordered_trajectories_per_visit: int = 1_500  # then, once past random_rows
+    rows_per_run: int = 47_000_000  # past k * rows_per_run rows, runs[k] from its buffer 1
+    runs: tuple[int, ...] = (1, 2)  # the runs read, in order; the first is the training set's
+
+
+def statistics_plan(terminals: Mapping[tuple[int, int], np.ndarray], params: SamplingParams,
+                    phases: StatisticsPhases, *,
+                    existing: Collection[tuple[int, int]] | None = None) -> Plan:
+    """Replay the reference's statistics-set loop; `terminals[(run, b)]` as for `reference_plan`.
+
+    While fewer than `random_rows` rows: the training set's loop (same RandomState, buffers drawn
+    from the training set's range, `params.trajectories_per_visit` trajectories a visit, slots
+    0..capacity-1). Then buffers 1, 2, 3, ... in order, one visit each, each resuming where
+    earlier visits left it, keeping `ordered_trajectories_per_visit` trajectories a visit
+    (reference: only once past `random_rows`, so a visit starting at exactly that many rows
+    keeps the random phase's number); when a visit starts past k * rows_per_run rows, runs[k]
+    from its buffer 1, its buffers unread so far. Until `params.transitions` rows.
+
+    Where SPEC §3 is silent, as the reference's loop does: an exhausted buffer's visit reads
+    nothing and the next number follows; a missing checkpoint (no key in `terminals`, nor in
+    `existing` when given) is a visit that reads nothing (its loader finds no file; visits say
+    `missing`); one in `existing` raises CheckpointNotGiven. The reference's
+    bookkeeping has no buffer `buffers_end` or above (it fails there), so reaching it, or a run
+    past those listed, raises TrainingSetError.
+    """
+    rng = np.random.RandomState(params.seed)
+    choices = np.arange(params.buffers_end - params.num_buffers, params.buffers_end)
+    resume: dict[tuple[int, int], int] = {}  # per (run, buffer), the reference's saved slot
+    plan = Plan(trajectories=[])
+    total = 0
+    quota = params.trajectories_per_visit
+    dry: set[int] = set()
+    run_index, buffer, ordered = 0, 0, False
+    while total < params.transitions:
+        if total > phases.random_rows:
+            quota = phases.ordered_trajectories_per_visit
+        if total < phases.random_rows:
+            if len(dry) == len(choices):
+                raise TrainingSetError(
+                    f"buffers {choices[0]}..{choices[-1]} hold only {total} usable transitions "
+                    f"in slots 0..{params.capacity - 1}, fewer than the {phases.random_rows} "
+                    "rows of the random phase")
+            buffer = int(rng.choice(choices, 1)[0])
+        else:
+            buffer = buffer + 1 if ordered else 1
+            ordered = True
+            if total > phases.rows_per_run * (run_index + 1):
+                run_index, buffer = run_index + 1, 1
+                if run_index == len(phases.runs):
+                    raise TrainingSetError(
+                        f"the statistics set holds {total} rows, past {len(phases.runs)} x "
+                        f"{phases.rows_per_run} rows, where the reference goes on to another run "
+                        f"than {list(phases.runs)}, short of the {params.transitions} asked for")
+            if buffer >= params.buffers_end:
+                raise TrainingSetError(
+                    f"the statistics set holds {total} rows after buffers 1..{buffer - 1} of run "
+                    f"{phases.runs[run_index]}, short of the {params.transitions} asked for and "
+                    f"of the next run's start ({phases.rows_per_run * (run_index + 1)} rows); the "
+                    f"reference reads no buffer {params.buffers_end} or above")
+        run = phases.runs[run_index]
+        key = (run, buffer)
+        start = resume.get(key, 0)
+        if key not in terminals:
+            if existing is not None and key in existing:
+                raise CheckpointNotGiven(f"the statistics set reads checkpoint {buffer} of run "
+                                         f"{run}, which was not given")
+            visit = {"start": start, "stop": start, "trajectories": 0, "resume": start,
+                     "missing": True}
+        else:
+            visit = _read_visit(terminals[key], start, params.capacity, params.context_length,
+                                quota)
+            resume[key] = visit["resume"]
+            kept = visit.pop("kept")
+            plan.trajectories.extend((buffer, s, e) for s, e in kept)
+            total += sum(e - s for s, e in kept)
+        plan.visits.append({"run": run, "buffer": buffer, "ordered": ordered, **visit})
+        if not ordered and visit["trajectories"] == 0:
+            dry.add(buffer)
+    return plan
+
+
+def _read_visit(terminal: np.ndarray, slot: int, capacity: int, context_length: int,
+                quota: int) -> dict[str, Any]:
+    """One visit: read rows from `slot` on, keep up to `quota` trajectories of at least
+    `context_length` rows. Returns the kept (first slot, end slot) pairs, the rows read (up to
+    the last kept trajectory's end when the quota was met, else to the end of the readable
+    slots: mining replays every row read, kept or not) and the slot the next visit resumes at."""
     ends = np.flatnonzero(terminal[slot:capacity]) + slot + 1  # exclusive ends of trajectories
-    kept = 0
+    kept: list[tuple[int, int]] = []
+    resume = slot
     first = slot
     for end in ends:
         end = int(end)
         if end >= capacity:  # terminal on the last slot: dropped, buffer exhausted (quirk)
-            resume[buffer] = end
+            resume = end
             break
-        if end - first >= params.context_length:
-            out.append((buffer, first, end))
-            resume[buffer] = end
-            kept += 1
-            if kept == params.trajectories_per_visit:
+        if end - first >= context_length:
+            kept.append((first, end))
+            resume = end
+            if len(kept) == quota:
                 break
         first = end
-    return kept
+    stop = resume if len(kept) == quota else capacity
+    return {"start": slot, "stop": stop, "trajectories": len(kept), "resume": resume,
+            "kept": kept}
 
 
 @dataclass

@@ -70,10 +70,26 @@ def test_defaults_are_filled() -> None:
     ({"games": ["Breakout", "MsPacman"], "models": ["dt", "fdt"],
       "evaluation": {"targets": {"Breakout": [90], "MsPacman": [3000]}}},
      r"at games: no allowed-step detector for MsPacman, so FDT cannot mine"),
+    ({"models": ["fdt"], "mining": {"runs": [2, 1]}},
+     r"at mining\.runs: the statistics set starts in the training set's run \(dataset\.run = 1\)"),
+    ({"models": ["fdt"], "mining": {"random_rows": 100}},
+     r"at mining\.random_rows: 100 is below dataset\.transitions \(500000\)"),
+    ({"models": ["fdt"], "mining": {"runs": [1]}},
+     r"at mining\.runs: 50000000 rows \(mining\.transitions\) go past 1 run\(s\) of 47000000"),
+    ({"mining": {"runs": [1, 1]}}, r"at mining\.runs: \[1, 1\] has non-unique elements"),
 ])
 def test_config_errors_name_the_key(change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_config({**BASE, **change}, origin="my.yaml")
+
+
+def test_paper_config_mines_the_references_statistics_set() -> None:
+    mining = load_config(REPO / "config" / "paper.yaml")["mining"]
+    assert (mining["transitions"], mining["random_rows"], mining["ordered_trajectories_per_visit"],
+            mining["rows_per_run"], mining["runs"]) == (50_000_000, 550_000, 1500, 47_000_000,
+                                                        [1, 2])
+    demo = load_config(REPO / "config" / "config.yaml")["mining"]
+    assert demo["random_rows"] < demo["transitions"] <= demo["rows_per_run"]  # ordered, one run
 
 
 def test_a_game_without_a_detector_is_planned_without_fdt() -> None:

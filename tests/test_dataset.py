@@ -171,3 +171,71 @@ def test_missing_or_corrupt_arrays(episode_store: list[Path], tmp_path: Path) ->
     (folder / "manifest.json").unlink()
     with pytest.raises(TrainingSetError, match="manifest.json: missing"):
         TrainingSet(folder)
+
+
+# The statistics set's loop (SPEC §3). C = 20, K = 3; random draws from buffers 1 and 2 (the
+# training set's range), which RandomState(0) draws as 1, 2, 2, 1, 2, ...; the ordered phase
+# reads buffers 1, 2 of each run (the reference has no buffer buffers_end = 3).
+RUNS = {
+    # Run 1, buffer 1: [0,3) [3,8) [8,9) (short), then [9,20) ends on the last slot: dropped,
+    # the buffer exhausted. Buffer 2: [0,5) [5,10) [10,15), then [15,20) open.
+    (1, 1): np.isin(np.arange(20), [2, 7, 8, 19]),
+    (1, 2): np.isin(np.arange(20), [4, 9, 14]),
+    # Run 2: buffer 1 is missing; buffer 2: [0,6) [6,12), then [12,20) open.
+    (2, 2): np.isin(np.arange(20), [5, 11]),
+}
+
+
+def _statistics(random_rows: int = 16, rows_per_run: int = 20, runs: tuple[int, ...] = (1, 2),
+                transitions: int = 30):
+    from fdt.dataset import StatisticsPhases, statistics_plan
+
+    params = _params(transitions=transitions, buffers_end=3, capacity=20)
+    phases = StatisticsPhases(random_rows=random_rows, ordered_trajectories_per_visit=2,
+                              rows_per_run=rows_per_run, runs=runs)
+    return statistics_plan(RUNS, params, phases)
+
+
+def _visits(plan) -> list[tuple]:
+    return [(v["run"], v["buffer"], v["start"], v["stop"], v["trajectories"], v["ordered"],
+             v.get("missing", False)) for v in plan.visits]
+
+
+def test_statistics_plan_random_then_ordered_then_the_next_run() -> None:
+    plan = _statistics()
+    assert _visits(plan) == [
+        # Random phase, one trajectory a visit, as the training set: 3, 8, 13, 18 rows.
+        (1, 1, 0, 3, 1, False, False), (1, 2, 0, 5, 1, False, False),
+        (1, 2, 5, 10, 1, False, False), (1, 1, 3, 8, 1, False, False),
+        # 18 >= 16 rows: buffers 1, 2 of run 1 in order, 2 trajectories a visit, each resuming
+        # where the random phase left it. Buffer 1 has only a short trajectory, then one ending
+        # on the last slot (dropped): nothing kept. Buffer 2 keeps [10,15); [15,20) is open.
+        (1, 1, 8, 20, 0, True, False), (1, 2, 10, 20, 1, True, False),
+        # 23 > 20 rows (rows_per_run): run 2 from buffer 1, which is missing (nothing read),
+        # then buffer 2 from slot 0: 23 + 6 + 6 = 35 >= 30.
+        (2, 1, 0, 0, 0, True, True), (2, 2, 0, 12, 2, True, False)]
+    assert plan.trajectories == [(1, 0, 3), (2, 0, 5), (2, 5, 10), (1, 3, 8), (2, 10, 15),
+                                 (2, 0, 6), (2, 6, 12)]
+    # The random phase is the training set's loop.
+    training = reference_plan({b: RUNS[(1, b)] for b in (1, 2)},
+                              _params(transitions=18, buffers_end=3, capacity=20))
+    assert plan.trajectories[:4] == training.trajectories
+
+
+def test_statistics_plan_keeps_the_random_quota_at_exactly_random_rows() -> None:
+    # Reference: the ordered quota applies only past random_rows rows; at exactly 18 the first
+    # ordered visits still keep one trajectory, so buffer 2 stops after [10,15).
+    plan = _statistics(random_rows=18)
+    assert _visits(plan)[4:] == [
+        (1, 1, 8, 20, 0, True, False), (1, 2, 10, 15, 1, True, False),
+        (2, 1, 0, 0, 0, True, True), (2, 2, 0, 12, 2, True, False)]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rows_per_run": 100}, r"holds 23 rows after buffers 1\.\.2 of run 1, short of the 30"),
+    ({"runs": (1,)}, r"holds 23 rows, past 1 x 20 rows, where the reference goes on to another"),
+])
+def test_statistics_plan_refuses_what_the_reference_cannot_read(change: dict,
+                                                                 message: str) -> None:
+    with pytest.raises(TrainingSetError, match=message):
+        _statistics(**change)

@@ -134,3 +134,66 @@ def test_a_game_without_a_detector_is_refused_before_any_work(tmp_path) -> None:
     with pytest.raises(MiningError, match="no allowed-step detector for MsPacman yet"):
         mine_states({}, tmp_path / "missing", tmp_path / "out", params, "MsPacman")
     assert not (tmp_path / "out").exists()
+
+
+def test_planned_checkpoints_paper_and_demo() -> None:
+    from fdt.mine import MiningParams, planned_checkpoints
+
+    paper = MiningParams(seed=0, transitions=50_000_000, num_buffers=50, buffers_end=50,
+                         trajectories_per_visit=10, context_length=30, runs=(1, 2),
+                         checkpoints=tuple(range(50)))
+    # Run 1: the random phase's 0..49; the ordered phase cannot pass 49. Run 2 starts past
+    # 47M rows and gives under 3M: ceil(3M / 999,999) = 4 buffers, and 1 spare.
+    assert planned_checkpoints(paper, 1_000_000) == {1: list(range(50)), 2: [1, 2, 3, 4, 5]}
+    # A checkpoint the config does not ingest counts as missing; no run 3 is reached.
+    fewer = MiningParams(**{**paper.__dict__, "checkpoints": (0, 1, 2, 4), "runs": (1, 2, 3),
+                            "num_buffers": 3, "buffers_end": 3, "spare_buffers": 0})
+    assert planned_checkpoints(fewer, 1_000_000) == {1: [0, 1, 2], 2: [1, 2]}
+    demo = MiningParams(seed=0, transitions=9000, num_buffers=4, buffers_end=4,
+                        trajectories_per_visit=3, context_length=10, random_rows=3000,
+                        ordered_trajectories_per_visit=100, rows_per_run=9000, runs=(1,))
+    assert planned_checkpoints(demo, 4000) == {1: [0, 1, 2, 3]}
+
+
+def test_mining_reads_the_next_run_past_rows_per_run(episode_store, tmp_path) -> None:
+    """conftest's checkpoints 0-2 stand for runs 1 and 2. Mining reads slots 0..8, so buffer 0
+    holds [0,7) then an open tail; buffer 1 [0,4), open; buffer 2 [0,3), then [3,9), which ends
+    on the last slot read (dropped). Draws (seed 0): 0 1 ...
+
+    Random phase (1 trajectory a visit): b0 [0,7), b1 [0,4): 11 >= 10 rows. Ordered, 5 a visit:
+    run 1 b1 from slot 4 keeps nothing, b2 keeps [0,3): 14 > 12 rows, so run 2 from buffer 1:
+    [0,4), then buffer 2: [0,3): 21 >= 20.
+    """
+    from dataclasses import replace
+
+    from fdt.dataset import SamplingParams, build_training_set
+    from fdt.mine import MiningError, MiningParams, mine_states
+
+    build_training_set({b: episode_store[b] for b in range(3)}, tmp_path / "set",
+                       SamplingParams(seed=0, transitions=10, num_buffers=3, buffers_end=3,
+                                      capacity=10, trajectories_per_visit=1, context_length=2),
+                       num_actions=4, progress=False)
+    params = MiningParams(seed=0, transitions=20, num_buffers=3, buffers_end=3,
+                          trajectories_per_visit=1, context_length=2, random_rows=10,
+                          ordered_trajectories_per_visit=5, rows_per_run=12, runs=(1, 2),
+                          checkpoints=(0, 1, 2), images=0)
+    stores = {(run, b): episode_store[b] for run in (1, 2) for b in range(3)}
+    counts = mine_states(stores, tmp_path / "set", tmp_path / "out", params, "Breakout",
+                         progress=False)
+    assert counts["rows_per_run"] == {"1": 14, "2": 7} and counts["transitions"] == 21
+    assert counts["visits"] == 6 and counts["ordered_visits"] == 4
+    assert counts["missing_checkpoints"] == []
+    # Run 2's buffer 1 not given, though the config ingests it: the estimate was too short.
+    del stores[(2, 1)]
+    with pytest.raises(MiningError, match=r"reads checkpoint 1 of run 2, which was not given: "
+                                          r"the workflow's estimate .* raise "
+                                          r"mining.spare_buffers"):
+        mine_states(stores, tmp_path / "set", tmp_path / "out2", params, "Breakout",
+                    progress=False)
+    # Not ingested by the config: missing, skipped as the reference skips a file it cannot find
+    # (run 2 goes on at buffer 2: 14 + 3 = 17 rows).
+    counts = mine_states(stores, tmp_path / "set", tmp_path / "out3",
+                         replace(params, transitions=17, checkpoints=(0, 2)), "Breakout",
+                         progress=False)
+    assert counts["missing_checkpoints"] == [[2, 1]]
+    assert counts["rows_per_run"] == {"1": 14, "2": 3}

@@ -1,8 +1,9 @@
 # Validation of the config, artifact keys and input functions shared by the rules.
 
 import fdt.config
+import fdt.mine
 from fdt.agents import agent_checkpoint_names
-from fdt.dopamine import FILE_KINDS, file_name
+from fdt.dopamine import FILE_KINDS, FULL_CAPACITY, file_name
 from fdt.dataset import ARRAYS as TRAINING_SET_ARRAYS
 from fdt.keys import artifact_key, code_version
 
@@ -229,14 +230,16 @@ def model_targets():
 
 
 def mining_params(game):
-    """What decides the mined states of a game (the seed's training set is an input)."""
+    """What decides the mined states of a game (the seed's training set is an input); the
+    checkpoints ingested, since mining skips the others as missing."""
     return {
         "game": game,
-        **config["mining"],
+        **{k: v for k, v in config["mining"].items() if k != "spare_buffers"},
         "run": DATASET["run"],
         "num_buffers": DATASET["num_buffers"],
         "buffers_end": DATASET["buffers_end"],
         "context_length": fdt.config.train_settings(config, game)["context_length"],
+        "checkpoints": BUFFERS,
     }
 
 
@@ -248,17 +251,34 @@ def states_dir(game, seed, key=None):
     return f"results/{game}/states/{key or mining_key(game)}/seed{seed}"
 
 
+def replay_file_capacity():
+    """Rows per replay file of the configured source (for planning only)."""
+    if SOURCE["kind"] == "demo":
+        return config["demo"]["capacity"]
+    return FULL_CAPACITY
+
+
+def mining_buffers(game):
+    """The converted checkpoints the statistics set may read, of every run it reads (past the
+    training set's buffers an estimate: fdt.mine.planned_checkpoints)."""
+    settings = {**mining_params(game), "spare_buffers": config["mining"]["spare_buffers"]}
+    planned = fdt.mine.planned_checkpoints(
+        fdt.mine.MiningParams.from_settings(settings, seed=0), replay_file_capacity()
+    )
+    return [
+        f"results/{game}/replay/run{run}/buffer{b}.parquet"
+        for run, numbers in planned.items()
+        for b in numbers
+    ]
+
+
 def mining_inputs(wildcards):
     expect_key(
         wildcards.key, mining_key(wildcards.game), f"mined states of {wildcards.game}"
     )
     folder = dataset_dir(wildcards.game, wildcards.seed)
-    end, count = DATASET["buffers_end"], DATASET["num_buffers"]
     return {
-        "buffers": [
-            f"results/{wildcards.game}/replay/run{DATASET['run']}/buffer{b}.parquet"
-            for b in range(end - count, end)
-        ],
+        "buffers": mining_buffers(wildcards.game),
         "manifest": f"{folder}/manifest.json",
         "arrays": training_set_arrays(folder),
     }

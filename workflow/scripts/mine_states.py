@@ -13,14 +13,11 @@ p = snakemake.params
 wc = snakemake.wildcards
 seed = int(wc.seed)
 m = p.mining
-params = MiningParams(
-    seed=seed, transitions=m["transitions"], num_buffers=m["num_buffers"],
-    buffers_end=m["buffers_end"], trajectories_per_visit=m["trajectories_per_visit"],
-    context_length=m["context_length"], capacity=m["capacity"], gamma=m["gamma"],
-    first_visit=m["first_visit"], life_loss_penalty=m["life_loss_penalty"],
-    life_loss_horizon=m["life_loss_horizon"], extra_per_cell=m["extra_per_cell"],
-    window=m["window"], images=m["images"])
-stores = {int(Path(path).stem.removeprefix("buffer")): path for path in snakemake.input.buffers}
+params = MiningParams.from_settings(m, seed)
+# results/{game}/replay/run{run}/buffer{N}.parquet -> (run, N)
+stores = {(int(Path(path).parent.name.removeprefix("run")),
+           int(Path(path).stem.removeprefix("buffer"))): path
+          for path in snakemake.input.buffers}
 out_dir = Path(snakemake.output.states).parent
 counts = mine_states(stores, Path(snakemake.input.manifest).parent, out_dir, params, wc.game)
 written = write_params(out_dir, "mine_states", m, [p.dataset_key], p.code, details={"seed": seed})
