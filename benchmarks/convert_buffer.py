@@ -21,14 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
-from fdt.dopamine import (FILE_KINDS, FRAME_SHAPE, PADDING_ROWS, GzipReader, file_name,
-                          read_npy_header, verify_npy_gz, write_checkpoint)
+from fdt.replay.dopamine import (
+    FILE_KINDS,
+    FRAME_SHAPE,
+    PADDING_ROWS,
+    GzipReader,
+    file_name,
+    read_npy_header,
+    verify_npy_gz,
+    write_checkpoint,
+)
 
 
 def real_frames(count: int, seed: int = 0) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray]:
     """Frames, episode lengths, actions and rewards from Breakout under the demo policy."""
     from fdt.atari import AtariEnvironment
-    from fdt.demo import breakout_controller
+    from fdt.replay.demo import breakout_controller
 
     env = AtariEnvironment("Breakout", seed=seed)
     rng = np.random.default_rng(seed)
@@ -106,7 +114,7 @@ def decompress_gzip_module(folder: Path) -> float:
 
 CHILD = """
 import json, resource, sys, time
-from fdt.store import convert_checkpoint
+from fdt.replay.store import convert_checkpoint
 start = time.perf_counter()
 convert_checkpoint(sys.argv[1], 1, sys.argv[2], episode_cap=27000, progress=False)
 print(json.dumps({"seconds": time.perf_counter() - start,

@@ -4,7 +4,7 @@ on the same model (the paper's size: 6 layers, width 128, K 30) and the same epi
     python benchmarks/evaluate.py                     # this machine, CPU
     python benchmarks/evaluate.py --device cuda --envs 256 --workers 15   # a GPU machine
 
-Both run `fdt.evaluate.rollout` on Breakout under the FDT protocol with a step cap: the reference
+Both run `fdt.evaluation.rollout.rollout` on Breakout under the FDT protocol with a step cap: the reference
 way re-encodes every state of its window at every step with batch 1 and one environment; the
 batched evaluator plays `--envs` episodes at once, encodes each new state once, and (with
 `--workers`) steps environments in worker processes while the model works. Environments are
@@ -22,8 +22,11 @@ import time
 import numpy as np
 import torch
 
-from fdt.evaluate import PROTOCOLS, EnvPool, EnvSlots, ModelPolicy, protocol_jobs, rollout
-from fdt.model import DecisionTransformer, ModelConfig
+from fdt.evaluation.environments import EnvPool, EnvSlots
+from fdt.evaluation.policies import ModelPolicy
+from fdt.evaluation.protocols import PROTOCOLS, protocol_jobs
+from fdt.evaluation.rollout import rollout
+from fdt.models.transformer import DecisionTransformer, ModelConfig
 
 PROTOCOL_EPISODES = 6 * 10 * 10 - 9 * 10  # argmax without no-ops plays 1 episode per seed
 

@@ -21,8 +21,14 @@ import time
 
 import numpy as np
 
-from fdt.cells import (DIGEST_WORDS, cell_view, frame_digests, pool_frames,
-                       pooled_frame_digests, stack_digests)
+from fdt.mining.cells import (
+    DIGEST_WORDS,
+    cell_view,
+    frame_digests,
+    pool_frames,
+    pooled_frame_digests,
+    stack_digests,
+)
 
 
 def main() -> None:

@@ -17,8 +17,13 @@ import time
 
 import numpy as np
 
-from fdt.mining import (collect_returns, dense_cells, discounted_returns, important_states,
-                        rank_cells)
+from fdt.mining.ranking import (
+    collect_returns,
+    dense_cells,
+    discounted_returns,
+    important_states,
+    rank_cells,
+)
 
 
 def rss_mb() -> float:

@@ -5,7 +5,7 @@
     python benchmarks/oracle.py --device cuda      # a GPU
 
 Random uint8 states and weights (speed does not depend on their values). Labelling times
-`fdt.c51.greedy_actions` at several batch sizes; training times `fdt.oracle.c51_loss` plus the
+`fdt.oracle.c51.greedy_actions` at several batch sizes; training times `fdt.oracle.training.c51_loss` plus the
 Adam step at batch 32 (Dopamine's), frames gathered from an in-memory table as `train_oracle` does.
 """
 
@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from fdt.c51 import C51Network, greedy_actions
-from fdt.oracle import c51_loss
+from fdt.oracle.c51 import C51Network, greedy_actions
+from fdt.oracle.training import c51_loss
 
 
 def sync(device: torch.device) -> None:

@@ -4,7 +4,7 @@
     python benchmarks/train_throughput.py --transitions 500000 --epochs 5   # the full run (GPU)
 
 A synthetic training set (random frames, trajectories of 1,000 rows) of the requested size is
-written to --workdir; `fdt.train.train` then runs on it as the workflow runs it (samples/s and
+written to --workdir; `fdt.models.trainer.train` then runs on it as the workflow runs it (samples/s and
 wall time are its own numbers). The breakdown times the phases of one step separately, synchronised:
 gathering a batch's windows, the state encoder forward+backward, the transformer forward+backward
 on the encoder's output, and the optimizer step (clipping included).
@@ -22,11 +22,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fdt.dataset import MANIFEST, TrainingSet, array_entry, save_arrays, timesteps_of, returns_to_go
-from fdt.io import write_json
-from fdt.model import DecisionTransformer, model_config_for, optimizer_groups
+from fdt.dataset.training_set import (
+    MANIFEST,
+    TrainingSet,
+    array_entry,
+    returns_to_go,
+    save_arrays,
+    timesteps_of,
+)
 from fdt.device import resolve_device
-from fdt.train import TrainParams, WindowBatches, train
+from fdt.io import write_json
+from fdt.models.trainer import TrainParams, WindowBatches, train
+from fdt.models.transformer import DecisionTransformer, model_config_for, optimizer_groups
 
 
 def synthetic_training_set(folder: Path, transitions: int, trajectory: int = 1000,

@@ -1,4 +1,4 @@
-"""Atari through ale-py, preprocessed exactly as the DQN Replay Dataset was (SPEC §1).
+"""Atari through ale-py, preprocessed exactly as the DQN Replay Dataset was (docs/method.md §1).
 
 Dopamine's preprocessing: 4-frame action repeat with summed reward; the grayscale screens of the
 last two repeats max-pooled; resized to 84x84 with OpenCV's INTER_AREA. We reproduce INTER_AREA in
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fdt.dopamine import FRAME_SHAPE
 from fdt.games import LEGACY_ROM_MD5, rom_id
+from fdt.replay.dopamine import FRAME_SHAPE
 
 SCREEN_SHAPE = (210, 160)
 FRAME_SKIP = 4
@@ -71,7 +71,7 @@ def rom_md5(path: str | Path) -> str:
 def resolve_rom(game: str, rom_dir: str | Path | None = None) -> Path:
     """The ROM to play `game` with: the user's legacy ROM folder first, else ale-py's own.
 
-    Warns when the ROM differs from the one the dataset was recorded with (SPEC §1).
+    Warns when the ROM differs from the one the dataset was recorded with (docs/method.md §1).
     """
     from ale_py import roms
 

@@ -10,8 +10,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from fdt.dopamine import PADDING_ROWS, number_ranges
 from fdt.games import UnknownGameError, check_game
+from fdt.replay.dopamine import PADDING_ROWS, number_ranges
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -134,7 +134,7 @@ def _check_url(source: Mapping[str, Any], where: str, origin: str) -> None:
     """A mirror's url template is checked now, not by a KeyError in the fetch job."""
     if source["kind"] != "https" or not source.get("url"):
         return
-    from fdt.sources import check_url_template
+    from fdt.replay.sources import check_url_template
 
     try:
         check_url_template(source["url"])
@@ -147,7 +147,7 @@ def _check_mining_games(config: dict[str, Any], origin: str) -> None:
     refuse a game without one here, before any job runs."""
     if "fdt" not in config["models"]:
         return
-    from fdt.checks import GAME_CHECKS  # here: it loads the compiled kernels
+    from fdt.mining.detectors import GAME_CHECKS
 
     missing = [g for g in config["games"] if g not in GAME_CHECKS]
     if missing:

@@ -17,7 +17,7 @@ DQN_REPLAY_GAMES: tuple[str, ...] = (
     "YarsRevenge", "Zaxxon",
 )
 
-# md5 of the atari-py <= 0.2.5 ROMs the dataset was recorded with, where known (SPEC §1).
+# md5 of the atari-py <= 0.2.5 ROMs the dataset was recorded with, where known (docs/method.md §1).
 LEGACY_ROM_MD5: dict[str, str] = {
     "Breakout": "f34f08e5eb96e500e851a80be3277a56",
     "Pong": "60e0ea3cbe0913d39803477945e9e5ec",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,21 @@ def _with_parents(name: str) -> set[str]:
     return {".".join(parts[:k]) for k in range(len(parts) + 1)}
 
 
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node of a module except those under `if TYPE_CHECKING:` (imports for type hints
+    only run no code, so they do not make a stage depend on a module)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            test = child.test if isinstance(child, ast.If) else None
+            if test is not None and ast.unparse(test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
 def direct_imports(source: str, module: str | None, package: str = "fdt",
                    root: Path = PACKAGE_ROOT) -> set[str]:
     """Modules of `package` (names relative to it) that a source imports anywhere in its body,
@@ -56,7 +71,7 @@ def direct_imports(source: str, module: str | None, package: str = "fdt",
         found.update(_with_parents(name))
         return True
 
-    for node in ast.walk(ast.parse(source)):
+    for node in _runtime_nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name)

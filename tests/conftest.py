@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fdt.dopamine import FRAME_SHAPE, CircularReplayWriter
-from fdt.store import convert_checkpoint
+from fdt.replay.dopamine import FRAME_SHAPE, CircularReplayWriter
+from fdt.replay.store import convert_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 

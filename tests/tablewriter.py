@@ -6,7 +6,7 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 
-from fdt.tfbundle import FOOTER_SIZE, TABLE_MAGIC, masked_crc32c
+from fdt.oracle.tfbundle import FOOTER_SIZE, TABLE_MAGIC, masked_crc32c
 
 HEADER = b"\x08\x01"  # BundleHeaderProto: one shard, little-endian
 

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from fdt.atari import AtariEnvironment, area_table, resize_area
-from fdt.demo import epsilon_at, simulate_run
-from fdt.dopamine import checkpoint_numbers, episode_transitions, load_checkpoint, read_npy_gz, file_name
+from fdt.replay.demo import epsilon_at, simulate_run
+from fdt.replay.dopamine import (
+    checkpoint_numbers,
+    episode_transitions,
+    file_name,
+    load_checkpoint,
+    read_npy_gz,
+)
 
 
 def test_area_resize_by_hand() -> None:

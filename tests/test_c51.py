@@ -12,9 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from fdt.c51 import (FEATURES, NUM_ATOMS, TF_NAMES, C51Network, OracleError, greedy_actions,
-                     load_jax_checkpoint, load_tf_checkpoint, network_from_tensors, same_padding)
-from fdt.tfbundle import Bundle, BundleError
+from fdt.oracle.c51 import (
+    FEATURES,
+    NUM_ATOMS,
+    C51Network,
+    OracleError,
+    greedy_actions,
+    network_from_tensors,
+    same_padding,
+)
+from fdt.oracle.checkpoints import TF_NAMES, load_jax_checkpoint, load_tf_checkpoint
+from fdt.oracle.tfbundle import Bundle, BundleError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tf_checkpoint"
 PREFIX = FIXTURES / "tf_ckpt-199"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fdt.cells import cell_digests, cell_view, frame_digests, pool_frames, stack_digests
+from fdt.mining.cells import cell_digests, cell_view, frame_digests, pool_frames, stack_digests
 
 
 def _frames(n: int, seed: int = 0) -> np.ndarray:
@@ -87,7 +87,7 @@ def test_digests_identify_pooled_stacks() -> None:
 
 @pytest.mark.parametrize("game", ["Breakout", "Qbert", "Pong", "Seaquest", "MsPacman"])
 def test_compiled_kernel_equals_the_numpy_path(game: str) -> None:
-    from fdt.cells import pooled_frame_digests
+    from fdt.mining.cells import pooled_frame_digests
 
     frames = _frames(300, seed=3)
     frames[:, 18:22, :] = np.random.default_rng(4).integers(90, 110, (300, 4, 84))  # Seaquest band
@@ -96,7 +96,7 @@ def test_compiled_kernel_equals_the_numpy_path(game: str) -> None:
 
 
 def test_compiled_stack_digests_equal_hashing_the_words() -> None:
-    from fdt.cells import hash_words
+    from fdt.mining.cells import hash_words
 
     digest = frame_digests(np.random.default_rng(5).integers(0, 9, (50, 12, 12), dtype=np.uint8))
     stacks = np.random.default_rng(6).integers(0, 50, (200, 4))

@@ -45,6 +45,9 @@ def test_direct_imports_resolve_absolute_relative_and_package_forms(package: Pat
     assert direct_imports("from .d import h", "sub", "pkg", root) == {"", "sub", "sub.d"}
     assert direct_imports("from pkg import sub, nothing", None, "pkg", root) == {"", "sub"}
     assert direct_imports("import numpy, pkg.e", None, "pkg", root) == {"", "e"}
+    # Imports for type hints only run nothing: no dependency.
+    hints = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import e\nelse:\n    import pkg.a\n"
+    assert direct_imports(hints, None, "pkg", root) == {"", "a"}
 
 
 def test_closure_follows_imports_at_any_depth(package: Path) -> None:
@@ -70,22 +73,23 @@ def test_the_workflows_stages_see_their_indirect_imports() -> None:
     """What the hand-written lists missed: training reads the store through the training set,
     labelling reads the store and Atari's action sets."""
     train = imported_modules([SCRIPTS / "train_model.py"])
-    assert {"train", "model", "dataset", "store", "dopamine", "tracking"} <= set(train)
+    assert {"models.trainer", "models.transformer", "dataset.training_set", "replay.store",
+            "replay.dopamine", "tracking"} <= set(train)
     label = imported_modules([SCRIPTS / "label_states.py"])
-    assert {"labels", "c51", "store", "atari"} <= set(label)
+    assert {"oracle.labels", "oracle.c51", "replay.store", "atari"} <= set(label)
     assert "torch" not in train and "mlflow" not in train  # only the package's own modules
-    assert "demo" not in imported_modules([SCRIPTS / "convert_replay.py"])
+    assert "replay.demo" not in imported_modules([SCRIPTS / "convert_replay.py"])
 
 
 def test_editing_an_indirect_import_reruns_only_its_stages(tmp_path: Path) -> None:
-    """On a copy of the real package: `dopamine` is imported by the training set's stage only
-    through `dataset`/`store`; the report never imports it."""
+    """On a copy of the real package: `replay.dopamine` is imported by the training stage only
+    through the training set and the store; the report never imports it."""
     root = tmp_path / "fdt"
     shutil.copytree(PACKAGE_ROOT, root, ignore=shutil.ignore_patterns("__pycache__"))
     scripts = {s: SCRIPTS / f"{s}.py" for s in ("train_model", "report", "convert_replay")}
-    assert "dopamine" not in direct_imports((SCRIPTS / "train_model.py").read_text(), None, "fdt", root)
+    assert "replay.dopamine" not in direct_imports((SCRIPTS / "train_model.py").read_text(), None, "fdt", root)
     before = {s: stage_code_version([p], "fdt", root) for s, p in scripts.items()}
-    with open(root / "dopamine.py", "a") as f:
+    with open(root / "replay" / "dopamine.py", "a") as f:
         f.write("\n# edited\n")
     after = {s: stage_code_version([p], "fdt", root) for s, p in scripts.items()}
     assert {s for s in scripts if after[s] != before[s]} == {"train_model", "convert_replay"}

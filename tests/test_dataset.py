@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fdt.dataset import (SamplingParams, TrainingSet, TrainingSetError, build_training_set,
-                         reference_plan, returns_to_go, timesteps_of, window_starts)
+from fdt.dataset.sampling import SamplingParams, TrainingSetError, reference_plan
+from fdt.dataset.training_set import (
+    TrainingSet,
+    build_training_set,
+    returns_to_go,
+    timesteps_of,
+    window_starts,
+)
 
 # RandomState(0).choice(arange(0, 2), 1)[0] draws 0, 1, 1, 0, 1, 1, 1, ... (checked below).
 TWO_BUFFERS = {
@@ -173,7 +179,7 @@ def test_missing_or_corrupt_arrays(episode_store: list[Path], tmp_path: Path) ->
         TrainingSet(folder)
 
 
-# The statistics set's loop (SPEC §3). C = 20, K = 3; random draws from buffers 1 and 2 (the
+# The statistics set's loop (method.md §3). C = 20, K = 3; random draws from buffers 1 and 2 (the
 # training set's range), which RandomState(0) draws as 1, 2, 2, 1, 2, ...; the ordered phase
 # reads buffers 1, 2 of each run (the reference has no buffer buffers_end = 3).
 RUNS = {
@@ -188,7 +194,7 @@ RUNS = {
 
 def _statistics(random_rows: int = 16, rows_per_run: int = 20, runs: tuple[int, ...] = (1, 2),
                 transitions: int = 30):
-    from fdt.dataset import StatisticsPhases, statistics_plan
+    from fdt.dataset.sampling import StatisticsPhases, statistics_plan
 
     params = _params(transitions=transitions, buffers_end=3, capacity=20)
     phases = StatisticsPhases(random_rows=random_rows, ordered_trajectories_per_visit=2,

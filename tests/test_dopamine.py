@@ -9,9 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fdt.dopamine import (FRAME_SHAPE, ReplayFormatError, checkpoint_numbers, episode_transitions,
-                          file_name, invalid_range, load_checkpoint, read_npy_gz, verify_npy_gz,
-                          write_checkpoint, write_npy_gz)
+from fdt.replay.dopamine import (
+    FRAME_SHAPE,
+    ReplayFormatError,
+    checkpoint_numbers,
+    episode_transitions,
+    file_name,
+    invalid_range,
+    load_checkpoint,
+    read_npy_gz,
+    verify_npy_gz,
+    write_checkpoint,
+    write_npy_gz,
+)
 from tests.conftest import frame_of, write_episodes
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fdt.feedback import Feedback, FeedbackError, fdt_loss, load_feedback
+from fdt.models.feedback import Feedback, FeedbackError, fdt_loss, load_feedback
 
 # One window of 5 positions, 3 actions:
 #   0: no feedback                          -> normal

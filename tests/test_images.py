@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 
-from fdt.images import contact_sheet, png_bytes, stack_strip
+from fdt.mining.images import contact_sheet, png_bytes, stack_strip
 
 
 def _read_png(data: bytes) -> np.ndarray:

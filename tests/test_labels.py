@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fdt.labels import LabelError, PublishedLabels
+from fdt.oracle.labels import LabelError, PublishedLabels
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fdt_feedback" / "Breakout_run1_feedback_ckpt.0.gz"
 
@@ -85,10 +85,11 @@ def test_label_states_with_a_network_and_with_published_files(episode_store: lis
     import pyarrow.parquet as pq
     import torch
 
-    from fdt.c51 import C51Network
-    from fdt.dataset import SamplingParams, build_training_set
-    from fdt.dopamine import write_npy_gz
-    from fdt.labels import NetworkOracle, label_states
+    from fdt.dataset.sampling import SamplingParams
+    from fdt.dataset.training_set import build_training_set
+    from fdt.oracle.c51 import C51Network
+    from fdt.oracle.labels import NetworkOracle, label_states
+    from fdt.replay.dopamine import write_npy_gz
 
     params = SamplingParams(seed=0, transitions=20, num_buffers=3, buffers_end=3, capacity=10,
                             trajectories_per_visit=1, context_length=2)

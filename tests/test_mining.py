@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fdt.mining import (CellStatistics, collect_returns, dense_cells, discounted_returns,
-                        important_states, rank_cells)
+from fdt.mining.ranking import (
+    CellStatistics,
+    collect_returns,
+    dense_cells,
+    discounted_returns,
+    important_states,
+    rank_cells,
+)
 
 
 def test_discounted_returns() -> None:
@@ -127,7 +133,7 @@ def test_no_candidates(n: int) -> None:
 
 
 def test_a_game_without_a_detector_is_refused_before_any_work(tmp_path) -> None:
-    from fdt.mine import MiningError, MiningParams, mine_states
+    from fdt.mining.stage import MiningError, MiningParams, mine_states
 
     params = MiningParams(seed=0, transitions=10, num_buffers=1, buffers_end=1,
                           trajectories_per_visit=1, context_length=2)
@@ -137,7 +143,7 @@ def test_a_game_without_a_detector_is_refused_before_any_work(tmp_path) -> None:
 
 
 def test_planned_checkpoints_paper_and_demo() -> None:
-    from fdt.mine import MiningParams, planned_checkpoints
+    from fdt.mining.stage import MiningParams, planned_checkpoints
 
     paper = MiningParams(seed=0, transitions=50_000_000, num_buffers=50, buffers_end=50,
                          trajectories_per_visit=10, context_length=30, runs=(1, 2),
@@ -166,8 +172,9 @@ def test_mining_reads_the_next_run_past_rows_per_run(episode_store, tmp_path) ->
     """
     from dataclasses import replace
 
-    from fdt.dataset import SamplingParams, build_training_set
-    from fdt.mine import MiningError, MiningParams, mine_states
+    from fdt.dataset.sampling import SamplingParams
+    from fdt.dataset.training_set import build_training_set
+    from fdt.mining.stage import MiningError, MiningParams, mine_states
 
     build_training_set({b: episode_store[b] for b in range(3)}, tmp_path / "set",
                        SamplingParams(seed=0, transitions=10, num_buffers=3, buffers_end=3,

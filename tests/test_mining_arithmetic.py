@@ -1,6 +1,6 @@
-"""Mining arithmetic is the reference's float32 (SPEC §3): returns, means, gaps and near-ties.
+"""Mining arithmetic is the reference's float32 (method.md §3): returns, means, gaps and near-ties.
 
-The reference here is a literal, slow rendering of what SPEC §3 describes, on numpy: each G_t a
+The reference here is a literal, slow rendering of what method.md §3 describes, on numpy: each G_t a
 `np.sum` of float32 products over the rest of its trajectory, each mean `np.asarray(list).mean()`
 of float32 returns, the ranking a stable sort by the float32 gap. Arrays stay below 8,192
 elements, where every numpy version sums alike (numpy 1.x, the reference's, sums longer arrays in
@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from fdt.mining import collect_returns, discounted_returns, rank_cells
+from fdt.mining.ranking import collect_returns, discounted_returns, rank_cells
 
 
 def reference_returns(rewards: np.ndarray, ends: np.ndarray, gamma: float, life_loss: np.ndarray,
@@ -118,7 +118,7 @@ def test_returns_are_the_references_float32_sums(gamma: float, penalty: float, h
 
 
 def test_sums_longer_than_a_chunk_are_numpy_1_chunks() -> None:
-    from fdt.mining import reduce_mean, reduce_sum
+    from fdt.mining.ranking import reduce_mean, reduce_sum
 
     values = np.zeros(8193, dtype=np.float32)
     values[[0, 8191, 8192]] = [2.0 ** 24, 1, 1]

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from fdt.c51 import C51Network, OracleError, load_network
-from fdt.oracle import (OracleParams, OracleTrainingError, c51_loss, load_transitions,
-                        project_distribution, train_oracle)
+from fdt.oracle.c51 import C51Network, OracleError, load_network
+from fdt.oracle.training import (
+    OracleParams,
+    OracleTrainingError,
+    c51_loss,
+    load_transitions,
+    project_distribution,
+    train_oracle,
+)
 from fdt.torchfile import TorchFileError
 from tests.planted import plant
 
@@ -109,8 +115,8 @@ def _jax_checkpoint(num_actions: int, seed: int = 0) -> tuple[bytes, dict]:
     """A Dopamine JAX C51 pickle (plain dicts, as flax's FrozenDict unpickles to) and its weights."""
     import pickle
 
+    from fdt.oracle.checkpoints import TF_NAMES
     from tests.test_c51 import random_tensors
-    from fdt.c51 import TF_NAMES
 
     tf = random_tensors(num_actions, np.random.default_rng(seed))
     layers = ("Conv_0", "Conv_1", "Conv_2", "Dense_0", "Dense_1")
@@ -119,8 +125,8 @@ def _jax_checkpoint(num_actions: int, seed: int = 0) -> tuple[bytes, dict]:
 
 
 def test_fetch_from_the_bucket_checks_the_checkpoint(tmp_path: Path) -> None:
-    from fdt.oracle import fetch_c51_checkpoint, load_c51
-    from fdt.sources import GcsSource
+    from fdt.oracle.checkpoints import fetch_c51_checkpoint, load_c51
+    from fdt.replay.sources import GcsSource
     from tests.loopback import gcs_emulator, upload
 
     fixture = Path(__file__).parent / "fixtures" / "tf_checkpoint"
@@ -148,8 +154,8 @@ def test_fetch_from_the_bucket_checks_the_checkpoint(tmp_path: Path) -> None:
 
 
 def test_refused_checkpoint_names_the_oracle_alternatives(tmp_path: Path) -> None:
-    from fdt.oracle import fetch_c51_checkpoint
-    from fdt.sources import GcsSource, SourceRefusedError
+    from fdt.oracle.checkpoints import fetch_c51_checkpoint
+    from fdt.replay.sources import GcsSource, SourceRefusedError
     from tests.loopback import serve_folder
 
     server, url = serve_folder(tmp_path, status=401)
@@ -167,7 +173,7 @@ def test_refused_checkpoint_names_the_oracle_alternatives(tmp_path: Path) -> Non
 
 
 def test_oracle_is_scored_under_the_dopamine_protocol() -> None:
-    from fdt.oracle import evaluate_oracle
+    from fdt.oracle.scoring import evaluate_oracle
 
     net = C51Network(4)
     with torch.no_grad():
@@ -181,5 +187,5 @@ def test_oracle_is_scored_under_the_dopamine_protocol() -> None:
     assert first == again  # sticky draws come from each episode's own seed
     assert [e["steps"] for e in first["episodes"]] == [40, 40]  # never FIREs: the ball never comes
     assert first["mean_return"] == 0.0 and first["protocol"] == "dopamine"
-    with pytest.raises(OracleTrainingError, match="the oracle has 4 actions, Pong has 6"):
+    with pytest.raises(OracleError, match="the oracle has 4 actions, Pong has 6"):
         evaluate_oracle(net, "Pong", episodes=1, seed=0, progress=False)

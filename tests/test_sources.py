@@ -7,9 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fdt.dopamine import checkpoint_files, load_checkpoint
-from fdt.sources import (STAGING, GcsSource, HttpsSource, LocalSource, SourceError,
-                         SourceMissingError, SourceRefusedError, fetch_checkpoint, merge_manifest)
+from fdt.replay.dopamine import checkpoint_files, load_checkpoint
+from fdt.replay.sources import (
+    STAGING,
+    GcsSource,
+    HttpsSource,
+    LocalSource,
+    SourceError,
+    SourceMissingError,
+    SourceRefusedError,
+    fetch_checkpoint,
+    merge_manifest,
+)
 from tests.conftest import write_episodes
 from tests.loopback import CuttingProxy, gcs_emulator, serve_folder, upload
 
@@ -23,7 +32,7 @@ def bucket_layout(tmp_path: Path) -> Path:
     folder = root / "Breakout" / "1" / "replay_logs"
     write_episodes(folder, 64, [30, 25, 40, 20, 30], open_tail=10)
     rng = np.random.default_rng(0)
-    from fdt.dopamine import file_name, read_npy_gz, write_npy_gz
+    from fdt.replay.dopamine import file_name, read_npy_gz, write_npy_gz
     for n in range(3):
         obs = read_npy_gz(folder / file_name("observation", n))
         obs[obs > 0] = rng.integers(1, 256, int((obs > 0).sum()), dtype=np.uint8)
@@ -158,7 +167,7 @@ def test_partial_file_from_another_source_is_fetched_again(bucket_layout: Path, 
 def test_checkpoint_failing_the_replay_checks_is_not_cached(bucket_layout: Path, tmp_path: Path) -> None:
     """Fetch applies conversion's checks; the message names the source and the local copy, and
     once the source is mended a rerun fetches the good files."""
-    from fdt.dopamine import file_name, read_npy_gz, write_npy_gz
+    from fdt.replay.dopamine import file_name, read_npy_gz, write_npy_gz
 
     src = bucket_layout / "Breakout" / "1" / "replay_logs"
     name = file_name("add_count", 1)
@@ -186,7 +195,7 @@ def test_checkpoint_failing_the_replay_checks_is_not_cached(bucket_layout: Path,
     ("https://h/{game}/{run}/replay_logs/", r"has no \{name\}"),
 ])
 def test_url_template_is_checked_before_any_request(template: str, message: str) -> None:
-    from fdt.sources import check_url_template
+    from fdt.replay.sources import check_url_template
 
     with pytest.raises(ValueError, match=message):
         check_url_template(template)
@@ -196,7 +205,7 @@ def test_url_template_is_checked_before_any_request(template: str, message: str)
 
 
 def test_number_ranges_are_short_however_many() -> None:
-    from fdt.dopamine import number_ranges
+    from fdt.replay.dopamine import number_ranges
 
     assert number_ranges([5, 0, 1, 2]) == "0-2, 5"
     assert number_ranges(range(4, 200_001)) == "4-200000"

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fdt.dopamine import ReplayFormatError, file_name
-from fdt.store import ReplayStore, StoreError, convert_checkpoint, read_summary, run_summary
+from fdt.replay.dopamine import ReplayFormatError, file_name
+from fdt.replay.store import ReplayStore, StoreError, convert_checkpoint, read_summary, run_summary
 from tests.conftest import convert_run, frame_of
 
 
@@ -87,7 +87,7 @@ def test_failed_conversion_leaves_nothing(episode_run: Path, tmp_path: Path) -> 
 
 def test_round_trip_of_random_frames(tmp_path: Path) -> None:
     """Writer -> converter -> reader returns every stored frame exactly."""
-    from fdt.dopamine import write_checkpoint
+    from fdt.replay.dopamine import write_checkpoint
 
     rng = np.random.default_rng(3)
     capacity = 300

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fdt.tfbundle import Bundle, BundleError
-from tests.tablewriter import (HEADER, block, block_spans, index_file, reseal, table, tensor_entry,
-                               varint)
+from fdt.oracle.tfbundle import Bundle, BundleError
+from tests.tablewriter import HEADER, block_spans, index_file, reseal, table, tensor_entry, varint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tf_checkpoint"
 NAME = "tf_ckpt-199"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fdt.evaluate import EvalParams, evaluate_model
+from fdt.evaluation.stage import EvalParams, evaluate_model
 from fdt.torchfile import NUMPY_RNG_STATE, TorchFileError, load_torch_file
 from tests.planted import plant
 

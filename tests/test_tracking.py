@@ -98,7 +98,7 @@ def test_unreachable_server_disables_tracking_quickly(
         warnings.simplefilter("always")
         began = time.monotonic()
         tracker = Tracker(uri, run_name="x", tags={"seed": 1}, artifact_root=tmp_path / "art")
-        run_id = tracker.start(None)  # as fdt.train.train does, then logs as it trains
+        run_id = tracker.start(None)  # as fdt.models.trainer.train does, then logs as it trains
         tracker.log_params({"batch_size": 4})
         tracker.log_metrics({"loss": 1.0}, step=0)
         tracker.log_artifact(tmp_path)
@@ -120,8 +120,10 @@ def test_mlflow_http_retries_are_bounded_unless_the_user_set_them(
     with closed_port() as uri, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         Tracker(uri, run_name="x", tags={}).start()
-    from mlflow.environment_variables import (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
-                                              MLFLOW_HTTP_REQUEST_TIMEOUT)
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
 
     assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 300
     assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == int(HTTP_LIMITS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])

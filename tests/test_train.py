@@ -13,12 +13,20 @@ import numpy as np
 import pytest
 import torch
 
-from fdt.dataset import SamplingParams, build_training_set
-from fdt.model import DecisionTransformer, ModelConfig, optimizer_groups
+from fdt.dataset.sampling import SamplingParams
+from fdt.dataset.training_set import build_training_set
+from fdt.models.trainer import (
+    CHECKPOINT,
+    MODEL,
+    TrainingError,
+    TrainParams,
+    load_model,
+    lr_multiplier,
+    train,
+)
+from fdt.models.transformer import DecisionTransformer, ModelConfig, optimizer_groups
 from fdt.torchfile import NUMPY_RNG_STATE, TorchFileError, load_torch_file
 from fdt.tracking import Tracker
-from fdt.train import (CHECKPOINT, MODEL, TrainingError, TrainParams, load_model, lr_multiplier,
-                       train)
 from tests.conftest import REPO
 from tests.planted import plant
 
@@ -140,7 +148,7 @@ def _checkpoint(out_dir: Path) -> dict:
 KILLER = """
 import os, signal, sys
 import torch
-from fdt.train import TrainParams, train
+from fdt.models.trainer import TrainParams, train
 torch.set_num_threads(1)
 kill_at = int(sys.argv[3])
 def hook(step, model):

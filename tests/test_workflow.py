@@ -161,8 +161,10 @@ def test_only_stale_stages_rerun(tiny_run: Path) -> None:
 
 @pytest.mark.slow
 def test_editing_a_module_reruns_only_its_stages(tiny_run: Path, tmp_path: Path) -> None:
-    """A copy of the workflow whose fdt/train.py has one more line: training (which runs it)
-    and evaluation (which loads models with it) are stale, nothing upstream."""
+    """A copy of the workflow whose fdt/models/trainer.py has one more line: training (which runs
+    it) and evaluation (which loads models with it) are stale, nothing upstream; then one whose
+    fdt/mining/images.py, which the mining script imports only through fdt.mining.stage, has one
+    more: mining and what reads the mined states are stale."""
     import shutil
 
     copy = tmp_path / "repo"
@@ -172,15 +174,19 @@ def test_editing_a_module_reruns_only_its_stages(tiny_run: Path, tmp_path: Path)
         shutil.copytree(REPO / folder, copy / folder,
                         ignore=shutil.ignore_patterns("__pycache__"))
     assert planned_jobs(tiny_run, repo=copy) == {"report": 1, "all": 1}  # only its data path moved
-    with open(copy / "fdt" / "train.py", "a") as f:
+    with open(copy / "fdt" / "models" / "trainer.py", "a") as f:
         f.write("\n# an edit\n")
     assert planned_jobs(tiny_run, repo=copy) == {"train": 3, "evaluate": 3, "report": 1,
                                                  "all": 1}
+    with open(copy / "fdt" / "mining" / "images.py", "a") as f:
+        f.write("\n# an edit\n")
+    assert planned_jobs(tiny_run, repo=copy) == {"train": 3, "evaluate": 3, "mine_states": 1,
+                                                 "label_states": 1, "report": 1, "all": 1}
 
 
 def _check_mined_states(workdir: Path, training_set: Path) -> None:
     """The mined states line up with the training set the states were mined for."""
-    from fdt.dataset import TrainingSet
+    from fdt.dataset.training_set import TrainingSet
 
     found = list((workdir / "results/Breakout/states").glob("*/seed7/counts.json"))
     assert len(found) == 1
@@ -202,7 +208,7 @@ def _check_mined_states(workdir: Path, training_set: Path) -> None:
 
 def _check_labels_and_fdt(workdir: Path, training_set: Path) -> None:
     """The oracle labels the mined states; FDT trains on the first `budget` of them."""
-    from fdt.dataset import TrainingSet
+    from fdt.dataset.training_set import TrainingSet
 
     oracle = list((workdir / "results/Breakout/oracle").glob("*/evaluation.json"))
     assert len(oracle) == 1

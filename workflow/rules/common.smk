@@ -1,11 +1,12 @@
 # Validation of the config, artifact keys and input functions shared by the rules.
 
 import fdt.config
-import fdt.mine
-from fdt.agents import agent_checkpoint_names
-from fdt.dopamine import FILE_KINDS, FULL_CAPACITY, file_name
-from fdt.dataset import ARRAYS as TRAINING_SET_ARRAYS
-from fdt.keys import artifact_key, code_version
+import fdt.plan
+import fdt.mining.stage
+from fdt.oracle.checkpoints import agent_checkpoint_names
+from fdt.replay.dopamine import FILE_KINDS, FULL_CAPACITY, file_name
+from fdt.dataset.training_set import ARRAYS as TRAINING_SET_ARRAYS
+from fdt.keys import artifact_key
 
 config = fdt.config.validate_config(config, origin="the workflow config")
 GAMES = config["games"]
@@ -14,29 +15,9 @@ BUFFERS = fdt.config.parse_buffers(config["buffers"])
 SOURCE = config["source"]
 EPISODE_CAP = fdt.config.episode_cap(config)
 
-# Library code each stage runs: editing a module makes exactly its stages stale (via params).
-CODE = {
-    "demo": code_version(["demo", "atari", "dopamine"]),
-    "fetch": code_version(["sources", "dopamine"]),
-    "convert": code_version(["store", "dopamine"]),
-    "dataset": code_version(["dataset", "store", "dopamine"]),
-    "train": code_version(
-        ["train", "model", "dataset", "tracking", "feedback", "device"]
-    ),
-    "mine": code_version(
-        ["mine", "mining", "cells", "checks", "images", "dataset", "store"]
-    ),
-    "oracle": code_version(["oracle", "c51", "store", "atari", "device"]),
-    "fetch_oracle": code_version(["oracle", "agents", "c51", "tfbundle", "sources"]),
-    "evaluate_oracle": code_version(["oracle", "c51", "tfbundle", "evaluate", "atari"]),
-    "label": code_version(
-        ["labels", "c51", "tfbundle", "oracle", "dataset", "dopamine", "device"]
-    ),
-    "evaluate": code_version(
-        ["evaluate", "atari", "model", "train", "scores", "games", "device"]
-    ),
-    "report": code_version(["report", "scores"]),
-}
+# Library code each stage runs, from its scripts' imports: editing a module makes exactly the
+# stages that import it stale (via params).
+CODE = fdt.plan.code_versions()
 ORACLE = config["oracle"]
 SEEDS = config["seeds"]
 MODELS = config["models"]
@@ -260,10 +241,10 @@ def replay_file_capacity():
 
 def mining_buffers(game):
     """The converted checkpoints the statistics set may read, of every run it reads (past the
-    training set's buffers an estimate: fdt.mine.planned_checkpoints)."""
+    training set's buffers an estimate: fdt.mining.stage.planned_checkpoints)."""
     settings = {**mining_params(game), "spare_buffers": config["mining"]["spare_buffers"]}
-    planned = fdt.mine.planned_checkpoints(
-        fdt.mine.MiningParams.from_settings(settings, seed=0), replay_file_capacity()
+    planned = fdt.mining.stage.planned_checkpoints(
+        fdt.mining.stage.MiningParams.from_settings(settings, seed=0), replay_file_capacity()
     )
     return [
         f"results/{game}/replay/run{run}/buffer{b}.parquet"

@@ -7,7 +7,8 @@ from fdt.io import log_to
 log_to(snakemake.log[0])
 
 from fdt.atari import minimal_action_count
-from fdt.dataset import SamplingParams, build_training_set
+from fdt.dataset.sampling import SamplingParams
+from fdt.dataset.training_set import build_training_set
 from fdt.keys import write_params
 
 p = snakemake.params

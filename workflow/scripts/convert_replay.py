@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from fdt.dopamine import ReplayFormatError
 from fdt.io import log_to
-from fdt.store import convert_checkpoint
+from fdt.replay.dopamine import ReplayFormatError
+from fdt.replay.store import convert_checkpoint
 
 log_to(snakemake.log[0])
 p = snakemake.params

@@ -8,9 +8,9 @@ log_to(snakemake.log[0])
 
 import torch
 
-from fdt.evaluate import EvalParams, evaluate_model
-from fdt.keys import write_params
 from fdt.device import resolve_device
+from fdt.evaluation.stage import EvalParams, evaluate_model
+from fdt.keys import write_params
 
 p = snakemake.params
 wc = snakemake.wildcards

@@ -9,8 +9,9 @@ log_to(snakemake.log[0])
 import torch
 
 from fdt.atari import minimal_action_count
-from fdt.c51 import load_network
-from fdt.oracle import evaluate_oracle, load_c51
+from fdt.oracle.c51 import load_network
+from fdt.oracle.checkpoints import load_c51
+from fdt.oracle.scoring import evaluate_oracle
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params

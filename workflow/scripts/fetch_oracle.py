@@ -7,8 +7,8 @@ from fdt.io import log_to, write_json
 log_to(snakemake.log[0])
 
 from fdt.atari import minimal_action_count
-from fdt.oracle import fetch_c51_checkpoint
-from fdt.sources import source_from_config
+from fdt.oracle.checkpoints import fetch_c51_checkpoint
+from fdt.replay.sources import source_from_config
 
 p = snakemake.params
 wc = snakemake.wildcards

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from fdt.io import log_to, write_json
-from fdt.sources import fetch_checkpoint, source_from_config
+from fdt.replay.sources import fetch_checkpoint, source_from_config
 
 log_to(snakemake.log[0])
 demo_root = Path(snakemake.input.demo).parents[2] if "demo" in snakemake.input.keys() else None

@@ -9,12 +9,12 @@ log_to(snakemake.log[0])
 import torch
 
 from fdt.atari import minimal_action_count
-from fdt.c51 import load_network
-from fdt.keys import write_params
-from fdt.labels import NetworkOracle, PublishedLabels, label_states
-from fdt.oracle import load_c51
-from fdt.store import read_summary
 from fdt.device import resolve_device
+from fdt.keys import write_params
+from fdt.oracle.c51 import load_network
+from fdt.oracle.checkpoints import load_c51
+from fdt.oracle.labels import NetworkOracle, PublishedLabels, label_states
+from fdt.replay.store import read_summary
 
 torch.set_num_threads(snakemake.threads)
 p = snakemake.params

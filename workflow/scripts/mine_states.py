@@ -7,7 +7,7 @@ from fdt.io import log_to
 log_to(snakemake.log[0])
 
 from fdt.keys import write_params
-from fdt.mine import MiningParams, mine_states
+from fdt.mining.stage import MiningParams, mine_states
 
 p = snakemake.params
 wc = snakemake.wildcards

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fdt.io import log_to, write_json
 from fdt.keys import write_params
-from fdt.store import run_summary
+from fdt.replay.store import run_summary
 
 log_to(snakemake.log[0])
 write_json(snakemake.output.summary, run_summary(snakemake.input))

@@ -7,7 +7,7 @@ from fdt.io import log_to
 log_to(snakemake.log[0])
 
 from fdt.keys import write_params
-from fdt.report import build_report
+from fdt.report.build import build_report
 
 p = snakemake.params
 oracle = snakemake.input.get("oracle", [])

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from fdt.demo import simulate_run
 from fdt.io import log_to
+from fdt.replay.demo import simulate_run
 
 log_to(snakemake.log[0])
 demo = dict(snakemake.params.demo)

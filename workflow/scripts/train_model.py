@@ -10,8 +10,8 @@ log_to(snakemake.log[0])
 import torch
 
 from fdt.keys import write_params
+from fdt.models.trainer import TrainParams, train
 from fdt.tracking import Tracker, default_tracking_uri
-from fdt.train import TrainParams, train
 
 p = snakemake.params
 wc = snakemake.wildcards

@@ -10,7 +10,7 @@ import torch
 
 from fdt.atari import minimal_action_count
 from fdt.keys import write_params
-from fdt.oracle import OracleParams, train_oracle
+from fdt.oracle.training import OracleParams, train_oracle
 
 p = snakemake.params
 torch.set_num_threads(snakemake.threads)

@@ -1,6 +1,6 @@
 """Dopamine's replay-log format (the DQN Replay Dataset), read and written with numpy only.
 
-A checkpoint N is six gzip'd `.npy` files (SPEC §1). Each is a snapshot of a circular buffer of
+A checkpoint N is six gzip'd `.npy` files (method.md §1). Each is a snapshot of a circular buffer of
 capacity C taken when the write cursor was C-1, so its rows in the order they were written are
 slots [C-1, 0, 1, ..., C-2] (file 0 never wrote slot C-1) and `add_count = N*C + C-1`. The run's
 last file is batch_rl's `log_final_buffer`: `add_count` is the cursor itself (below C), only slots
@@ -288,7 +288,7 @@ def snapshot_add_count(number: int, capacity: int) -> int:
 
 def padding_rows(terminal: np.ndarray, starts_with_padding: bool) -> np.ndarray:
     """Which of these chronological rows are padding: the 3 after each terminal (and the first 3
-    when the sequence begins a run). Found by position, never by content (SPEC §1)."""
+    when the sequence begins a run). Found by position, never by content (docs/method.md §1)."""
     n = len(terminal)
     padding = np.zeros(n, dtype=bool)
     starts = np.flatnonzero(terminal) + 1

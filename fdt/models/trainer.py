@@ -1,6 +1,6 @@
 """Training DT, BC and FDT on a training set: the reference's optimisation, fast on a GPU, resumable.
 
-Optimisation as the reference (SPEC §5): AdamW (0.9, 0.95), weight decay 0.1 on linear/conv
+Optimisation as the reference (method.md §5): AdamW (0.9, 0.95), weight decay 0.1 on linear/conv
 weights, gradient clipping 1.0, the learning rate scheduled by tokens (linear warmup, then cosine
 to a floor of 0.1x, final_tokens = 2 * samples * 3K), the reference's sample count per epoch
 (n - 3K windows, shuffled). One step's learning rate is the schedule at the tokens counted after
@@ -11,7 +11,7 @@ fused attention and AdamW, optional torch.compile. A checkpoint is written after
 (model, optimizer, tokens, RNG states); `resume` continues from it exactly, since each epoch's
 order is drawn from (seed, epoch).
 
-FDT is DT trained with the feedback loss of fdt.feedback on the labels of the first `budget`
+FDT is DT trained with the feedback loss of fdt.models.feedback on the labels of the first `budget`
 important states, weighted by `feedback_lambda`.
 """
 
@@ -32,13 +32,18 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fdt.dataset import TrainingSet, window_starts
+from fdt.dataset.training_set import TrainingSet, window_starts
 from fdt.device import resolve_device
-from fdt.feedback import Feedback, fdt_loss, load_feedback
 from fdt.io import atomic_path, write_json
 from fdt.keys import canonical_json
-from fdt.model import (MODELS, DecisionTransformer, ModelConfig, model_config_for,
-                       optimizer_groups)
+from fdt.models.feedback import Feedback, fdt_loss, load_feedback
+from fdt.models.transformer import (
+    MODELS,
+    DecisionTransformer,
+    ModelConfig,
+    model_config_for,
+    optimizer_groups,
+)
 from fdt.torchfile import NUMPY_RNG_STATE, TorchFileError, load_torch_file
 
 CHECKPOINT = "checkpoint.pt"

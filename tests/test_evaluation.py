@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from fdt.evaluate import (PROTOCOLS, EvalParams, EvaluationError, Job, ModelPolicy,
-                          check_model_fits, protocol_jobs, rollout)
-from fdt.model import DecisionTransformer, ModelConfig
-from fdt.scores import normalized, paired_ttest, score_table
+from fdt.evaluation.policies import ModelPolicy
+from fdt.evaluation.protocols import PROTOCOLS, EvaluationError, Job, protocol_jobs
+from fdt.evaluation.rollout import rollout
+from fdt.evaluation.scores import normalized, paired_ttest, score_table
+from fdt.evaluation.stage import EvalParams, check_model_fits
+from fdt.models.transformer import DecisionTransformer, ModelConfig
 
 
 class ScriptedPolicy:

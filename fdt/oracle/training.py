@@ -5,9 +5,6 @@ network and distributional Bellman update, trained on transitions drawn uniforml
 logs instead of from an agent's own play. Targets use the target network for both the greedy next
 action and its distribution; the target support r + gamma * z (z for non-terminal rows) is
 projected onto the 51 atoms. Adam with Dopamine's C51 settings (lr 2.5e-4, epsilon 3.125e-4).
-
-The oracle is then scored in the environment under the Dopamine protocol it would have been scored
-under (sticky actions 0.25, epsilon 0.001, no no-ops), so a report can say how good it is.
 Training writes a checkpoint every `checkpoint_every` updates and resumes from it.
 """
 
@@ -28,13 +25,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fdt.agents import agent_checkpoint_names
-from fdt.c51 import C51Network, save_network
 from fdt.device import resolve_device
-from fdt.dopamine import FRAME_SHAPE, STACK_SIZE
 from fdt.io import atomic_path, write_json
 from fdt.keys import canonical_json
-from fdt.store import frames_numpy
+from fdt.oracle.c51 import C51Network, save_network
+from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
+from fdt.replay.store import frames_numpy
 from fdt.torchfile import load_torch_file
 
 COLUMNS = ["replay_index", "episode_id", "step", "action", "reward", "terminal"]
@@ -210,92 +206,3 @@ def train_oracle(paths: Sequence[str | Path], num_actions: int, out_dir: str | P
                "seconds_this_run": seconds, "device": str(device)}
     write_json(out_dir / "metrics.json", metrics)
     return metrics
-
-
-class QPolicy:
-    """The oracle as a policy for fdt.evaluate's rollouts: its Q-values are the logits (so
-    argmax and epsilon-greedy act greedily on Q)."""
-
-    def __init__(self, net: C51Network, slots: int) -> None:
-        self.net, self.slots = net.eval(), slots
-        self.stacks = np.zeros((slots, STACK_SIZE, *FRAME_SHAPE), np.uint8)
-
-    def begin(self, slot: int, target: float) -> None:
-        pass
-
-    def end(self, slot: int) -> None:
-        pass
-
-    def record(self, slot: int, action: int, reward: float) -> None:
-        pass
-
-    def observe(self, slots: Sequence[int], stacks: np.ndarray) -> None:
-        self.stacks[list(slots)] = stacks
-
-    @torch.inference_mode()
-    def logits(self, slots: Sequence[int]) -> np.ndarray:
-        return self.net.q_values(torch.from_numpy(self.stacks[list(slots)])).numpy()
-
-
-def evaluate_oracle(net: C51Network, game: str, *, episodes: int, seed: int,
-                    max_steps: int | None = None, envs: int = 8, rom_dir: str | None = None,
-                    progress: bool = True) -> dict[str, Any]:
-    """The oracle's score under the Dopamine protocol it was scored under (sticky actions 0.25,
-    epsilon-greedy 0.001, no no-ops, no forced FIRE)."""
-    from fdt.atari import minimal_action_count
-    from fdt.evaluate import PROTOCOLS, Job, rollout
-
-    actions = minimal_action_count(game, rom_dir)
-    if actions != net.num_actions:
-        raise OracleTrainingError(f"the oracle has {net.num_actions} actions, {game} has {actions}")
-    jobs = [Job("eps", 0.0, seed, e) for e in range(episodes)]
-    bar = tqdm(total=episodes, desc=f"evaluate oracle on {game}", unit="episode",
-               disable=not progress)
-    try:
-        rows = rollout(QPolicy(net, envs), game, jobs, PROTOCOLS["dopamine"], envs=envs,
-                       max_steps=max_steps, rom_dir=rom_dir, progress=bar.update)
-    finally:
-        bar.close()
-    returns = np.array([r["return"] for r in rows])
-    return {"game": game, "protocol": "dopamine", "seed": seed, "max_steps": max_steps,
-            "episodes": [{k: r[k] for k in ("episode", "return", "steps", "game_over")}
-                         for r in sorted(rows, key=lambda r: r["episode"])],
-            "mean_return": float(returns.mean()) if len(rows) else None,
-            "std_return": float(returns.std()) if len(rows) else None}
-
-
-# --- Dopamine's published checkpoints ---------------------------------------------------------
-
-ORACLE_REFUSAL = (
-    "Alternatives: set oracle.source.kind to 'https' with oracle.source.url a mirror template "
-    "('https://host/c51/{game}/{run}/{name}') or to 'local' with oracle.source.path a folder "
-    "holding {Game}/{run}/{name}; or set oracle.kind to 'offline' to train an oracle on the "
-    "replay data, or to 'published' to use the FDT authors' label files.")
-
-
-def load_c51(folder: str | Path, fmt: str, number: int, num_actions: int) -> C51Network:
-    from fdt.c51 import load_jax_checkpoint, load_tf_checkpoint
-
-    folder = Path(folder)
-    if fmt == "tf":
-        return load_tf_checkpoint(folder / f"tf_ckpt-{number}", num_actions)
-    return load_jax_checkpoint(folder / agent_checkpoint_names(fmt, number)[0], num_actions)
-
-
-def fetch_c51_checkpoint(source: Any, game: str, run: int, number: int, fmt: str,
-                         dest: str | Path, num_actions: int, *,
-                         progress: bool = True) -> dict[str, Any]:
-    """Fetch Dopamine's C51 checkpoint through the replay's source machinery (staging,
-    resume, size and hash checks), then load it to check it is a C51 for this game."""
-    from fdt.sources import SourceRefusedError, fetch_files
-
-    if hasattr(source, "refusal_hint"):
-        source.refusal_hint = ORACLE_REFUSAL
-    try:
-        record = fetch_files(source, game, run, agent_checkpoint_names(fmt, number), dest,
-                             progress=progress, label=f"C51 {game}/{run}/{number}")
-    except SourceRefusedError as err:
-        raise SourceRefusedError(f"the C51 checkpoint of {game} run {run} could not be fetched: "
-                                 f"{err}") from None
-    load_c51(dest, fmt, number, num_actions)
-    return {**record, "checkpoint": number, "format": fmt, "checked": "loaded as C51"}

@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from fdt.evaluation.scores import paired_ttest, paper_comparison, score_table
 from fdt.io import atomic_path, write_json
-from fdt.scores import (paired_ttest, paper_comparison, plot_return_vs_target,
-                        plot_returns_per_setup, score_table)
+from fdt.report.plots import plot_return_vs_target, plot_returns_per_setup
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -23,10 +23,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from fdt.dopamine import (FILE_KINDS, FRAME_BYTES, FRAME_SHAPE, STACK_SIZE, GzipReader,
-                          ReplayCheckpoint, check_header, episode_transitions, file_name,
-                          iter_npy_rows, load_checkpoint, read_npy_header)
 from fdt.io import atomic_path, file_digests
+from fdt.replay.dopamine import (
+    FILE_KINDS,
+    FRAME_BYTES,
+    FRAME_SHAPE,
+    STACK_SIZE,
+    GzipReader,
+    ReplayCheckpoint,
+    check_header,
+    episode_transitions,
+    file_name,
+    iter_npy_rows,
+    load_checkpoint,
+    read_npy_header,
+)
 
 METADATA_KEY = "fdt.replay"
 FORMAT_VERSION = 1

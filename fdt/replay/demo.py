@@ -18,8 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from fdt.atari import AtariEnvironment
-from fdt.dopamine import CircularReplayWriter
 from fdt.io import write_json
+from fdt.replay.dopamine import CircularReplayWriter
 
 Controller = Callable[[np.ndarray], int]
 

@@ -1,23 +1,19 @@
-"""Dopamine's C51 network in torch, and loading its published weights without TensorFlow or JAX.
+"""Dopamine's C51 network in torch: the oracle (docs/method.md §4).
 
-The network (SPEC §4): uint8 (N, 84, 84, 4) / 255; conv 32 8x8 s4, conv 64 4x4 s2, conv 64 3x3
-s1, each with TensorFlow "SAME" padding and ReLU (so 11x11x64 = 7744 features, and the second
-conv pads 1 before and 2 after); dense 512 ReLU; dense A x 51, read as (A, 51) logits over the
-support linspace(-10, 10, 51). Q = sum(softmax(logits) * support); the greedy action is argmax Q.
+uint8 (N, 84, 84, 4) / 255; conv 32 8x8 s4, conv 64 4x4 s2, conv 64 3x3 s1, each with
+TensorFlow "SAME" padding and ReLU (so 11x11x64 = 7744 features, and the second conv pads 1
+before and 2 after); dense 512 ReLU; dense A x 51, read as (A, 51) logits over the support
+linspace(-10, 10, 51). Q = sum(softmax(logits) * support); the greedy action is argmax Q.
 
 Our states are (N, 4, 84, 84), oldest frame first, the same frames as Dopamine's (N, 84, 84, 4).
 The flatten before the dense layers is in height-width-channel order, as TensorFlow's, so the
-published kernels are used unchanged (only transposed to torch's layouts).
-
-Weights come from a TF1 checkpoint bundle (`Online/Conv/weights`, ...; see fdt.tfbundle), from a
-Dopamine JAX checkpoint pickle (`Conv_0/kernel`, ...), or from our own offline training
-(`oracle.pt`).
+published kernels are used unchanged (only transposed to torch's layouts; see
+fdt.oracle.checkpoints). Our own offline-trained oracle is saved as `oracle.pt`.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fdt.dopamine import FRAME_SHAPE, STACK_SIZE
+from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
 from fdt.torchfile import load_torch_file
 
 NUM_ATOMS = 51
@@ -36,15 +32,6 @@ FEATURES = 11 * 11 * 64
 # (out channels, kernel, stride) of the three convolutions.
 CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 HIDDEN = 512
-
-# Variable names of each layer, by checkpoint kind: (kernel, bias).
-TF_NAMES = [("Online/Conv/weights", "Online/Conv/biases"),
-            ("Online/Conv_1/weights", "Online/Conv_1/biases"),
-            ("Online/Conv_2/weights", "Online/Conv_2/biases"),
-            ("Online/fully_connected/weights", "Online/fully_connected/biases"),
-            ("Online/fully_connected_1/weights", "Online/fully_connected_1/biases")]
-JAX_NAMES = [(f"{layer}/kernel", f"{layer}/bias")
-             for layer in ("Conv_0", "Conv_1", "Conv_2", "Dense_0", "Dense_1")]
 
 
 class OracleError(ValueError):
@@ -123,99 +110,6 @@ def network_from_tensors(tensors: Mapping[str, np.ndarray], names: list[tuple[st
             layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)))
             layer.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
     return net.eval()
-
-
-def load_tf_checkpoint(prefix: str | Path, num_actions: int) -> C51Network:
-    """Dopamine's TF C51 checkpoint (e.g. `.../tf_ckpt-199`), read without TensorFlow."""
-    from fdt.tfbundle import Bundle
-
-    bundle = Bundle(prefix)
-    tensors = {name: bundle.read(name) for pair in TF_NAMES for name in pair if name in bundle}
-    return network_from_tensors(tensors, TF_NAMES, num_actions, str(bundle.prefix))
-
-
-class _FrozenDict(dict):
-    """Stands in for flax's FrozenDict when unpickling (its state is {'_dict': ...})."""
-
-    def __setstate__(self, state: Mapping[str, Any]) -> None:
-        self.update(state.get("_dict", state))
-
-
-def _array_from_jax(fun: Any, args: tuple, arr_state: Any, aval_state: Any) -> np.ndarray:
-    """jax arrays pickle as a numpy reconstruction plus its state; keep the numpy array."""
-    array = fun(*args)
-    array.__setstate__(arr_state)
-    return np.asarray(array)
-
-
-class _OptimizerState:
-    """Stands in for optax's optimizer-state classes (Adam's moments, step counts), which
-    Dopamine's Checkpointer pickles beside the weights: acting needs none of it, so the stand-in
-    takes whatever arguments and state the pickle gives and keeps nothing."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> _OptimizerState:
-        return super().__new__(cls)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-
-class _CheckpointUnpickler(pickle.Unpickler):
-    """Unpickles Dopamine's JAX checkpoints to dicts of numpy arrays, with no flax, jax or optax,
-    and refuses any class outside a fixed list (a pickle can otherwise run code)."""
-
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
-               ("numpy._core.numeric", "_frombuffer"), ("copyreg", "_reconstructor"),
-               ("builtins", "object"), ("builtins", "dict"), ("collections", "OrderedDict")}
-    # The states of the optimizers Dopamine's create_optimizer builds (adam, rmsprop, sgd, with a
-    # schedule or not), by their exact module and name in the optax versions it has used.
-    OPTIMIZER_STATES = {("optax._src.transform", name) for name in (
-        "ScaleByAdamState", "ScaleByRmsState", "ScaleByRStdDevState", "ScaleByScheduleState",
-        "ScaleState")} | {("optax._src.base", "EmptyState")}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if name == "FrozenDict" and module.startswith("flax"):
-            return _FrozenDict
-        if name == "_reconstruct_array" and module.startswith("jax"):
-            return _array_from_jax
-        if (module, name) in self.OPTIMIZER_STATES:
-            return _OptimizerState
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a checkpoint pickle")
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}/"))
-        else:
-            out[name] = value
-    return out
-
-
-def load_jax_checkpoint(path: str | Path, num_actions: int) -> C51Network:
-    """Dopamine's JAX C51 checkpoint pickle (its `online_params`), read without jax, flax or
-    optax; the optimizer state beside the weights is skipped."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            bundle = _CheckpointUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, KeyError,
-            IndexError) as err:  # what a damaged or hostile pickle raises, besides a refusal
-        raise OracleError(f"{path}: not a readable Dopamine JAX checkpoint ({err})") from None
-    params = bundle.get("online_params") if isinstance(bundle, Mapping) else None
-    if params is None:
-        raise OracleError(f"{path}: no 'online_params' in the checkpoint")
-    tensors = _flatten(params.get("params", params))
-    return network_from_tensors(tensors, JAX_NAMES, num_actions, str(path))
 
 
 def greedy_actions(net: C51Network, states: np.ndarray | torch.Tensor, *, batch_size: int = 512,

@@ -1,4 +1,4 @@
-"""Which steps may receive feedback, and where lives are lost, read from the frames (SPEC §3).
+"""Which steps may receive feedback, and where lives are lost, read from the frames (method.md §3).
 
 A step is allowed when its reward is 0, it is not terminal, the game has started and the game's
 own check on the frame holds. The detectors replay the reference's, row by row over every row a
@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fdt.cells import hash_words
+from fdt.mining.cells import hash_words
 
 Features = dict[str, np.ndarray]  # per file slot, one array per named feature
 # scan(features, slots, older_blank, rewards, terminals, *, next_slots, actions, next_actions)

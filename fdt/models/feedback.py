@@ -1,4 +1,4 @@
-"""Feedback for FDT: per-position labels from the oracle's verdicts, and the feedback loss (SPEC §5).
+"""Feedback for FDT: per-position labels from the oracle's verdicts, and the feedback loss (method.md §5).
 
 Per training-set position, f is -1 (no feedback), 0 (negative: the oracle disagrees with the
 dataset action) or 1 (positive: it agrees), and a* is the best action of the state's cell (from

@@ -1,4 +1,4 @@
-"""Cells for important-state mining (SPEC §3): a frame stack's identity after masking and pooling.
+"""Cells for important-state mining (method.md §3): a frame stack's identity after masking and pooling.
 
 A transition's cell is its 4x84x84 frame stack with the score/HUD masked per game, max-pooled with
 kernel 7 stride 7 (floor mode, as torch's MaxPool2d), then identified by a 128-bit digest of the
@@ -31,7 +31,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-from fdt.dopamine import STACK_SIZE
+from fdt.replay.dopamine import STACK_SIZE
 
 KERNEL = 7
 PREFETCH_AHEAD = 2  # frames ahead whose window rows the kernel asks the CPU to fetch

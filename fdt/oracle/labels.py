@@ -1,4 +1,4 @@
-"""Oracle feedback on the mined states (SPEC §4): label = 1 when the oracle's greedy action is the
+"""Oracle feedback on the mined states (method.md §4): label = 1 when the oracle's greedy action is the
 dataset action, else 0.
 
 Three oracle sources:
@@ -25,10 +25,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from fdt.c51 import C51Network, greedy_actions
-from fdt.dataset import TrainingSet
-from fdt.dopamine import ReplayFormatError, read_npy_gz
+from fdt.dataset.training_set import TrainingSet
 from fdt.io import atomic_path, write_json
+from fdt.oracle.c51 import C51Network, greedy_actions
+from fdt.replay.dopamine import ReplayFormatError, read_npy_gz
 
 PUBLISHED_NAME = "$store$_feedback_ckpt.{number}.gz"
 

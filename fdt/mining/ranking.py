@@ -1,4 +1,4 @@
-"""Important-state mining (SPEC §3): cells whose best and worst actions differ most in return.
+"""Important-state mining (method.md §3): cells whose best and worst actions differ most in return.
 
 Over a sequence of transitions (the statistics set, in the order they were sampled), given each
 transition's cell, action, clipped reward, whether it is an allowed step, whether a life was lost
@@ -16,7 +16,7 @@ and whether it may be chosen (it lies inside the training set):
 
 Where the reference's rules decide which states are chosen they are kept, and marked "reference:".
 
-Arithmetic (reference, SPEC §3): returns, means and gaps are float32, summed in the order and
+Arithmetic (reference, method.md §3): returns, means and gaps are float32, summed in the order and
 grouping numpy 1.x uses, because the ranking is by the float32 gap and near-ties must come out
 in the reference's order. The reference computes each G_t on its own as `np.sum` of the float32
 products gamma^n r_{t+n} over the rest of the trajectory (gamma^n from `math.pow`, then rounded

@@ -1,12 +1,12 @@
 """The mining stage: statistics over sampled trajectories, important states inside the training set.
 
 The statistics set is sampled from the converted checkpoints by the reference's loop
-(fdt.dataset.statistics_plan): the training set's random visits while it holds fewer than
+(fdt.dataset.sampling.statistics_plan): the training set's random visits while it holds fewer than
 `random_rows` rows, then buffers 1, 2, 3, ... in order, and the next run's past each
 `rows_per_run` rows. It reads file slots 0..capacity-1 (the reference: 999,999) with states
 stacked in storage order modulo the file's capacity, as the reference's mining buffer does.
-Each buffer's frames are streamed once: per slot a cell digest (fdt.cells) and the features the
-game's detector reads (fdt.checks); the detector then replays every row each visit reads. Only
+Each buffer's frames are streamed once: per slot a cell digest (fdt.mining.cells) and the features the
+game's detector reads (fdt.mining.detectors); the detector then replays every row each visit reads. Only
 rows up to index `transitions` of the training set (reference: 500,000) that are transitions of
 the training set may be chosen, so the output lines up with the training set (its `position`
 column).
@@ -28,17 +28,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from fdt.cells import DIGEST_WORDS, digest_hex, pooled_frame_digests, stack_digests
-from fdt.checks import GAME_CHECKS, Features, empty_features
-from fdt.dataset import (BufferSlots, CheckpointNotGiven, SamplingParams, StatisticsPhases,
-                         TrainingSet, TrainingSetError, load_buffer_slots, replay_index_of,
-                         statistics_plan)
-from fdt.dopamine import STACK_SIZE
-from fdt.images import contact_sheet, stack_strip, write_png
+from fdt.dataset.sampling import (
+    BufferSlots,
+    CheckpointNotGiven,
+    SamplingParams,
+    StatisticsPhases,
+    TrainingSetError,
+    load_buffer_slots,
+    replay_index_of,
+    statistics_plan,
+)
+from fdt.dataset.training_set import TrainingSet
 from fdt.io import atomic_path, write_json
-from fdt.mining import (LIFE_LOSS_OFFSET, collect_returns, dense_cells, discounted_returns,
-                        important_states, rank_cells)
-from fdt.store import frames_numpy, read_summary
+from fdt.mining.cells import DIGEST_WORDS, digest_hex, pooled_frame_digests, stack_digests
+from fdt.mining.detectors import GAME_CHECKS, Features, empty_features
+from fdt.mining.images import contact_sheet, stack_strip, write_png
+from fdt.mining.ranking import (
+    LIFE_LOSS_OFFSET,
+    collect_returns,
+    dense_cells,
+    discounted_returns,
+    important_states,
+    rank_cells,
+)
+from fdt.replay.dopamine import STACK_SIZE
+from fdt.replay.store import frames_numpy, read_summary
 
 
 class MiningError(ValueError):
@@ -61,7 +75,7 @@ class MiningParams:
     extra_per_cell: int = 0
     window: int = 0
     images: int = 16
-    # The statistics set past the training set's loop (fdt.dataset.StatisticsPhases).
+    # The statistics set past the training set's loop (fdt.dataset.sampling.StatisticsPhases).
     random_rows: int = 550_000
     ordered_trajectories_per_visit: int = 1_500
     rows_per_run: int = 47_000_000

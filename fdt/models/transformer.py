@@ -1,4 +1,4 @@
-"""The Decision Transformer for Atari (SPEC §5): reward-conditioned (DT, FDT) or not (BC).
+"""The Decision Transformer for Atari (docs/method.md §5): reward-conditioned (DT, FDT) or not (BC).
 
 Tokens per step are (return-to-go, state, action) for DT and (state, action) for BC; action
 logits are read at the state tokens. Position = a learned embedding of the window's first
@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fdt.dopamine import FRAME_SHAPE, STACK_SIZE
+from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
 
 MODELS = ("dt", "bc", "fdt")
 

@@ -28,9 +28,16 @@ import requests
 import urllib3
 from tqdm import tqdm
 
-from fdt.dopamine import (ReplayFormatError, checkpoint_files, checkpoint_numbers, file_name,
-                          load_checkpoint, number_ranges, verify_npy_gz)
 from fdt.io import file_digests
+from fdt.replay.dopamine import (
+    ReplayFormatError,
+    checkpoint_files,
+    checkpoint_numbers,
+    file_name,
+    load_checkpoint,
+    number_ranges,
+    verify_npy_gz,
+)
 
 STAGING = ".partial"
 ALTERNATIVES = (

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from fdt.checks import (breakout_ball_row, breakout_features, breakout_scan, moving_down,
-                        oxygen_left, pong_features, pong_scan, qbert_features, qbert_landed,
-                        qbert_scan, seaquest_features, seaquest_scan, toward_agent)
+from fdt.mining.detectors import (
+    breakout_ball_row,
+    breakout_features,
+    breakout_scan,
+    moving_down,
+    oxygen_left,
+    pong_features,
+    pong_scan,
+    qbert_features,
+    qbert_landed,
+    qbert_scan,
+    seaquest_features,
+    seaquest_scan,
+    toward_agent,
+)
 
 
 def _breakout_frame(ball_row: int | None, lives_col: int = 55, blank: bool = False) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Evaluation in Atari: protocols, environments, policies, rollouts, the stage, and scores."""

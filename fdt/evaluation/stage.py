@@ -1,0 +1,97 @@
+"""The evaluation stage: one trained model played through the protocol, episodes and scores
+written for the report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fdt.atari import minimal_action_count
+from fdt.evaluation.policies import ModelPolicy
+from fdt.evaluation.protocols import PROTOCOLS, SETUPS, EvaluationError, protocol_jobs
+from fdt.evaluation.rollout import rollout
+from fdt.games import check_game
+from fdt.models.transformer import DecisionTransformer
+
+
+def check_model_fits(model: DecisionTransformer, game: str, model_game: str | None,
+                     rom_dir: str | None = None) -> int:
+    """A clear error before any episode when the model is not for this game."""
+    check_game(game)
+    if model_game is not None and model_game != game:
+        raise EvaluationError(f"the model was trained on {model_game}, not {game}")
+    actions = minimal_action_count(game, rom_dir)
+    if model.config.num_actions != actions:
+        raise EvaluationError(f"the model has {model.config.num_actions} actions, but {game}'s "
+                              f"minimal action set has {actions}")
+    return actions
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    protocol: str = "fdt"
+    setups: tuple[str, ...] = tuple(SETUPS)
+    test_seeds: tuple[int, ...] = tuple(range(10))
+    episodes: int = 10
+    targets: tuple[float, ...] = ()
+    max_steps: int | None = None  # below the protocol's cap, for quick runs
+    envs: int = 64
+    workers: int = 0
+    device: str = "cpu"
+    timestep: str = "reference"
+    rom_dir: str | None = None
+
+
+def evaluate_model(model_path: str | Path, game: str, params: EvalParams, out_dir: str | Path, *,
+                   model_name: str, train_seed: int, progress: bool = True) -> dict[str, Any]:
+    """Play the protocol with one trained model; write `episodes.parquet` and `summary.json`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    from fdt.evaluation.scores import score_table
+    from fdt.io import atomic_path, write_json
+    from fdt.models.trainer import load_model
+    from fdt.torchfile import load_torch_file
+
+    if params.protocol not in PROTOCOLS:
+        raise EvaluationError(f"unknown protocol {params.protocol!r}; expected one of "
+                              f"{', '.join(PROTOCOLS)}")
+    if not params.targets:
+        raise EvaluationError(f"no target return-to-go given for {game}")
+    payload_game = load_torch_file(model_path).get("game")
+    model = load_model(model_path, params.device)
+    check_model_fits(model, game, payload_game, params.rom_dir)
+    jobs = protocol_jobs(params.setups, params.targets, params.test_seeds, params.episodes)
+    policy = ModelPolicy(model, params.device, timestep=params.timestep, slots=params.envs)
+    bar = tqdm(total=len(jobs), desc=f"evaluate {model_name} on {game}", unit="episode",
+               disable=not progress)
+    started = time.perf_counter()
+    try:
+        rows = rollout(policy, game, jobs, PROTOCOLS[params.protocol], envs=params.envs,
+                       workers=params.workers, max_steps=params.max_steps,
+                       rom_dir=params.rom_dir, progress=bar.update)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    for row in rows:
+        row.update(game=game, model=model_name, train_seed=train_seed, protocol=params.protocol)
+    table = pa.Table.from_pylist(sorted(rows, key=lambda r: (r["setup"], r["target"],
+                                                              r["test_seed"], r["episode"])))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "episodes.parquet") as tmp:
+        pq.write_table(table, tmp)
+    scores = score_table(table.to_pandas())
+    steps = int(sum(r["steps"] for r in rows))
+    summary = {"game": game, "model": model_name, "train_seed": train_seed,
+               "params": asdict(params), "episodes": len(rows), "env_steps": steps,
+               "seconds": seconds, "env_steps_per_s": steps / seconds if seconds else None,
+               "scores": scores.to_dict(orient="records")}
+    write_json(out_dir / "summary.json", summary)
+    return summary

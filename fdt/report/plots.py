@@ -1,0 +1,66 @@
+"""The report's plots: returns per setup, return against target."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def plot_returns_per_setup(table: pd.DataFrame, path: str | Path,
+                           setups: Sequence[str] | None = None) -> None:
+    """Grouped bars: mean return (std as error bar) per setup and model, one panel per game."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = sorted(table["game"].unique())
+    fig, axes = plt.subplots(1, len(games), figsize=(6 * len(games), 4), squeeze=False)
+    for ax, game in zip(axes[0], games):
+        rows = table[table["game"] == game]
+        first_target = rows.groupby("model")["target"].transform("min")
+        rows = rows[rows["target"] == first_target]
+        order = [s for s in (setups or sorted(rows["setup"].unique())) if s in set(rows["setup"])]
+        models = sorted(rows["model"].unique())
+        width = 0.8 / max(1, len(models))
+        for i, model in enumerate(models):
+            mine = rows[rows["model"] == model].set_index("setup").reindex(order)
+            ax.bar(np.arange(len(order)) + i * width, mine["mean"], width, yerr=mine["std"],
+                   label=model.upper(), capsize=2)
+        ax.set_xticks(np.arange(len(order)) + width * (len(models) - 1) / 2)
+        ax.set_xticklabels(order, rotation=30)
+        ax.set_title(f"{game} (target {rows['target'].min():g})")
+        ax.set_ylabel("raw return")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+
+
+def plot_return_vs_target(table: pd.DataFrame, path: str | Path) -> None:
+    """Mean return against the target return-to-go, per model, one panel per game."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = sorted(table["game"].unique())
+    fig, axes = plt.subplots(1, len(games), figsize=(6 * len(games), 4), squeeze=False)
+    for ax, game in zip(axes[0], games):
+        rows = table[table["game"] == game]
+        for (model, setup), line in rows.groupby(["model", "setup"]):
+            line = line.sort_values("target")
+            ax.errorbar(line["target"], line["mean"], yerr=line["std"], marker="o", capsize=2,
+                        label=f"{model.upper()} {setup}")
+        targets = sorted(rows["target"].unique())
+        ax.plot(targets, targets, linestyle=":", color="grey", label="return = target")
+        ax.set_xlabel("target return-to-go")
+        ax.set_ylabel("raw return")
+        ax.set_title(game)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
