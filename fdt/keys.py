@@ -155,3 +155,19 @@ def write_params(folder: str | Path, stage: str, params: Mapping[str, Any],
         **({"details": dict(details)} if details else {}),
     })
     return key
+
+
+class KeyMismatchError(RuntimeError):
+    """A stage wrote a params.json whose key is not its folder's."""
+
+
+def record_stage(folder: str | Path, stage: str, params: Mapping[str, Any],
+                 input_keys: Iterable[str], code: str, key: str,
+                 details: Mapping[str, Any] | None = None) -> None:
+    """Write a stage's `params.json` and check it describes the folder the workflow planned
+    (`key`, from the folder's path): a mismatch means the plan and the stage disagree on what
+    decides the artifact."""
+    written = write_params(folder, stage, params, input_keys, code, details)
+    if written != key:
+        raise KeyMismatchError(f"{folder}: params.json gives key {written}, but the folder is "
+                               f"keyed {key}; the stage's params or inputs differ from the plan's")

@@ -1,15 +1,21 @@
-"""The stage plan: what each stage of the workflow runs, and so when its artifacts are stale.
+"""The stage plan: what decides each stage's artifact, and so when it is stale.
 
-A stage's code version is computed from the `fdt` modules its script imports, directly or not
-(fdt.keys.stage_code_version), never listed by hand: editing a module makes exactly the stages
-that import it stale, and no other.
+A stage's key covers its parameters, its inputs' keys and its code version. The code version is
+computed from the `fdt` modules its scripts import, directly or not (fdt.keys.stage_code_version),
+never listed by hand: editing a module makes exactly the stages that import it stale, and no
+other. `StagePlan` gives every stage's parameters and key for a config; the workflow's rules read
+them from it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from fdt.keys import stage_code_version
+from fdt.config import episode_cap, parse_buffers, train_settings
+from fdt.keys import artifact_key, stage_code_version
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "workflow" / "scripts"
 
@@ -34,3 +40,149 @@ def code_versions(scripts: Path = SCRIPTS) -> dict[str, str]:
     """Each stage's code version, from the transitive imports of its scripts."""
     return {stage: stage_code_version([scripts / name for name in names])
             for stage, names in STAGE_SCRIPTS.items()}
+
+
+# --- the stages' keys ---------------------------------------------------------------------------
+
+# What the trainer is told about the machine: not part of any key (the weights' recipe).
+TRAIN_RUN_SETTINGS = ("device", "precision", "compile", "threads", "log_every")
+EVAL_RUN_SETTINGS = ("envs", "workers", "device")  # how to run, not what is measured
+ORACLE_RUN_SETTINGS = ("device", "checkpoint_every")
+_SOURCE_FIELDS = {"gcs": ("bucket", "prefix", "endpoint"), "https": ("url",), "local": ("path",)}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What decides one stage's artifact: its parameters, its inputs' keys and its code."""
+
+    params: dict[str, Any]
+    inputs: tuple[str, ...]
+    code: str
+
+    @property
+    def key(self) -> str:
+        return artifact_key(self.params, self.inputs, self.code)
+
+
+class StagePlan:
+    """Every stage's parameters, input keys and key for a validated config, without Snakemake.
+
+    The workflow's rules read their params and folder keys from here, so what makes a folder
+    stale is decided (and tested) in one place.
+    """
+
+    def __init__(self, config: Mapping[str, Any], code: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.code = dict(code) if code is not None else code_versions()
+        self.dataset_section = config["dataset"]
+        self.oracle_section = config["oracle"]
+        self.evaluation_section = config["evaluation"]
+
+    # --- replay ---
+    def demo(self) -> Stage:
+        return Stage(dict(self.config["demo"]), (), self.code["demo"])
+
+    def source_description(self) -> dict[str, Any]:
+        """What the fetch rule fetches from; part of its params, so a new source refetches."""
+        source = self.config["source"]
+        if source["kind"] == "demo":
+            return {"kind": "demo"}
+        return {"kind": source["kind"], **{k: source[k] for k in _SOURCE_FIELDS[source["kind"]]}}
+
+    def replay(self) -> Stage:
+        """What decides the converted transitions: the source, its step cap, the conversion code."""
+        demo = self.demo().key if self.config["source"]["kind"] == "demo" else None
+        return Stage({"source": {**self.source_description(), "demo": demo},
+                      "episode_cap": episode_cap(self.config)}, (), self.code["convert"])
+
+    # --- training set and models ---
+    def training_buffers(self) -> list[int]:
+        """The checkpoints the training set draws from (of run `dataset.run`)."""
+        end, count = self.dataset_section["buffers_end"], self.dataset_section["num_buffers"]
+        return list(range(end - count, end))
+
+    def dataset(self, game: str) -> Stage:
+        """Sampling parameters shared by every seed of a game (a seed's capacity may differ)."""
+        d = self.dataset_section
+        params = {
+            "game": game,
+            **{k: d[k] for k in ("mode", "run", "num_buffers", "buffers_end", "capacity",
+                                 "transitions", "trajectories_per_visit")},
+            "capacity_overrides": [o for o in d["capacity_overrides"] if o["game"] == game],
+            "context_length": train_settings(self.config, game)["context_length"],
+        }
+        return Stage(params, (self.replay().key,), self.code["dataset"])
+
+    def run_settings(self, game: str) -> dict[str, Any]:
+        settings = train_settings(self.config, game)
+        return {k: settings[k] for k in TRAIN_RUN_SETTINGS}
+
+    def model(self, game: str, model: str) -> Stage:
+        """What decides a model's weights for a game (the seed is the folder below the key)."""
+        settings = train_settings(self.config, game)
+        params = {"model": model, **{k: v for k, v in settings.items() if k not in TRAIN_RUN_SETTINGS}}
+        inputs = [self.dataset(game).key]
+        if model == "fdt":
+            params.update(budget=self.config["fdt"]["budget"],
+                          feedback_lambda=self.config["fdt"]["lambda"])
+            inputs.append(self.labels(game).key)
+        return Stage(params, tuple(inputs), self.code["train"])
+
+    # --- mining ---
+    def mining(self, game: str) -> Stage:
+        """What decides the mined states of a game (the seed's training set is an input)."""
+        d = self.dataset_section
+        params = {
+            "game": game,
+            **{k: v for k, v in self.config["mining"].items() if k != "spare_buffers"},
+            "run": d["run"], "num_buffers": d["num_buffers"], "buffers_end": d["buffers_end"],
+            "context_length": train_settings(self.config, game)["context_length"],
+            # the checkpoints ingested, since mining skips the others as missing
+            "checkpoints": parse_buffers(self.config["buffers"]),
+        }
+        return Stage(params, (self.dataset(game).key,), self.code["mine"])
+
+    # --- the oracle and its labels ---
+    def oracle(self, game: str) -> Stage:
+        """What decides the oracle of a game, by its kind."""
+        oracle, d = self.oracle_section, self.dataset_section
+        kind = oracle["kind"]
+        if kind == "offline":
+            offline = {k: v for k, v in oracle["offline"].items() if k not in ORACLE_RUN_SETTINGS}
+            params = {"kind": kind, "game": game, "run": d["run"], "num_buffers": d["num_buffers"],
+                      "buffers_end": d["buffers_end"], **offline}
+            return Stage(params, (self.replay().key,), self.code["oracle"])
+        if kind == "dopamine":
+            source = {k: oracle["source"][k] for k in ("kind", "bucket", "prefix", "url", "path")}
+            params = {"kind": kind, "game": game, "run": oracle["run"],
+                      "checkpoint": oracle["checkpoint"], "format": oracle["format"],
+                      "source": source}
+            return Stage(params, (), self.code["fetch_oracle"])
+        return Stage({"kind": kind, "game": game, "labels_path": oracle["labels_path"]}, (),
+                     self.code["fetch_oracle"])
+
+    def labels(self, game: str) -> Stage:
+        params = {k: v for k, v in self.config["labels"].items() if k != "device"}
+        return Stage(params, (self.oracle(game).key, self.mining(game).key), self.code["label"])
+
+    def oracle_is_network(self) -> bool:
+        """An oracle with weights of its own (scored, and read by labelling)."""
+        return "fdt" in self.config["models"] and self.oracle_section["kind"] != "published"
+
+    # --- evaluation and the report ---
+    def evaluation(self, game: str, model: str) -> Stage:
+        """What decides a model's evaluation results for a game."""
+        e = self.evaluation_section
+        params = {k: v for k, v in e.items() if k not in EVAL_RUN_SETTINGS + ("targets",)}
+        return Stage({**params, "game": game, "targets": e["targets"][game]},
+                     (self.model(game, model).key,), self.code["evaluate"])
+
+    def report(self) -> Stage:
+        """The report is keyed by what it gathers: changing a value back finds the old one."""
+        games, models = self.config["games"], self.config["models"]
+        params = {"games": games, "models": models, "seeds": self.config["seeds"],
+                  "setups": self.evaluation_section["setups"]}
+        inputs = [self.evaluation(g, m).key for g in games for m in models]
+        if self.oracle_is_network():
+            inputs += [self.oracle(g).key for g in games]
+        return Stage(params, tuple(inputs), self.code["report"])

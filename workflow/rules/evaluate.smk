@@ -16,9 +16,9 @@ rule evaluate:
     resources:
         gpu=1,
     params:
-        evaluation=lambda wc: eval_params(wc.game),
-        run={k: EVALUATION[k] for k in EVAL_RUN_SETTINGS},
-        model_key=lambda wc: model_key(wc.game, wc.model),
+        evaluation=lambda wc: PLAN.evaluation(wc.game, wc.model).params,
+        run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
+        input_keys=lambda wc: list(PLAN.evaluation(wc.game, wc.model).inputs),
         code=CODE["evaluate"],
     script:
         "../scripts/evaluate_model.py"
@@ -66,8 +66,8 @@ rule report:
     conda:
         "../envs/fdt.yaml"
     params:
-        report=report_params(),
-        input_keys=report_input_keys(),
+        report=PLAN.report().params,
+        input_keys=list(PLAN.report().inputs),
         code=CODE["report"],
     script:
         "../scripts/report.py"

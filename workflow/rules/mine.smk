@@ -14,8 +14,8 @@ rule mine_states:
     conda:
         "../envs/fdt.yaml"
     params:
-        mining=lambda wc: mining_params(wc.game),
-        dataset_key=lambda wc: dataset_key(wc.game),
+        mining=lambda wc: PLAN.mining(wc.game).params,
+        input_keys=lambda wc: list(PLAN.mining(wc.game).inputs),
         code=CODE["mine"],
     script:
         "../scripts/mine_states.py"

@@ -17,9 +17,9 @@ rule train_oracle:
     resources:
         gpu=1,
     params:
-        oracle=lambda wc: oracle_params(wc.game),
-        run={k: ORACLE["offline"][k] for k in ("device", "checkpoint_every")},
-        replay_key=replay_key(),
+        oracle=lambda wc: PLAN.oracle(wc.game).params,
+        run={k: ORACLE["offline"][k] for k in fdt.plan.ORACLE_RUN_SETTINGS},
+        input_keys=lambda wc: list(PLAN.oracle(wc.game).inputs),
         code=CODE["oracle"],
     script:
         "../scripts/train_oracle.py"
@@ -56,7 +56,7 @@ rule evaluate_oracle:
         "../envs/fdt.yaml"
     threads: 1
     params:
-        oracle=lambda wc: oracle_params(wc.game),
+        oracle=lambda wc: PLAN.oracle(wc.game).params,
         evaluation=ORACLE["evaluation"],
         code=CODE["evaluate_oracle"],
     script:
@@ -76,10 +76,10 @@ rule label_states:
         "../envs/fdt.yaml"
     threads: config["train"]["threads"]
     params:
-        labels=label_params(),
+        labels=lambda wc: PLAN.labels(wc.game).params,
         device=config["labels"]["device"],
-        oracle=lambda wc: oracle_params(wc.game),
-        input_keys=lambda wc: [oracle_key(wc.game), mining_key(wc.game)],
+        oracle=lambda wc: PLAN.oracle(wc.game).params,
+        input_keys=lambda wc: list(PLAN.labels(wc.game).inputs),
         code=CODE["label"],
     script:
         "../scripts/label_states.py"

@@ -26,7 +26,7 @@ rule fetch_replay:
     conda:
         "../envs/fdt.yaml"
     params:
-        source=source_description(),
+        source=PLAN.source_description(),
         workers=SOURCE["workers"],
         verify_gzip=SOURCE["verify_gzip"],
         code=CODE["fetch"],
@@ -67,7 +67,7 @@ rule convert_replay:
         episode_cap=EPISODE_CAP,
         row_group_rows=config["replay"]["row_group_rows"],
         zstd_level=config["replay"]["zstd_level"],
-        source=source_description(),
+        source=PLAN.source_description(),
         code=CODE["convert"],
     script:
         "../scripts/convert_replay.py"
@@ -92,7 +92,7 @@ rule replay_summary:
         episode_cap=EPISODE_CAP,
         row_group_rows=config["replay"]["row_group_rows"],
         zstd_level=config["replay"]["zstd_level"],
-        source=source_description(),
+        source=PLAN.source_description(),
         code=CODE["convert"],
     script:
         "../scripts/replay_summary.py"

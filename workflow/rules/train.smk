@@ -13,9 +13,9 @@ rule training_set:
     conda:
         "../envs/fdt.yaml"
     params:
-        sampling=lambda wc: dataset_params(wc.game),
+        sampling=lambda wc: PLAN.dataset(wc.game).params,
         capacity=lambda wc: fdt.config.dataset_capacity(config, wc.game, int(wc.seed)),
-        replay_key=replay_key(),
+        input_keys=lambda wc: list(PLAN.dataset(wc.game).inputs),
         code=CODE["dataset"],
     script:
         "../scripts/build_training_set.py"
@@ -37,11 +37,10 @@ rule train:
     resources:
         gpu=1,
     params:
-        train=lambda wc: train_params(wc.game, wc.model),
-        run=lambda wc: run_settings(wc.game),
-        dataset_key=lambda wc: dataset_key(wc.game),
-        input_keys=lambda wc: [dataset_key(wc.game)]
-        + ([labels_key(wc.game)] if wc.model == "fdt" else []),
+        train=lambda wc: PLAN.model(wc.game, wc.model).params,
+        run=lambda wc: PLAN.run_settings(wc.game),
+        dataset_key=lambda wc: PLAN.dataset(wc.game).key,
+        input_keys=lambda wc: list(PLAN.model(wc.game, wc.model).inputs),
         code=CODE["train"],
     script:
         "../scripts/train_model.py"

@@ -9,7 +9,7 @@ log_to(snakemake.log[0])
 from fdt.atari import minimal_action_count
 from fdt.dataset.sampling import SamplingParams
 from fdt.dataset.training_set import build_training_set
-from fdt.keys import write_params
+from fdt.keys import record_stage
 
 p = snakemake.params
 sampling = p.sampling
@@ -23,8 +23,7 @@ stores = {int(Path(path).stem.removeprefix("buffer")): path for path in snakemak
 folder = Path(snakemake.output.manifest).parent
 manifest = build_training_set(
     stores, folder, params, num_actions=minimal_action_count(game),
-    provenance={"game": game, "seed": seed, "key": key, "replay_key": p.replay_key})
-written = write_params(folder, "training_set", sampling, [p.replay_key], p.code,
-                       details={"seed": seed, "capacity": p.capacity})
-assert written == key, f"params.json key {written} differs from the folder's {key}"
+    provenance={"game": game, "seed": seed, "key": key, "replay_key": p.input_keys[0]})
+record_stage(folder, "training_set", sampling, p.input_keys, p.code,
+             key, details={"seed": seed, "capacity": p.capacity})
 print(manifest["counts"], flush=True)

@@ -10,7 +10,7 @@ import torch
 
 from fdt.device import resolve_device
 from fdt.evaluation.stage import EvalParams, evaluate_model
-from fdt.keys import write_params
+from fdt.keys import record_stage
 
 p = snakemake.params
 wc = snakemake.wildcards
@@ -25,7 +25,6 @@ params = EvalParams(protocol=e["protocol"], setups=tuple(e["setups"]),
 out_dir = Path(snakemake.output.episodes).parent
 summary = evaluate_model(snakemake.input.model, wc.game, params, out_dir, model_name=wc.model,
                          train_seed=int(wc.seed))
-written = write_params(out_dir, "evaluate", e, [p.model_key], p.code,
-                       details={"seed": int(wc.seed), **p.run})
-assert written == wc.key, f"params.json key {written} differs from the folder's {wc.key}"
+record_stage(out_dir, "evaluate", e, p.input_keys, p.code,
+             wc.key, details={"seed": int(wc.seed), **p.run})
 print({k: summary[k] for k in ("episodes", "env_steps", "env_steps_per_s")}, flush=True)

@@ -10,7 +10,7 @@ import torch
 
 from fdt.atari import minimal_action_count
 from fdt.device import resolve_device
-from fdt.keys import write_params
+from fdt.keys import record_stage
 from fdt.oracle.c51 import load_network
 from fdt.oracle.checkpoints import load_c51
 from fdt.oracle.labels import NetworkOracle, PublishedLabels, label_states
@@ -33,7 +33,6 @@ else:
 out_dir = Path(snakemake.output.labels).parent
 summary = label_states(Path(snakemake.input.manifest).parent, snakemake.input.states, out_dir,
                        oracle, all_transitions=p.labels["all_transitions"])
-written = write_params(out_dir, "label_states", p.labels, p.input_keys, p.code,
-                       details={"seed": int(snakemake.wildcards.seed)})
-assert written == snakemake.wildcards.key, f"params.json key {written} differs from the folder's"
+record_stage(out_dir, "label_states", p.labels, p.input_keys, p.code,
+             snakemake.wildcards.key, details={"seed": int(snakemake.wildcards.seed)})
 print(summary, flush=True)

@@ -6,7 +6,7 @@ from fdt.io import log_to
 
 log_to(snakemake.log[0])
 
-from fdt.keys import write_params
+from fdt.keys import record_stage
 from fdt.mining.stage import MiningParams, mine_states
 
 p = snakemake.params
@@ -20,6 +20,5 @@ stores = {(int(Path(path).parent.name.removeprefix("run")),
           for path in snakemake.input.buffers}
 out_dir = Path(snakemake.output.states).parent
 counts = mine_states(stores, Path(snakemake.input.manifest).parent, out_dir, params, wc.game)
-written = write_params(out_dir, "mine_states", m, [p.dataset_key], p.code, details={"seed": seed})
-assert written == wc.key, f"params.json key {written} differs from the folder's {wc.key}"
+record_stage(out_dir, "mine_states", m, p.input_keys, p.code, wc.key, details={"seed": seed})
 print(counts, flush=True)

@@ -6,7 +6,7 @@ from fdt.io import log_to
 
 log_to(snakemake.log[0])
 
-from fdt.keys import write_params
+from fdt.keys import record_stage
 from fdt.report.build import build_report
 
 p = snakemake.params
@@ -14,6 +14,5 @@ oracle = snakemake.input.get("oracle", [])
 out_dir = Path(snakemake.output.scores).parent
 summary = build_report(snakemake.input.episodes, snakemake.input.paper, out_dir,
                        oracle_files=oracle, setups=p.report["setups"])
-written = write_params(out_dir, "report", p.report, p.input_keys, p.code)
-assert written == snakemake.wildcards.key, f"params.json key {written} differs from the folder's"
+record_stage(out_dir, "report", p.report, p.input_keys, p.code, snakemake.wildcards.key)
 print(summary, flush=True)

@@ -9,7 +9,7 @@ log_to(snakemake.log[0])
 
 import torch
 
-from fdt.keys import write_params
+from fdt.keys import record_stage
 from fdt.models.trainer import TrainParams, train
 from fdt.tracking import Tracker, default_tracking_uri
 
@@ -37,7 +37,6 @@ except BaseException:
     raise
 if tracker is not None:
     tracker.end("FINISHED")
-written = write_params(out_dir, "train", p.train, p.input_keys, p.code,
-                       details={"seed": seed, **p.run})
-assert written == wc.key, f"params.json key {written} differs from the folder's {wc.key}"
+record_stage(out_dir, "train", p.train, p.input_keys, p.code,
+             wc.key, details={"seed": seed, **p.run})
 print({k: metrics[k] for k in ("epochs", "steps", "final_loss", "samples_per_s")}, flush=True)

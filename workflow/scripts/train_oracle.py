@@ -9,7 +9,7 @@ log_to(snakemake.log[0])
 import torch
 
 from fdt.atari import minimal_action_count
-from fdt.keys import write_params
+from fdt.keys import record_stage
 from fdt.oracle.training import OracleParams, train_oracle
 
 p = snakemake.params
@@ -20,6 +20,5 @@ params = OracleParams(**learning, **p.run)
 out_dir = Path(snakemake.output.oracle).parent
 metrics = train_oracle(snakemake.input.buffers, minimal_action_count(snakemake.wildcards.game),
                        out_dir, params)
-written = write_params(out_dir, "train_oracle", p.oracle, [p.replay_key], p.code)
-assert written == snakemake.wildcards.key, f"params.json key {written} differs from the folder's"
+record_stage(out_dir, "train_oracle", p.oracle, p.input_keys, p.code, snakemake.wildcards.key)
 print({k: metrics[k] for k in ("updates", "transitions", "final_loss")}, flush=True)
