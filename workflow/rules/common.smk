@@ -103,7 +103,9 @@ def dataset_dir(game, seed, key=None):
 
 
 def model_dir(game, model, seed, key=None):
-    return f"results/{game}/models/{model}/{key or PLAN.model(game, model).key}/seed{seed}"
+    return (
+        f"results/{game}/models/{model}/{key or PLAN.model(game, model).key}/seed{seed}"
+    )
 
 
 def training_set_arrays(folder):
