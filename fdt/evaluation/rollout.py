@@ -71,7 +71,6 @@ class _Rollout:
         self.live: dict[int, Live] = {}
         self.progress, self.record_fires = progress, record_fires
         self.rows: list[dict[str, Any]] = []
-        self.env_steps = 0
 
     def play(self, queue: deque) -> list[dict[str, Any]]:
         in_flight = [None, None]  # per group: the slots and actions whose step is submitted
@@ -123,7 +122,6 @@ class _Rollout:
         return actions
 
     def _finish_step(self, slots: list[int], actions: list[int], results: list[tuple]) -> None:
-        self.env_steps += len(slots)
         observed = []
         for slot, action, (frame, reward, over, lives) in zip(slots, actions, results):
             episode = self.live[slot]

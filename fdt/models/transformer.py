@@ -146,10 +146,6 @@ class DecisionTransformer(nn.Module):
             raise ValueError(f"encoder_init must be 'reference' or 'normal', not "
                              f"{config.encoder_init!r}")
 
-    @property
-    def tokens_per_step(self) -> int:
-        return 3 if self.config.return_conditioned else 2
-
     def forward(self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor,
                 timesteps: torch.Tensor) -> torch.Tensor:
         """Action logits (B, T, A) at each state.
