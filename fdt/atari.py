@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fdt.games import LEGACY_ROM_MD5, rom_id
+from fdt.games import game_facts, rom_id
 from fdt.replay.dopamine import FRAME_SHAPE
 
 SCREEN_SHAPE = (210, 160)
@@ -79,7 +79,7 @@ def resolve_rom(game: str, rom_dir: str | Path | None = None) -> Path:
     path = Path(rom_dir) / f"{name}.bin" if rom_dir else Path(roms.get_rom_path(name))
     if not path.is_file():
         raise FileNotFoundError(f"no ROM for {game}: expected {path}")
-    legacy = LEGACY_ROM_MD5.get(game)
+    legacy = game_facts(game).legacy_rom_md5
     actual = rom_md5(path)
     if legacy is None:
         warnings.warn(f"{game}: the md5 of the ROM the dataset was recorded with is not known here; "

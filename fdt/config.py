@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from fdt.games import UnknownGameError, check_game
+from fdt.games import UnknownGameError, check_game, mining_games
 from fdt.replay.dopamine import PADDING_ROWS, number_ranges
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -147,13 +147,12 @@ def _check_mining_games(config: dict[str, Any], origin: str) -> None:
     refuse a game without one here, before any job runs."""
     if "fdt" not in config["models"]:
         return
-    from fdt.mining.detectors import GAME_CHECKS
-
-    missing = [g for g in config["games"] if g not in GAME_CHECKS]
+    supported = mining_games()
+    missing = [g for g in config["games"] if g not in supported]
     if missing:
         raise ConfigError(f"config error in {origin} at games: no allowed-step detector for "
                           f"{', '.join(missing)}, so FDT cannot mine its important states "
-                          f"(mining supports {', '.join(GAME_CHECKS)}; without fdt in models, "
+                          f"(mining supports {', '.join(supported)}; without fdt in models, "
                           "DT and BC train on any game)")
 
 

@@ -17,6 +17,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fdt.games import game_facts
+
 MAX_NOOPS = 30  # no-ops drawn from 0..29, as the reference's randrange(30)
 
 
@@ -30,19 +32,24 @@ class Protocol:
     sticky_actions: float
     fire_on_reset: bool
     fire_after_life_loss: bool
-    fire_after_point: tuple[str, ...]  # games whose point (reward != 0) forces FIRE next
+    fire_after_point: bool  # in games that ask for it (fdt.games), a point forces FIRE next
     step_cap: int = 27_000
-    step_caps: tuple[tuple[str, int], ...] = ()
+    game_step_caps: bool = False  # a game's own cap (fdt.games) replaces step_cap
 
     def cap(self, game: str) -> int:
-        return dict(self.step_caps).get(game, self.step_cap)
+        own = game_facts(game).fdt_step_cap if self.game_step_caps else None
+        return own or self.step_cap
+
+    def fire_after(self, game: str, reward: float) -> bool:
+        """Whether the action after this reward is forced to FIRE (Pong's serve)."""
+        return self.fire_after_point and game_facts(game).fire_after_point and reward != 0
 
 
 PROTOCOLS = {
     "fdt": Protocol("fdt", sticky_actions=0.0, fire_on_reset=True, fire_after_life_loss=True,
-                    fire_after_point=("Pong",), step_caps=(("Seaquest", 5_000),)),
+                    fire_after_point=True, game_step_caps=True),
     "dopamine": Protocol("dopamine", sticky_actions=0.25, fire_on_reset=False,
-                         fire_after_life_loss=False, fire_after_point=()),
+                         fire_after_life_loss=False, fire_after_point=False),
 }
 
 

@@ -130,7 +130,7 @@ class _Rollout:
             lost_life = lives < episode.lives and not over
             episode.force_fire = self.fire is not None and (
                 (self.protocol.fire_after_life_loss and lost_life)
-                or (self.game in self.protocol.fire_after_point and reward != 0))
+                or self.protocol.fire_after(self.game, reward))
             episode.lives = lives
             self.policy.record(slot, action, reward)
             if over or episode.steps >= self.cap:

@@ -16,14 +16,12 @@ The digest is a 128-bit hash (two independent 64-bit lanes, multiply-xorshift mi
 8-byte word in order, then a finaliser). Equal pooled stacks always get equal digests; for
 different ones a collision has probability about n^2 / 2^129 over n cells, negligible at 50M.
 
-The masks are defined once (`CELL_MASKS`). `pooled_frame_digests` masks, pools and hashes each
+The masks are defined once, in the game registry (`fdt.games`, `Game.cell_mask`). `pooled_frame_digests` masks, pools and hashes each
 frame in one compiled pass (numba); `cell_view`, `pool_frames` and `frame_digests` are the same
 in plain numpy, the readable form the tests hold the kernel to.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -31,6 +29,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
+from fdt.games import game_facts
 from fdt.replay.dopamine import STACK_SIZE
 
 KERNEL = 7
@@ -39,47 +38,13 @@ WIDTH = 84  # frame width: a constant, so the compiled loops over a row are unro
 DIGEST_WORDS = 2  # 2 x 64 bits
 
 
-@dataclass(frozen=True)
-class CellMask:
-    """A game's mask as the compiled kernel applies it: crop, zeroed rectangles, one LUT row."""
-
-    top: int = 0  # rows cropped away
-    zero: tuple[tuple[int, int, int, int], ...] = ()  # (row0, row1, col0, col1), frame coordinates
-    lut_row: int = -1  # a row whose values go through `lut` (Seaquest's ship band)
-    lut_threshold: int = 0  # lut: below -> 0, from it on -> lut_value
-    lut_value: int = 0
-
-    def keep(self) -> np.ndarray:
-        """255 where a pixel counts, 0 where it is masked (ANDed with the frame)."""
-        keep = np.full((84, 84), 255, dtype=np.uint8)
-        for r0, r1, c0, c1 in self.zero:
-            keep[r0:r1, c0:c1] = 0
-        return keep
-
-    def lut(self) -> np.ndarray:
-        """The LUT row's mapping of raw values (Seaquest: the ship band's threshold)."""
-        values = np.arange(256)
-        return np.where(values >= self.lut_threshold, self.lut_value, 0).astype(np.uint8)
-
-
-CELL_MASKS: dict[str, CellMask] = {
-    "Breakout": CellMask(zero=((0, 6, 0, 48),)),
-    "Qbert": CellMask(zero=((2, 12, 17, 38),)),
-    "Pong": CellMask(top=11),
-    "Seaquest": CellMask(top=18, zero=((18, 20, 0, 84), (21, 22, 0, 84), (61, 70, 0, 84)),
-                         lut_row=20, lut_threshold=100, lut_value=172),
-}
-
-
 def cell_view(game: str, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """(n, 84, 84) frames with the game's mask applied, in numpy; `frames` is not changed.
 
     The readable form of what the compiled kernel does (tests hold them equal). Games that mask
     copy the frames first, into `out` when given (a reusable buffer of at least n frames).
     """
-    mask = CELL_MASKS.get(game)
-    if mask is None:
-        return frames
+    mask = game_facts(game).cell_mask
     if mask.zero or mask.lut_row >= 0:
         if out is None:
             out = np.empty_like(frames)
@@ -287,7 +252,7 @@ def pooled_frame_digests(game: str, frames: np.ndarray, chunk: int = 16384) -> n
     Equal to `frame_digests(pool_frames(cell_view(game, frames)))` (tested); `frames` may be a
     memory map larger than RAM (it is read a chunk at a time).
     """
-    mask = CELL_MASKS.get(game, CellMask())
+    mask = game_facts(game).cell_mask
     keep, lut = mask.keep(), mask.lut()
     if mask.lut_row >= 0:
         keep[mask.lut_row] = 0  # the kernel adds that row through the LUT (of its raw values)

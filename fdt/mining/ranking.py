@@ -37,9 +37,6 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-# Reference: life loss is looked for from this many steps ahead (its detectors lag in these games).
-LIFE_LOSS_OFFSET = {"Pong": 6, "Seaquest": 9}
-
 # numpy 1.x's reduction buffer: a float32 sum is pairwise within chunks of this many elements.
 REDUCE_CHUNK = 8192
 

@@ -39,12 +39,12 @@ from fdt.dataset.sampling import (
     statistics_plan,
 )
 from fdt.dataset.training_set import TrainingSet
+from fdt.games import game_facts
 from fdt.io import atomic_path, write_json
 from fdt.mining.cells import DIGEST_WORDS, digest_hex, pooled_frame_digests, stack_digests
 from fdt.mining.detectors import GAME_CHECKS, Features, empty_features
 from fdt.mining.images import contact_sheet, stack_strip, write_png
 from fdt.mining.ranking import (
-    LIFE_LOSS_OFFSET,
     collect_returns,
     dense_cells,
     discounted_returns,
@@ -148,7 +148,7 @@ def mine_states(store_paths: Mapping[tuple[int, int], str | Path], training_set:
     returns = discounted_returns(sequence.rewards, sequence.trajectory_ends, params.gamma,
                                  life_loss=sequence.life_loss, penalty=params.life_loss_penalty,
                                  horizon=params.life_loss_horizon,
-                                 offset=LIFE_LOSS_OFFSET.get(game, 0))
+                                 offset=game_facts(game).life_loss_lag)
     transitions = np.asarray(data.replay_index)[~np.asarray(data.padding)]
     # Reference: rows up to index 500,000, the training set's size, may be chosen; of those,
     # the training set's transitions (the same rows while no visit passes the training set's
