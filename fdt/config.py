@@ -12,16 +12,11 @@ import yaml
 
 from fdt.games import UnknownGameError, check_game, mining_games
 from fdt.replay.dopamine import PADDING_ROWS, number_ranges
-
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+from fdt.settings import SCHEMA_PATH, load_schema
 
 
 class ConfigError(ValueError):
     pass
-
-
-def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
 
 
 def _fill_defaults(schema: Mapping[str, Any], value: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from fdt.replay.store import read_summary
+from fdt.settings import defaults
 
 
 class TrainingSetError(ValueError):
@@ -40,16 +41,19 @@ class CheckpointNotGiven(TrainingSetError):
     """A loop reached a checkpoint that exists but whose rows were not given to it."""
 
 
+_DATASET = defaults("dataset")  # the schema's, the one place they live
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Everything that decides the reference list (docs/method.md §2)."""
 
     seed: int
-    transitions: int = 500_000
-    num_buffers: int = 50
-    buffers_end: int = 50  # buffers are drawn from [buffers_end - num_buffers, buffers_end)
-    capacity: int = 100_000  # file slots read per buffer (Pong with seed 512: 150,000)
-    trajectories_per_visit: int = 10
+    transitions: int = _DATASET["transitions"]
+    num_buffers: int = _DATASET["num_buffers"]
+    buffers_end: int = _DATASET["buffers_end"]  # buffers are drawn from [buffers_end - num_buffers, buffers_end)
+    capacity: int = _DATASET["capacity"]  # file slots read per buffer (Pong with seed 512: 150,000)
+    trajectories_per_visit: int = _DATASET["trajectories_per_visit"]
     context_length: int = 30
 
     @property

@@ -10,10 +10,11 @@ from typing import Any
 
 from fdt.atari import minimal_action_count
 from fdt.evaluation.policies import ModelPolicy
-from fdt.evaluation.protocols import PROTOCOLS, SETUPS, EvaluationError, protocol_jobs
+from fdt.evaluation.protocols import PROTOCOLS, EvaluationError, protocol_jobs
 from fdt.evaluation.rollout import rollout
 from fdt.games import check_game
 from fdt.models.transformer import DecisionTransformer
+from fdt.settings import defaults
 
 
 def check_model_fits(model: DecisionTransformer, game: str, model_game: str | None,
@@ -32,19 +33,22 @@ def check_model_fits(model: DecisionTransformer, game: str, model_game: str | No
 # --- the stage --------------------------------------------------------------------------------
 
 
+_EVALUATION = defaults("evaluation")  # the schema's, the one place they live
+
+
 @dataclass(frozen=True)
 class EvalParams:
-    protocol: str = "fdt"
-    setups: tuple[str, ...] = tuple(SETUPS)
-    test_seeds: tuple[int, ...] = tuple(range(10))
-    episodes: int = 10
+    protocol: str = _EVALUATION["protocol"]
+    setups: tuple[str, ...] = _EVALUATION["setups"]
+    test_seeds: tuple[int, ...] = _EVALUATION["test_seeds"]
+    episodes: int = _EVALUATION["episodes"]
     targets: tuple[float, ...] = ()
-    max_steps: int | None = None  # below the protocol's cap, for quick runs
-    envs: int = 64
-    workers: int = 0
+    max_steps: int | None = _EVALUATION["max_steps"]  # below the protocol's cap, for quick runs
+    envs: int = _EVALUATION["envs"]
+    workers: int = _EVALUATION["workers"]
     device: str = "cpu"
-    timestep: str = "reference"
-    rom_dir: str | None = None
+    timestep: str = _EVALUATION["timestep"]
+    rom_dir: str | None = _EVALUATION["rom_dir"]
 
 
 def evaluate_model(model_path: str | Path, game: str, params: EvalParams, out_dir: str | Path, *,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,14 @@ from fdt.mining.ranking import (
 )
 from fdt.replay.dopamine import STACK_SIZE
 from fdt.replay.store import frames_numpy, read_summary
+from fdt.settings import defaults
 
 
 class MiningError(ValueError):
     pass
+
+
+_MINING = defaults("mining")  # the schema's, the one place they live
 
 
 @dataclass(frozen=True)
@@ -68,32 +72,23 @@ class MiningParams:
     trajectories_per_visit: int
     context_length: int
     capacity: int | None = None  # slots read per buffer; None: the file's capacity - 1
-    gamma: float = 0.9
-    first_visit: bool = True
-    life_loss_penalty: float = 0.0
-    life_loss_horizon: int = 0
-    extra_per_cell: int = 0
-    window: int = 0
-    images: int = 16
+    gamma: float = _MINING["gamma"]
+    first_visit: bool = _MINING["first_visit"]
+    life_loss_penalty: float = _MINING["life_loss_penalty"]
+    life_loss_horizon: int = _MINING["life_loss_horizon"]
+    extra_per_cell: int = _MINING["extra_per_cell"]
+    window: int = _MINING["window"]
+    images: int = _MINING["images"]
     # The statistics set past the training set's loop (fdt.dataset.sampling.StatisticsPhases).
-    random_rows: int = 550_000
-    ordered_trajectories_per_visit: int = 1_500
-    rows_per_run: int = 47_000_000
-    runs: tuple[int, ...] = (1, 2)  # the first is the training set's
+    random_rows: int = _MINING["random_rows"]
+    ordered_trajectories_per_visit: int = _MINING["ordered_trajectories_per_visit"]
+    rows_per_run: int = _MINING["rows_per_run"]
+    runs: tuple[int, ...] = _MINING["runs"]  # the first is the training set's
     # Checkpoint numbers the workflow ingests (the others count as missing, as the reference
     # skips a file it cannot find); None: those given are all there is.
     checkpoints: tuple[int, ...] | None = None
-    spare_buffers: int = 1  # planning margin, see `planned_checkpoints`
+    spare_buffers: int = _MINING["spare_buffers"]  # planning margin, see `planned_checkpoints`
 
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any], seed: int) -> MiningParams:
-        """From the workflow's mining settings (the config's mining section and the training
-        set's sampling values), ignoring keys that are not parameters."""
-        values = {f.name: settings[f.name] for f in fields(cls) if f.name in settings}
-        for name in ("runs", "checkpoints"):
-            if values.get(name) is not None:
-                values[name] = tuple(values[name])
-        return cls(**{**values, "seed": seed})
 
 
 @dataclass

@@ -44,6 +44,7 @@ from fdt.models.transformer import (
     model_config_for,
     optimizer_groups,
 )
+from fdt.settings import defaults
 from fdt.torchfile import NUMPY_RNG_STATE, TorchFileError, load_torch_file
 
 CHECKPOINT = "checkpoint.pt"
@@ -56,32 +57,35 @@ class TrainingError(RuntimeError):
     pass
 
 
+_TRAIN = defaults("train")  # the schema's, the one place they live
+
+
 @dataclass(frozen=True)
 class TrainParams:
     model: str
     seed: int
-    context_length: int = 30
-    batch_size: int = 128
-    epochs: int = 5
-    learning_rate: float = 6e-4
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 0.1
-    grad_norm_clip: float = 1.0
-    warmup_tokens: int = 512 * 20
-    lr_floor: float = 0.1
-    n_layer: int = 6
-    n_head: int = 8
-    n_embd: int = 128
-    dropout: float = 0.1
-    encoder_init: str = "reference"
+    context_length: int = _TRAIN["context_length"]
+    batch_size: int = _TRAIN["batch_size"]
+    epochs: int = _TRAIN["epochs"]
+    learning_rate: float = _TRAIN["learning_rate"]
+    betas: tuple[float, float] = _TRAIN["betas"]
+    weight_decay: float = _TRAIN["weight_decay"]
+    grad_norm_clip: float = _TRAIN["grad_norm_clip"]
+    warmup_tokens: int = _TRAIN["warmup_tokens"]
+    lr_floor: float = _TRAIN["lr_floor"]
+    n_layer: int = _TRAIN["n_layer"]
+    n_head: int = _TRAIN["n_head"]
+    n_embd: int = _TRAIN["n_embd"]
+    dropout: float = _TRAIN["dropout"]
+    encoder_init: str = _TRAIN["encoder_init"]
     # FDT only: the feedback budget B and the weight lambda of the feedback term.
     budget: int = 0
     feedback_lambda: float = 0.0
     # How to run, not what is learnt (left out of the resume check's digest).
-    device: str = "auto"
-    precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU
-    compile: bool = False
-    log_every: int = 20
+    device: str = _TRAIN["device"]
+    precision: str = _TRAIN["precision"]  # bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = _TRAIN["compile"]
+    log_every: int = _TRAIN["log_every"]
 
     def learning_digest(self) -> str:
         """Digest of the values that decide the weights: a checkpoint resumes only if equal."""

@@ -19,8 +19,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
+from fdt.settings import defaults
 
 MODELS = ("dt", "bc", "fdt")
+
+
+_SIZES = defaults("train")  # the schema's, the one place they live
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,11 @@ class ModelConfig:
     context_length: int
     max_timestep: int
     return_conditioned: bool = True
-    n_layer: int = 6
-    n_head: int = 8
-    n_embd: int = 128
-    dropout: float = 0.1
-    encoder_init: str = "reference"
+    n_layer: int = _SIZES["n_layer"]
+    n_head: int = _SIZES["n_head"]
+    n_embd: int = _SIZES["n_embd"]
+    dropout: float = _SIZES["dropout"]
+    encoder_init: str = _SIZES["encoder_init"]
 
     @property
     def block_size(self) -> int:

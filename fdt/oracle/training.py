@@ -31,6 +31,7 @@ from fdt.keys import canonical_json
 from fdt.oracle.c51 import C51Network, save_network
 from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
 from fdt.replay.store import frames_numpy
+from fdt.settings import defaults
 from fdt.torchfile import load_torch_file
 
 COLUMNS = ["replay_index", "episode_id", "step", "action", "reward", "terminal"]
@@ -40,17 +41,20 @@ class OracleTrainingError(RuntimeError):
     pass
 
 
+_OFFLINE = defaults("oracle", "offline")  # the schema's, the one place they live
+
+
 @dataclass(frozen=True)
 class OracleParams:
-    seed: int = 0
-    updates: int = 100_000
-    batch_size: int = 32
-    learning_rate: float = 2.5e-4
-    adam_epsilon: float = 3.125e-4
-    gamma: float = 0.99
-    target_update_period: int = 2000
-    checkpoint_every: int = 1000
-    device: str = "auto"
+    seed: int = _OFFLINE["seed"]
+    updates: int = _OFFLINE["updates"]
+    batch_size: int = _OFFLINE["batch_size"]
+    learning_rate: float = _OFFLINE["learning_rate"]
+    adam_epsilon: float = _OFFLINE["adam_epsilon"]
+    gamma: float = _OFFLINE["gamma"]
+    target_update_period: int = _OFFLINE["target_update_period"]
+    checkpoint_every: int = _OFFLINE["checkpoint_every"]
+    device: str = _OFFLINE["device"]
 
     def digest(self) -> str:
         learning = {k: v for k, v in asdict(self).items() if k not in ("device", "checkpoint_every")}

@@ -7,6 +7,7 @@ from fdt.dataset.training_set import ARRAYS as TRAINING_SET_ARRAYS
 from fdt.mining.stage import MiningParams, planned_checkpoints
 from fdt.oracle.checkpoints import agent_checkpoint_names
 from fdt.replay.dopamine import FILE_KINDS, FULL_CAPACITY, file_name
+from fdt.settings import params_from
 
 config = fdt.config.validate_config(config, origin="the workflow config")
 PLAN = fdt.plan.StagePlan(config)
@@ -162,7 +163,7 @@ def mining_buffers(game):
         "spare_buffers": config["mining"]["spare_buffers"],
     }
     planned = planned_checkpoints(
-        MiningParams.from_settings(settings, seed=0), replay_file_capacity()
+        params_from(MiningParams, settings, seed=0), replay_file_capacity()
     )
     return [
         path

@@ -10,15 +10,12 @@ from fdt.atari import minimal_action_count
 from fdt.dataset.sampling import SamplingParams
 from fdt.dataset.training_set import build_training_set
 from fdt.keys import record_stage
+from fdt.settings import params_from
 
 p = snakemake.params
 sampling = p.sampling
 game, seed, key = snakemake.wildcards.game, int(snakemake.wildcards.seed), snakemake.wildcards.key
-params = SamplingParams(
-    seed=seed, transitions=sampling["transitions"], num_buffers=sampling["num_buffers"],
-    buffers_end=sampling["buffers_end"], capacity=p.capacity,
-    trajectories_per_visit=sampling["trajectories_per_visit"],
-    context_length=sampling["context_length"])
+params = params_from(SamplingParams, sampling, seed=seed, capacity=p.capacity)
 stores = {int(Path(path).stem.removeprefix("buffer")): path for path in snakemake.input.buffers}
 folder = Path(snakemake.output.manifest).parent
 manifest = build_training_set(

@@ -11,17 +11,14 @@ import torch
 from fdt.device import resolve_device
 from fdt.evaluation.stage import EvalParams, evaluate_model
 from fdt.keys import record_stage
+from fdt.settings import params_from
 
 p = snakemake.params
 wc = snakemake.wildcards
 torch.set_num_threads(snakemake.threads)
 e = p.evaluation
-params = EvalParams(protocol=e["protocol"], setups=tuple(e["setups"]),
-                    test_seeds=tuple(e["test_seeds"]), episodes=e["episodes"],
-                    targets=tuple(float(t) for t in e["targets"]), max_steps=e["max_steps"],
-                    envs=p.run["envs"], workers=p.run["workers"],
-                    device=str(resolve_device(p.run["device"])), timestep=e["timestep"],
-                    rom_dir=e["rom_dir"])
+params = params_from(EvalParams, e, p.run, targets=tuple(float(t) for t in e["targets"]),
+                     device=str(resolve_device(p.run["device"])))
 out_dir = Path(snakemake.output.episodes).parent
 summary = evaluate_model(snakemake.input.model, wc.game, params, out_dir, model_name=wc.model,
                          train_seed=int(wc.seed))

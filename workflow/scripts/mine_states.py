@@ -8,12 +8,13 @@ log_to(snakemake.log[0])
 
 from fdt.keys import record_stage
 from fdt.mining.stage import MiningParams, mine_states
+from fdt.settings import params_from
 
 p = snakemake.params
 wc = snakemake.wildcards
 seed = int(wc.seed)
 m = p.mining
-params = MiningParams.from_settings(m, seed)
+params = params_from(MiningParams, m, seed=seed)
 # results/{game}/replay/run{run}/buffer{N}.parquet -> (run, N)
 stores = {(int(Path(path).parent.name.removeprefix("run")),
            int(Path(path).stem.removeprefix("buffer"))): path

@@ -11,14 +11,13 @@ import torch
 
 from fdt.keys import record_stage
 from fdt.models.trainer import TrainParams, train
+from fdt.settings import params_from
 from fdt.tracking import Tracker, default_tracking_uri
 
 p = snakemake.params
 wc = snakemake.wildcards
 seed = int(wc.seed)
-run = {k: v for k, v in p.run.items() if k != "threads"}
-learning = {**p.train, "betas": tuple(p.train["betas"])}
-params = TrainParams(seed=seed, **learning, **run)
+params = params_from(TrainParams, p.train, p.run, seed=seed)  # threads: set below, not a field
 torch.set_num_threads(snakemake.threads)
 out_dir = Path(snakemake.output.model).parent
 

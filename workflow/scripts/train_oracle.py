@@ -11,12 +11,11 @@ import torch
 from fdt.atari import minimal_action_count
 from fdt.keys import record_stage
 from fdt.oracle.training import OracleParams, train_oracle
+from fdt.settings import params_from
 
 p = snakemake.params
 torch.set_num_threads(snakemake.threads)
-learning = {k: p.oracle[k] for k in ("seed", "updates", "batch_size", "learning_rate",
-                                     "adam_epsilon", "gamma", "target_update_period")}
-params = OracleParams(**learning, **p.run)
+params = params_from(OracleParams, p.oracle, p.run)
 out_dir = Path(snakemake.output.oracle).parent
 metrics = train_oracle(snakemake.input.buffers, minimal_action_count(snakemake.wildcards.game),
                        out_dir, params)
