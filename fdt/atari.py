@@ -1,9 +1,7 @@
 """Atari through ale-py, preprocessed exactly as the DQN Replay Dataset was (docs/method.md §1).
 
 Dopamine's preprocessing: 4-frame action repeat with summed reward; the grayscale screens of the
-last two repeats max-pooled; resized to 84x84 with OpenCV's INTER_AREA. We reproduce INTER_AREA in
-numpy, float32 with OpenCV's accumulation order (horizontal pass, then vertical), which gives the
-same bytes (checked against cv2 in the tests), so OpenCV is not a runtime dependency.
+last two repeats max-pooled; resized to 84x84 with OpenCV's INTER_AREA, by OpenCV itself.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ import hashlib
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fdt.games import game_facts, rom_id
@@ -20,48 +19,6 @@ from fdt.replay.dopamine import FRAME_SHAPE
 
 SCREEN_SHAPE = (210, 160)
 FRAME_SKIP = 4
-_TINY_WEIGHT = 1e-3  # OpenCV drops area weights below this
-
-
-@functools.lru_cache(maxsize=8)
-def area_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices and float32 weights of each output pixel along one axis (INTER_AREA).
-
-    Output pixel o covers source interval [o*s, (o+1)*s), s = n_in / n_out; each source pixel
-    weighs the length of its overlap divided by s. Missing entries point at pixel 0 with weight 0,
-    which adds an exact 0.0 and so leaves the float sum unchanged.
-    """
-    scale = n_in / n_out
-    rows: list[list[tuple[int, float]]] = []
-    for o in range(n_out):
-        lo, hi = o * scale, (o + 1) * scale
-        entries = []
-        for i in range(int(np.floor(lo)), min(int(np.ceil(hi)), n_in)):
-            weight = (min(hi, i + 1) - max(lo, i)) / scale
-            if weight > _TINY_WEIGHT:
-                entries.append((i, weight))
-        rows.append(entries)
-    width = max(len(r) for r in rows)
-    index = np.zeros((n_out, width), dtype=np.intp)
-    weight = np.zeros((n_out, width), dtype=np.float32)
-    for o, entries in enumerate(rows):
-        for j, (i, w) in enumerate(entries):
-            index[o, j], weight[o, j] = i, w
-    return index, weight
-
-
-def resize_area(image: np.ndarray, shape: tuple[int, int] = FRAME_SHAPE) -> np.ndarray:
-    """uint8 (H, W) -> uint8 `shape`, equal to cv2.resize(image, shape[::-1], INTER_AREA)."""
-    col_index, col_weight = area_table(image.shape[1], shape[1])
-    row_index, row_weight = area_table(image.shape[0], shape[0])
-    source = image.astype(np.float32)
-    horizontal = np.zeros((image.shape[0], shape[1]), dtype=np.float32)
-    for j in range(col_index.shape[1]):
-        horizontal += source[:, col_index[:, j]] * col_weight[:, j]
-    out = np.zeros(shape, dtype=np.float32)
-    for j in range(row_index.shape[1]):
-        out += horizontal[row_index[:, j], :] * row_weight[:, j, None]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def rom_md5(path: str | Path) -> str:
@@ -136,7 +93,7 @@ class AtariEnvironment:
 
     def _observation(self) -> np.ndarray:
         np.maximum(self._screens[0], self._screens[1], out=self._screens[0])
-        return resize_area(self._screens[0])
+        return cv2.resize(self._screens[0], FRAME_SHAPE[::-1], interpolation=cv2.INTER_AREA)
 
     @property
     def fire_action(self) -> int | None:

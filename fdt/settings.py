@@ -1,9 +1,11 @@
 """Settings: the one place each setting's default lives, and parameter objects built from config.
 
 Every setting is declared once, with its default, in the config schema
-(`workflow/schemas/config.schema.yaml`). The parameter dataclasses of the library take their
-defaults from it (`defaults`), and the workflow's scripts build them from a config section with
-`params_from`, never field by field: adding a setting touches the schema and one dataclass.
+(`workflow/schemas/config.schema.yaml`, which an installed wheel carries as
+`fdt/schemas/config.schema.yaml`: see pyproject.toml). The parameter dataclasses of the library
+take their defaults from it (`defaults`), and the workflow's scripts build them from a config
+section with `params_from`, never field by field: adding a setting touches the schema and one
+dataclass.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from typing import Any, TypeVar
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+_PACKAGE = Path(__file__).resolve().parent
+_INSTALLED_SCHEMA = _PACKAGE / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = (_INSTALLED_SCHEMA if _INSTALLED_SCHEMA.is_file()
+               else _PACKAGE.parent / "workflow" / "schemas" / "config.schema.yaml")
 
 T = TypeVar("T")
 

@@ -16,13 +16,14 @@ database locked by another job is retried with backoff.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 DEFAULT_STORE = "results/mlflow.db"
 DEFAULT_ARTIFACTS = "results/mlartifacts"
@@ -48,12 +49,8 @@ def store_lock(uri: str) -> Iterator[None]:
         return
     path = Path(uri.removeprefix("sqlite:///"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(f"{path}.lock"):
+        yield
 
 
 def retry_when_locked(action: Callable[[], Any], attempts: int = RETRIES) -> Any:

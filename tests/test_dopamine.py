@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import shutil
+import zlib
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
+from fdt.replay import dopamine
 from fdt.replay.dopamine import (
     FRAME_SHAPE,
     ReplayFormatError,
@@ -25,7 +29,20 @@ from fdt.replay.dopamine import (
 from tests.conftest import frame_of, write_episodes
 
 
-def test_npy_round_trip_matches_numpy(tmp_path: Path) -> None:
+@pytest.fixture(params=["isal", "zlib"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Run the test with python-isal inflating, then with the zlib fallback."""
+    module = pytest.importorskip("isal.isal_zlib") if request.param == "isal" else zlib
+    monkeypatch.setattr(dopamine, "INFLATER", module)
+    return module
+
+
+def test_isal_inflates_when_installed() -> None:
+    pytest.importorskip("isal")
+    assert dopamine.INFLATER.__name__ == "isal.isal_zlib"
+
+
+def test_npy_round_trip_matches_numpy(tmp_path: Path, inflater: ModuleType) -> None:
     rng = np.random.default_rng(0)
     arrays = {"u8": rng.integers(0, 255, (7, 84, 84), dtype=np.uint8),
               "f32": rng.normal(size=13).astype(np.float32),
@@ -246,25 +263,63 @@ def test_wrong_dtype_and_shape(episode_run: Path, tmp_path: Path) -> None:
         load_checkpoint(run, 2)
 
 
-def test_truncated_and_corrupt_gzip(tmp_path: Path) -> None:
+def test_concatenated_gzip_members_read_as_one(tmp_path: Path, inflater: ModuleType) -> None:
+    frames = np.random.default_rng(2).integers(0, 255, (9, 84, 84), dtype=np.uint8)
+    write_npy_gz(tmp_path / "whole.gz", frames)
+    whole = gzip.decompress((tmp_path / "whole.gz").read_bytes())
+    cut = len(whole) // 3
+    members = gzip.compress(whole[:cut]) + gzip.compress(whole[cut:])
+    (tmp_path / "members.gz").write_bytes(members)
+    assert np.array_equal(read_npy_gz(tmp_path / "members.gz"), frames)
+    with dopamine.GzipReader(tmp_path / "members.gz", hash_raw=True) as reader:
+        verify = reader.read(len(whole))
+        reader.expect_end()
+    assert verify == whole and reader.raw_bytes == len(members)
+    assert reader.md5 is not None and reader.md5.hexdigest() == hashlib.md5(members).hexdigest()
+
+
+def damaged_copies(tmp_path: Path) -> dict[str, Path]:
+    """A gzip'd .npy cut in half, cut in its trailer, zeroed in the middle, and not gzip at all."""
     frames = np.random.default_rng(1).integers(0, 255, (40, 84, 84), dtype=np.uint8)
-    path = tmp_path / "obs.gz"
-    write_npy_gz(path, frames)
-    data = path.read_bytes()
-    (tmp_path / "short.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ReplayFormatError, match=r"short\.gz: truncated"):
-        read_npy_gz(tmp_path / "short.gz")
+    write_npy_gz(tmp_path / "obs.gz", frames)
+    data = (tmp_path / "obs.gz").read_bytes()
     corrupt = bytearray(data)
     corrupt[len(data) // 2: len(data) // 2 + 64] = bytes(64)
-    (tmp_path / "corrupt.gz").write_bytes(bytes(corrupt))
+    crc = bytearray(data)
+    crc[-8] ^= 1  # the CRC-32 field of the trailer
+    contents = {"short": data[: len(data) // 2], "trailer": data[:-4], "corrupt": bytes(corrupt),
+                "crc": bytes(crc), "plain": b"not gzip at all"}
+    paths = {}
+    for name, content in contents.items():
+        paths[name] = tmp_path / f"{name}.gz"
+        paths[name].write_bytes(content)
+    return paths
+
+
+def test_truncated_and_corrupt_gzip(tmp_path: Path, inflater: ModuleType) -> None:
+    files = damaged_copies(tmp_path)
+    with pytest.raises(ReplayFormatError, match=r"short\.gz: truncated"):
+        read_npy_gz(files["short"])
     with pytest.raises(ReplayFormatError, match=r"corrupt\.gz: (corrupt gzip data|truncated)"):
-        verify_npy_gz(tmp_path / "corrupt.gz")
-    (tmp_path / "trailer.gz").write_bytes(data[:-4])  # only the length field of the trailer lost
-    with pytest.raises(ReplayFormatError, match=r"trailer\.gz"):
-        verify_npy_gz(tmp_path / "trailer.gz")
-    (tmp_path / "plain.gz").write_bytes(b"not gzip at all")
+        verify_npy_gz(files["corrupt"])
+    with pytest.raises(ReplayFormatError, match=r"trailer\.gz"):  # only the trailer's length lost
+        verify_npy_gz(files["trailer"])
+    with pytest.raises(ReplayFormatError, match=r"crc\.gz: corrupt gzip data"):
+        verify_npy_gz(files["crc"])
     with pytest.raises(ReplayFormatError, match=r"plain\.gz: corrupt gzip data"):
-        read_npy_gz(tmp_path / "plain.gz")
+        read_npy_gz(files["plain"])
+
+
+def test_isal_and_zlib_give_the_same_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isal_zlib = pytest.importorskip("isal.isal_zlib")
+    for name, path in damaged_copies(tmp_path).items():
+        messages = []
+        for module in (isal_zlib, zlib):
+            monkeypatch.setattr(dopamine, "INFLATER", module)
+            with pytest.raises(ReplayFormatError) as caught:
+                verify_npy_gz(path)
+            messages.append(str(caught.value))
+        assert messages[0] == messages[1], name
 
 
 def test_terminal_inside_padding_is_rejected(tmp_path: Path) -> None:

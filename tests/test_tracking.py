@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fdt.tracking import HTTP_LIMITS, Tracker
+from fdt.tracking import HTTP_LIMITS, Tracker, store_lock
 from tests.conftest import REPO
 from tests.loopback import free_port
 
@@ -36,6 +36,30 @@ failures = [str(w.message) for w in caught if "MLflow tracking" in str(w.message
 print("\\n".join(failures))
 sys.exit(1 if failures else 0)
 """
+
+
+def test_store_lock_excludes_other_holders(tmp_path: Path) -> None:
+    """A second holder (here a thread, with its own lock file handle) waits for the first."""
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    events: list[str] = []
+    first_in = threading.Event()
+
+    def first() -> None:
+        with store_lock(uri):
+            events.append("first in")
+            first_in.set()
+            time.sleep(0.3)
+            events.append("first out")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_in.wait(timeout=10)
+    with store_lock(uri):
+        events.append("second in")
+    thread.join()
+    assert events == ["first in", "first out", "second in"]
+    with store_lock("http://127.0.0.1:1"):  # only a SQLite store has a file to lock
+        pass
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Dopamine's replay-log format (the DQN Replay Dataset), read and written with numpy only.
+"""Dopamine's replay-log format (the DQN Replay Dataset), read and written with numpy.
 
 A checkpoint N is six gzip'd `.npy` files (method.md §1). Each is a snapshot of a circular buffer of
 capacity C taken when the write cursor was C-1, so its rows in the order they were written are
@@ -20,10 +20,23 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from fdt.io import atomic_path
+
+# The module that inflates Dopamine's .gz files: python-isal's zlib twin (same decompressobj API,
+# about 2.4x faster here) when installed, else zlib. Both raise the same ReplayFormatError.
+INFLATER: ModuleType = zlib
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error,)
+try:
+    from isal import isal_zlib
+
+    INFLATER = isal_zlib
+    _INFLATE_ERRORS = (zlib.error, isal_zlib.error)
+except ImportError:
+    pass
 
 FRAME_SHAPE = (84, 84)
 FRAME_BYTES = FRAME_SHAPE[0] * FRAME_SHAPE[1]
@@ -78,8 +91,9 @@ def checkpoint_numbers(directory: str | Path) -> list[int]:
 class GzipReader:
     """Exact sequential reads from a gzip file, with its CRC and length checked at the end.
 
-    Decompresses through zlib in bounded pieces, so reading a 7 GB member never holds more
-    than a few tens of MB. Optionally hashes the compressed bytes (md5) as they go by.
+    Decompresses through `INFLATER` (isal or zlib) in bounded pieces, so reading a 7 GB member
+    never holds more than a few tens of MB. Optionally hashes the compressed bytes (md5) as they
+    go by.
     """
 
     # Small pieces keep the inflated output in cache until it is copied out (measured: 1.6x
@@ -90,7 +104,8 @@ class GzipReader:
     def __init__(self, path: str | Path, hash_raw: bool = False) -> None:
         self.path = Path(path)
         self._file = open(self.path, "rb")
-        self._inflate = zlib.decompressobj(wbits=31)
+        self._inflater = INFLATER
+        self._inflate = self._inflater.decompressobj(wbits=31)
         self._pending = memoryview(b"")
         self.md5 = hashlib.md5() if hash_raw else None
         self.raw_bytes = 0
@@ -122,7 +137,7 @@ class GzipReader:
                     rest = self._inflate.unused_data or self._raw()
                     if not rest:
                         return None
-                    self._inflate = zlib.decompressobj(wbits=31)  # another gzip member
+                    self._inflate = self._inflater.decompressobj(wbits=31)  # another gzip member
                     data = self._inflate.decompress(rest, self.MAX_OUT)
                 elif self._inflate.unconsumed_tail:
                     data = self._inflate.decompress(self._inflate.unconsumed_tail, self.MAX_OUT)
@@ -134,8 +149,10 @@ class GzipReader:
                     data = self._inflate.decompress(raw, self.MAX_OUT)
                 if data:
                     return data
-        except zlib.error as err:
-            raise self._error(f"corrupt gzip data ({err})") from None
+        except _INFLATE_ERRORS as err:
+            # One message whichever library inflates; its own wording stays in the chained cause.
+            raise self._error("corrupt gzip data: the deflate stream or its CRC-32 check is "
+                              "broken") from err
 
     def readinto(self, out: memoryview) -> None:
         """Fill `out` completely or raise: a short read means a truncated file."""
