@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
     _check_oracle(config, origin)
     _check_mining_games(config, origin)
     _check_statistics_set(config, origin)
+    _check_agents(config, origin, buffers)
     missing = [g for g in config["games"] if g not in config["evaluation"]["targets"]]
     if missing:
         raise ConfigError(f"config error in {origin} at evaluation.targets: no target return-to-go "
@@ -204,6 +206,51 @@ def _check_training(config: dict[str, Any], origin: str, buffers: list[int]) -> 
     if train["n_embd"] % train["n_head"]:
         raise ConfigError(f"config error in {origin} at train.n_embd: {train['n_embd']} is not a "
                           f"multiple of train.n_head ({train['n_head']})")
+
+
+def agent_names(schema_path: Path = SCHEMA_PATH) -> list[str]:
+    """The agents the workflow can train: the sections of the schema's `agents` that hold
+    hyperparameters (fdt.agents.registry implements exactly these)."""
+    sections = load_schema(schema_path)["properties"]["agents"]["properties"]
+    return [name for name, spec in sections.items()
+            if "learning_rate" in spec.get("properties", {})]
+
+
+def _check_agents(config: dict[str, Any], origin: str, buffers: list[int]) -> None:
+    """batch_rl's agents: known names, a data fraction in (0, 1], enough checkpoints per
+    iteration, evaluations within the run (checked before any job)."""
+    agents = config["agents"]
+    if not agents["names"]:
+        return
+    known = agent_names()
+    for name in agents["names"]:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"config error in {origin} at agents.names: unknown agent {name!r}"
+                              f"{hint}; the agents are {', '.join(known)}")
+    fraction = agents["data_fraction"]
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"config error in {origin} at agents.data_fraction: {fraction} is "
+                          "outside (0, 1] (the share of each checkpoint's transitions used)")
+    if agents["data"] == "training_set" and fraction != 1:
+        raise ConfigError(f"config error in {origin} at agents.data_fraction: {fraction} applies "
+                          "to data batch_rl only; training_set uses the training set as it is")
+    run = agents["run"] if agents["run"] is not None else config["dataset"]["run"]
+    if agents["data"] == "batch_rl":
+        if run not in config["runs"]:
+            raise ConfigError(f"config error in {origin} at agents.run: run {run} is not among "
+                              f"runs {config['runs']}")
+        wanted = agents["checkpoints_per_iteration"]
+        if wanted > len(buffers):
+            raise ConfigError(
+                f"config error in {origin} at agents.checkpoints_per_iteration: an iteration loads "
+                f"{wanted} checkpoints, but run {run} has {len(buffers)} "
+                f"(buffers: {number_ranges(buffers)})")
+    late = [i for i in agents["evaluate_after"] or [] if i > agents["iterations"]]
+    if late:
+        raise ConfigError(f"config error in {origin} at agents.evaluate_after: iteration {late[0]} "
+                          f"is past agents.iterations ({agents['iterations']})")
 
 
 def train_settings(config: Mapping[str, Any], game: str) -> dict[str, Any]:
