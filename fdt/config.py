@@ -71,9 +71,9 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
         raise ConfigError(f"config error in {origin} at games: {err}") from None
     buffers = parse_buffers(config["buffers"])
     source = config["source"]
-    if source["kind"] == "https" and not source["url"]:
-        raise ConfigError(f"config error in {origin} at source.url: source kind 'https' needs a "
-                          "url template such as 'https://host/dqn/{game}/{run}/replay_logs/{name}'")
+    if source["kind"] in URL_EXAMPLES and not source["url"]:
+        raise ConfigError(f"config error in {origin} at source.url: source kind {source['kind']!r} "
+                          f"needs a url template such as {URL_EXAMPLES[source['kind']]!r}")
     _check_url(source, "source", origin)
     if source["kind"] == "local" and not source["path"]:
         raise ConfigError(f"config error in {origin} at source.path: source kind 'local' needs the "
@@ -119,22 +119,42 @@ def _check_oracle(config: dict[str, Any], origin: str) -> None:
                           "'published' needs the folder holding {Game}/{run}/"
                           "$store$_feedback_ckpt.N.gz")
     source = oracle["source"]
-    if oracle["kind"] == "dopamine" and source["kind"] in ("https", "local"):
-        needed = "url" if source["kind"] == "https" else "path"
+    if oracle["kind"] == "dopamine" and source["kind"] in ("https", "fsspec", "local"):
+        needed = "path" if source["kind"] == "local" else "url"
         if not source[needed]:
             raise ConfigError(f"config error in {origin} at oracle.source.{needed}: oracle source "
                               f"kind {source['kind']!r} needs it")
         _check_url(source, "oracle.source", origin)
 
 
-def _check_url(source: Mapping[str, Any], where: str, origin: str) -> None:
-    """A mirror's url template is checked now, not by a KeyError in the fetch job."""
-    if source["kind"] != "https" or not source.get("url"):
-        return
-    from fdt.replay.sources import check_url_template
+URL_EXAMPLES = {"https": "https://host/dqn/{game}/{run}/replay_logs/{name}",
+                "fsspec": "s3://bucket/dqn/{game}/{run}/replay_logs/{name}"}
 
+
+def _check_url(source: Mapping[str, Any], where: str, origin: str) -> None:
+    """A mirror's url template (and an fsspec URL's protocol and storage options) is checked now,
+    not by a KeyError in the fetch job; credentials may not sit in the config."""
+    options = source.get("storage_options") or {}
+    if options and source["kind"] != "fsspec":
+        raise ConfigError(f"config error in {origin} at {where}.storage_options: only source kind "
+                          f"'fsspec' reads it, and {where}.kind is {source['kind']!r}")
+    if source["kind"] not in URL_EXAMPLES or not source.get("url"):
+        return
+    from fdt.replay.sources import (
+        check_fsspec_url,
+        check_url_template,
+        credential_options,
+    )
+
+    secrets = credential_options(options, f"{where}.storage_options")
+    if secrets:
+        raise ConfigError(f"config error in {origin} at {secrets[0]}: credentials do not belong in "
+                          "the config (it enters params.json and the artifact keys); let the "
+                          "backend read them from the environment (e.g. AWS_ACCESS_KEY_ID and "
+                          "AWS_SECRET_ACCESS_KEY, or GOOGLE_APPLICATION_CREDENTIALS)")
+    check = check_fsspec_url if source["kind"] == "fsspec" else check_url_template
     try:
-        check_url_template(source["url"])
+        check(source["url"])
     except ValueError as err:
         raise ConfigError(f"config error in {origin} at {where}.url: {err}") from None
 

@@ -48,7 +48,8 @@ def code_versions(scripts: Path = SCRIPTS) -> dict[str, str]:
 TRAIN_RUN_SETTINGS = ("device", "precision", "compile", "threads", "log_every")
 EVAL_RUN_SETTINGS = ("envs", "workers", "device")  # how to run, not what is measured
 ORACLE_RUN_SETTINGS = ("device", "checkpoint_every")
-_SOURCE_FIELDS = {"gcs": ("bucket", "prefix", "endpoint"), "https": ("url",), "local": ("path",)}
+_SOURCE_FIELDS = {"gcs": ("bucket", "prefix", "endpoint"), "https": ("url",), "local": ("path",),
+                  "fsspec": ("url", "storage_options")}  # the config holds no credentials
 
 
 @dataclass(frozen=True)

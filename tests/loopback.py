@@ -1,4 +1,5 @@
-"""Loopback servers for source tests: a GCS emulator, a cutting proxy, a tiny https-like mirror."""
+"""Loopback servers for source tests: a GCS emulator, moto's S3, a cutting proxy, a tiny
+https-like mirror."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -44,16 +46,53 @@ def upload(endpoint: str, bucket: str, name: str, data: bytes) -> None:
     response.raise_for_status()
 
 
+@contextmanager
+def moto_s3(bucket: str) -> Iterator[str]:
+    """moto's S3 server (ThreadedMotoServer) on 127.0.0.1 with an empty `bucket`. moto keeps its
+    state per process, so it is reset when the server stops."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        s3_client(endpoint).create_bucket(Bucket=bucket)
+        yield endpoint
+    finally:
+        requests.post(f"{endpoint}/moto-api/reset", timeout=30)
+        server.stop()
+
+
+def s3_client(endpoint: str) -> Any:
+    """A boto3 client for the moto server (which takes any credentials while IAM is off)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def s3_put(endpoint: str, bucket: str, key: str, data: bytes, public: bool = True) -> None:
+    """Upload one object in one part (so its ETag is its md5); `public` lets anonymous reads in."""
+    s3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=data,
+                                   ACL="public-read" if public else "private")
+
+
 class CuttingProxy:
     """Forwards TCP to `target`; the first response longer than `cut_after` bytes is cut there.
 
-    Records the request heads it forwards, so a test can see that a Range request followed.
+    With `across_connections`, bytes are counted over all responses instead (clients that open a
+    connection per ranged GET are then cut inside a later block, not the first). Records the
+    request heads it forwards, so a test can see that a Range request followed.
     """
 
-    def __init__(self, target_port: int, cut_after: int) -> None:
+    def __init__(self, target_port: int, cut_after: int, across_connections: bool = False) -> None:
         self.target_port, self.cut_after = target_port, cut_after
+        self.across_connections = across_connections
         self.cuts = 0
+        self.forwarded = 0  # response bytes, all connections
         self.requests: list[str] = []
+        self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -74,10 +113,17 @@ class CuttingProxy:
             while data := src.recv(65536):
                 if not response:
                     self.requests.append(data.decode("latin-1").split("\r\n\r\n")[0])
-                elif self.cuts == 0 and sent + len(data) > self.cut_after:
-                    dst.sendall(data[: self.cut_after - sent])
-                    self.cuts += 1
-                    raise OSError("cut")
+                else:
+                    with self.lock:
+                        before = self.forwarded if self.across_connections else sent
+                        cut = self.cuts == 0 and before + len(data) > self.cut_after
+                        if cut:
+                            self.cuts += 1
+                            data = data[: self.cut_after - before]
+                        self.forwarded += len(data)
+                    if cut:
+                        dst.sendall(data)
+                        raise OSError("cut")
                 dst.sendall(data)
                 sent += len(data)
         except OSError:

@@ -26,7 +26,8 @@ def test_defaults_are_filled() -> None:
     config = validate_config(BASE)
     assert config["source"] == {"kind": "demo", "bucket": "atari-replay-datasets", "prefix": "dqn",
                                 "endpoint": "https://storage.googleapis.com", "url": None,
-                                "path": None, "workers": 4, "verify_gzip": True}
+                                "storage_options": {}, "path": None, "workers": 4,
+                                "verify_gzip": True}
     assert episode_cap({**config, "source": {**config["source"], "kind": "gcs"}}) == 27000
 
 
@@ -58,6 +59,25 @@ def test_defaults_are_filled() -> None:
     ({"source": {"kind": "https", "url": "https://h/{game/{name}"}}, r"at source\.url: .* is malformed"),
     ({"models": ["fdt"], "oracle": {"kind": "dopamine", "source": {"kind": "https", "url": "https://h/{run}"}}},
      r"at oracle\.source\.url: url template 'https://h/\{run\}' has no \{name\}"),
+    ({"source": {"kind": "fsspec"}},
+     r"at source\.url: source kind 'fsspec' needs a url template such as 's3://bucket/dqn/\{game\}"),
+    ({"source": {"kind": "fsspec", "url": "s3://b/{game}/{run}/replay_logs/{nmae}"}},
+     r"at source\.url: url template .* uses \{nmae\}; it may use only"),
+    ({"source": {"kind": "fsspec", "url": "/data/{game}/{run}/replay_logs/{name}"}},
+     r"at source\.url: url template '/data/.*' names no protocol; write an fsspec URL"),
+    ({"source": {"kind": "fsspec", "url": "nosuchfs://b/{game}/{run}/{name}"}},
+     r"at source\.url: .* uses protocol 'nosuchfs', which fsspec does not know"),
+    ({"source": {"kind": "fsspec", "url": "s3://b/{game}/{run}/{name}",
+                 "storage_options": {"anon": False, "client_kwargs": {"aws_secret_access_key": "s"}}}},
+     r"at source\.storage_options\.client_kwargs\.aws_secret_access_key: credentials do not belong"),
+    ({"source": {"kind": "gcs", "storage_options": {"anon": True}}},
+     r"at source\.storage_options: only source kind 'fsspec' reads it, and source\.kind is 'gcs'"),
+    ({"source": {"kind": "fsspec", "url": "s3://b/{game}/{run}/{name}", "storage_options": []}},
+     r"at source\.storage_options: \[\] is not of type 'object'"),
+    ({"models": ["fdt"], "oracle": {"kind": "dopamine", "source": {"kind": "fsspec"}}},
+     r"at oracle\.source\.url: oracle source kind 'fsspec' needs it"),
+    ({"models": ["fdt"], "oracle": {"kind": "dopamine", "source": {"kind": "fsspec", "url": "gs://b/{game}/{run}"}}},
+     r"at oracle\.source\.url: url template 'gs://b/\{game\}/\{run\}' has no \{name\}"),
     ({"demo": {"capacity": 100, "max_episode_steps": 200, "final_rows": 10}}, r"at demo\.capacity: 100 rows cannot hold"),
     ({"replay": {"zstd_level": "high"}}, r"at replay\.zstd_level: 'high' is not of type 'integer'"),
     ({"sources": {}}, r"Additional properties are not allowed \('sources' was unexpected\)"),
@@ -81,6 +101,24 @@ def test_defaults_are_filled() -> None:
 def test_config_errors_name_the_key(change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_config({**BASE, **change}, origin="my.yaml")
+
+
+def test_fsspec_source_is_valid_and_keyed_by_url_and_options() -> None:
+    from fdt.plan import StagePlan
+    from fdt.replay.sources import FsspecSource, source_from_config
+
+    source = {"kind": "fsspec", "url": "s3://mirror/dqn/{game}/{run}/replay_logs/{name}",
+              "storage_options": {"endpoint_url": "http://127.0.0.1:9000", "anon": True}}
+    oracle = {"kind": "dopamine", "source": {"kind": "fsspec", "url": "gs://c51/{game}/{run}/{name}",
+                                             "storage_options": {"token": "anon"}}}
+    config = validate_config({**BASE, "source": source, "models": ["fdt"], "oracle": oracle})
+    description = StagePlan(config, code={}).source_description()
+    assert description == {"kind": "fsspec", "url": source["url"], "storage_options": source["storage_options"]}
+    assert source_from_config(description).describe() == description  # what fetch records
+    other = {**source, "storage_options": {"endpoint_url": "http://127.0.0.1:9001", "anon": True}}
+    assert StagePlan(validate_config({**BASE, "source": other}), code={"convert": "c"}).replay().key != \
+        StagePlan(config, code={"convert": "c"}).replay().key
+    assert isinstance(source_from_config(config["oracle"]["source"], folder=""), FsspecSource)
 
 
 def test_paper_config_mines_the_references_statistics_set() -> None:

@@ -1,10 +1,12 @@
-"""Where replay logs come from: the public GCS bucket, an https mirror, or a local folder.
+"""Where replay logs come from: the public GCS bucket, an https mirror, a local folder, or any
+fsspec URL (s3://, gs://, https://, file://, ...).
 
 Every source fetches a checkpoint's six files the same way: in parallel, into a staging folder
-(`.partial/`) where an interrupted transfer resumes from the bytes it has (HTTP Range) and a file
-that finished is never fetched again; each file is verified (size, the server's md5 or crc32c
-where it gives one, gzip integrity and the .npy length) before the six are moved into place
-together. A refused bucket (401/403) ends with one message naming the alternatives.
+(`.partial/`) where an interrupted transfer resumes from the bytes it has (HTTP Range, or a seek
+in the fsspec file) and a file that finished is never fetched again; each file is verified (size,
+the server's md5 or crc32c where it gives one, gzip integrity and the .npy length) before the six
+are moved into place together. A refused bucket (401/403) ends with one message naming the
+alternatives.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import functools
 import os
+import re
 import shutil
 import string
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,8 +46,11 @@ from fdt.replay.dopamine import (
 STAGING = ".partial"
 ALTERNATIVES = (
     "set source.kind to 'https' with source.url a mirror template "
-    "(e.g. 'https://host/dqn/{game}/{run}/replay_logs/{name}'), or to 'local' with source.path a "
-    "copy laid out as {Game}/{run}/replay_logs/, or to 'demo' to run offline on simulated data")
+    "(e.g. 'https://host/dqn/{game}/{run}/replay_logs/{name}'), or to 'fsspec' with source.url "
+    "an fsspec URL template of a mirror (e.g. 's3://bucket/dqn/{game}/{run}/replay_logs/{name}'), "
+    "or to 'local' with source.path a copy laid out as {Game}/{run}/replay_logs/, or to 'demo' "
+    "to run offline on simulated data")
+PUBLIC_BUCKET_NOTE = "The public DQN replay bucket has refused even anonymous reads since 2025."
 
 
 class SourceError(RuntimeError):
@@ -69,6 +76,7 @@ class RemoteFile:
     size: int
     md5: str | None = None
     crc32c: str | None = None
+    md5_origin: str = "the source"  # who vouches for md5, as the mismatch message names it
 
 
 ProgressFn = Callable[[int], None]
@@ -120,8 +128,7 @@ class _HttpSource(ReplaySource):
 
     BLOCK = 1 << 16
     # What a refusal says to do instead (the oracle's checkpoints name their own alternatives).
-    refusal_hint = ("The public DQN replay bucket has refused even anonymous reads since 2025. "
-                    f"Alternatives: {ALTERNATIVES}.")
+    refusal_hint = f"{PUBLIC_BUCKET_NOTE} Alternatives: {ALTERNATIVES}."
 
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
@@ -331,6 +338,271 @@ class LocalSource(ReplaySource):
                 progress(len(block))
 
 
+# --- any fsspec URL -------------------------------------------------------------------------
+
+# Storage options that carry credentials. They never enter a manifest or an artifact key, and a
+# config may not hold them: fsspec's backends read credentials from the environment and from
+# their own files (AWS_ACCESS_KEY_ID, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS, ...).
+CREDENTIAL_OPTIONS = frozenset({
+    "key", "secret", "token", "password", "username", "access_key", "secret_key",
+    "session_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+    "account_key", "sas_token", "connection_string", "client_secret", "credentials",
+})
+ANONYMOUS_TOKEN = "anon"  # gcsfs's token for anonymous access, which is no credential
+_MD5_HEX = re.compile(r"[0-9a-f]{32}")
+ETAG_ORIGIN = ("the source's ETag (the md5 of an object uploaded in one part, unless it is "
+               "encrypted with SSE-KMS or SSE-C)")
+
+
+def credential_options(options: Mapping[str, Any], where: str = "storage_options") -> list[str]:
+    """The dotted names of the entries of `options` (nested mappings too) that carry credentials."""
+    found: list[str] = []
+    for name, value in options.items():
+        if isinstance(value, Mapping):
+            found += credential_options(value, f"{where}.{name}")
+        elif str(name).lower() in CREDENTIAL_OPTIONS and not (name == "token" and value == ANONYMOUS_TOKEN):
+            found.append(f"{where}.{name}")
+    return found
+
+
+def _without_credentials(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _without_credentials(value) if isinstance(value, Mapping) else value
+            for name, value in options.items()
+            if isinstance(value, Mapping) or not credential_options({name: value})}
+
+
+def check_fsspec_url(template: str) -> None:
+    """An fsspec url template: the fields check_url_template allows, and a protocol whose fsspec
+    backend is installed here; raise ValueError saying what is wrong, before any job runs."""
+    check_url_template(template)
+    if "://" not in template:
+        raise ValueError(f"url template {template!r} names no protocol; write an fsspec URL such "
+                         "as 's3://bucket/dqn/{game}/{run}/replay_logs/{name}' or "
+                         "'file:///data/dqn/{game}/{run}/replay_logs/{name}'")
+    import fsspec
+
+    for piece in template.split("::"):  # chained URLs, e.g. simplecache::s3://...
+        protocol = piece.split("://", 1)[0]
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ValueError:
+            raise ValueError(f"url template {template!r} uses protocol {protocol!r}, which fsspec "
+                             "does not know") from None
+        except ImportError as err:
+            raise ValueError(f"url template {template!r} needs fsspec's backend for {protocol!r}, "
+                             f"which is not installed ({err}); s3:// and gs:// come with "
+                             "pip install 'fdt[cloud]'") from None
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """`err` and the exceptions behind it (a backend often wraps the HTTP error it got)."""
+    chain = [err]
+    while len(chain) < 10:
+        behind = chain[-1].__cause__ or (None if chain[-1].__suppress_context__ else chain[-1].__context__)
+        if behind is None or behind in chain:
+            break
+        chain.append(behind)
+    return chain
+
+
+def _http_status(err: BaseException) -> int | None:
+    """The HTTP status a server answered, as an exception carries it: botocore's ClientError
+    (response metadata), requests' HTTPError (response), aiohttp's ClientResponseError (status),
+    gcsfs's HttpError and urllib's HTTPError (code; aiohttp's parser errors have a `code` too,
+    which is no server's answer)."""
+    response = getattr(err, "response", None)
+    if isinstance(response, Mapping):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    elif response is not None and hasattr(response, "status_code"):
+        status = response.status_code
+    elif type(err).__name__ in ("HttpError", "HTTPError"):
+        status = getattr(err, "code", None)
+    else:
+        status = getattr(err, "status", None)
+    return status if isinstance(status, int) and 100 <= status < 600 else None
+
+
+def _refusal(err: BaseException) -> str | None:
+    """'HTTP 401', 'HTTP 403' or 'permission denied' when `err` (or what it wraps) is a refusal."""
+    chain = _causes(err)
+    for cause in chain:
+        if _http_status(cause) in (401, 403):
+            return f"HTTP {_http_status(cause)}"
+    for cause in chain:
+        if isinstance(cause, PermissionError):
+            return "permission denied"
+        if isinstance(cause, OSError) and str(cause).startswith("Forbidden"):  # gcsfs's 403
+            return "HTTP 403"
+    return None
+
+
+@functools.cache
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The backends' exceptions for a connection that failed or was cut."""
+    import http.client
+
+    types: list[type[BaseException]] = [ConnectionError, TimeoutError, http.client.HTTPException,
+                                        requests.RequestException, urllib3.exceptions.HTTPError]
+    with contextlib.suppress(ImportError):
+        import aiohttp
+
+        types.append(aiohttp.ClientError)
+    with contextlib.suppress(ImportError):
+        import botocore.exceptions
+
+        types += [botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError]
+    return tuple(types)
+
+
+def _is_cut(err: BaseException) -> bool:
+    """Worth resuming: a connection that failed or was cut, a server error or a throttle."""
+    for cause in _causes(err):
+        status = _http_status(cause)
+        if status is not None:
+            return status >= 500 or status in (408, 429)
+        if isinstance(cause, _network_errors()):
+            return True
+    return isinstance(err, OSError) and not isinstance(
+        err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError))
+
+
+def _protocols(fs: Any) -> set[str]:
+    """The protocols an fsspec filesystem answers to, e.g. {'s3', 's3a'}."""
+    return {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+
+
+class FsspecSource(ReplaySource):
+    """Any fsspec URL: `url` holds {game}, {run} and {name} (names go in as they are, `$`
+    included) and `storage_options` go to the backend (e.g. endpoint_url, anon, token='anon').
+
+    Checksums: GCS gives md5 and crc32c; S3 an ETag that is the md5 of an object uploaded in one
+    part (used only when it looks like one); a server's Content-MD5 is used; file:// and most
+    https:// servers give the size only (the gzip and .npy checks still apply).
+    """
+
+    kind = "fsspec"
+    BLOCK = 8 << 20  # bytes per read: one ranged GET each on an object store
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None,
+                 block_size: int = BLOCK) -> None:
+        check_fsspec_url(url)
+        self.template = url
+        self.storage_options = dict(storage_options or {})
+        self.block_size = block_size
+        public = url.startswith("gs://atari-replay-datasets/")
+        self.refusal_hint = f"{PUBLIC_BUCKET_NOTE + ' ' if public else ''}Alternatives: {ALTERNATIVES}."
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "url": self.template,
+                "storage_options": _without_credentials(self.storage_options)}
+
+    def location(self, game: str, run: int, name: str) -> str:
+        return self.template.format(game=game, run=run, name=name)
+
+    def filesystem(self, url: str) -> tuple[Any, str]:
+        """The backend and its path for `url` (fsspec keeps one instance per set of options)."""
+        import fsspec
+
+        try:
+            return fsspec.core.url_to_fs(url, **self.storage_options)
+        except Exception as err:  # noqa: BLE001 (a backend rejecting its options: any type)
+            raise SourceError(f"{url}: fsspec could not open it with storage_options "
+                              f"{_without_credentials(self.storage_options)} "
+                              f"({type(err).__name__}: {err})") from None
+
+    @contextlib.contextmanager
+    def _translated(self, url: str, doing: str) -> Iterator[None]:
+        """Backends raise many types of their own; each leaves here as one of ours (a refusal, a
+        missing object, a cut worth resuming, or else a SourceError), naming the URL."""
+        try:
+            yield
+        except Exception as err:  # noqa: BLE001 (translated, never swallowed)
+            raise self._error(err, url, doing) from None
+
+    def _error(self, err: Exception, url: str, doing: str) -> Exception:
+        """What a backend's exception means here: a refusal, a missing object, a cut worth
+        resuming, or else a SourceError naming the URL."""
+        refused = _refusal(err)
+        if refused:
+            return SourceRefusedError(f"{url}: the source refused access ({refused}). {self.refusal_hint}")
+        if isinstance(err, FileNotFoundError):
+            return SourceMissingError(f"{url}: no such object")
+        if _is_cut(err):
+            return TransferCut(f"{url}: {doing} failed ({type(err).__name__}: {err})")
+        return SourceError(f"{url}: {doing} failed ({type(err).__name__}: {err})")
+
+    def stat(self, game: str, run: int, name: str) -> RemoteFile:
+        url = self.location(game, run, name)
+        fs, path = self.filesystem(url)
+        with self._translated(url, "asking for its size"):
+            fs.invalidate_cache(path)  # a listing cached earlier in this process may be stale
+            info = fs.info(path)
+        if info.get("type", "file") != "file" or info.get("size") is None:
+            raise SourceMissingError(f"{url}: not a file (the source says type "
+                                     f"{info.get('type')!r}, size {info.get('size')!r})")
+        md5 = crc = None
+        origin = "the source"
+        if info.get("md5Hash") or info.get("crc32c"):  # GCS: base64, as its JSON API gives them
+            md5, crc = _hex_digest(info.get("md5Hash")), _hex_digest(info.get("crc32c"))
+        elif "s3" in _protocols(fs) and _MD5_HEX.fullmatch(str(info.get("ETag", "")).strip('"').lower()):
+            md5, origin = str(info["ETag"]).strip('"').lower(), ETAG_ORIGIN
+        elif info.get("Content-MD5"):
+            md5 = _hex_digest(info["Content-MD5"])
+        return RemoteFile(name, url, int(info["size"]), md5, crc, origin)
+
+    def list_checkpoints(self, game: str, run: int, limit: int = 200) -> list[int]:
+        """List the folder {name} sits in; probe observation files 0, 1, ... where it cannot be
+        listed (an http(s) server, or {name} not a whole path segment)."""
+        marker = "\0"  # in no file name
+        folder, _, last = self.location(game, run, marker).rpartition("/")
+        fs, path = self.filesystem(folder)
+        if last != marker or {"http", "https"} & _protocols(fs):
+            return self._probe(game, run, limit)
+        try:
+            with self._translated(folder, "listing it"):
+                fs.invalidate_cache(path)
+                names = fs.ls(path, detail=False)
+        except SourceMissingError:
+            return []
+        except TransferCut as err:
+            raise SourceError(str(err)) from None
+        return _numbers_from_names([str(n).rstrip("/").rsplit("/", 1)[-1] for n in names])
+
+    def _probe(self, game: str, run: int, limit: int) -> list[int]:
+        found = []
+        for number in range(limit):
+            try:
+                self.stat(game, run, file_name("observation", number))
+            except SourceMissingError:
+                break
+            except TransferCut as err:
+                raise SourceError(str(err)) from None
+            found.append(number)
+        return found
+
+    def download(self, remote: RemoteFile, part: Path, progress: ProgressFn) -> None:
+        have = part.stat().st_size if part.exists() else 0
+        if have >= remote.size:
+            return
+        fs, path = self.filesystem(remote.location)
+        with self._translated(remote.location, "opening it"):
+            src = fs.open(path, "rb", block_size=self.block_size, cache_type="none")
+        # Only the source's errors count as a cut; a local write error (disk full) is raised as is.
+        with src, open(part, "ab") as out:
+            with self._translated(remote.location, f"seeking to byte {have} to resume"):
+                src.seek(have)
+            while have < remote.size:
+                with self._translated(remote.location, f"reading from byte {have}"):
+                    block = src.read(min(self.block_size, remote.size - have))
+                if not block:
+                    break
+                out.write(block)
+                have += len(block)
+                progress(len(block))
+        if have < remote.size:
+            raise TransferCut(f"{remote.location}: got {have} of {remote.size} bytes")
+
+
 def _numbers_from_names(names: list[str]) -> list[int]:
     numbers = set()
     for name in names:
@@ -348,13 +620,15 @@ def source_from_config(source: Mapping[str, Any], demo_root: str | Path | None =
         return GcsSource(source["bucket"], source["prefix"], source["endpoint"], folder=folder)
     if kind == "https":
         return HttpsSource(source["url"])
+    if kind == "fsspec":
+        return FsspecSource(source["url"], source.get("storage_options") or {})
     if kind == "local":
         return LocalSource(source["path"], folder=folder)
     if kind == "demo":
         if demo_root is None:
             raise ValueError("source kind 'demo' needs the folder the simulator wrote")
         return LocalSource(demo_root, describe_as={"kind": "demo", "path": str(demo_root)})
-    raise ValueError(f"unknown source kind {kind!r}; expected gcs, https, local or demo")
+    raise ValueError(f"unknown source kind {kind!r}; expected gcs, https, fsspec, local or demo")
 
 
 # --- fetching one checkpoint ----------------------------------------------------------------
@@ -367,7 +641,8 @@ def _verify(path: Path, remote: RemoteFile, check_gzip: bool) -> dict[str, Any]:
         raise SourceError(f"{remote.location}: size {size} after transfer, the source says {remote.size}")
     md5, crc = file_digests(path)
     if remote.md5 and md5 != remote.md5:
-        raise SourceError(f"{remote.location}: md5 {md5} after transfer, the source says {remote.md5}")
+        raise SourceError(f"{remote.location}: md5 {md5} after transfer, {remote.md5_origin} "
+                          f"says {remote.md5}")
     if remote.crc32c and crc != remote.crc32c:
         raise SourceError(f"{remote.location}: crc32c {crc} after transfer, the source says {remote.crc32c}")
     entry: dict[str, Any] = {"location": remote.location, "size": size, "md5": md5, "crc32c": crc,
@@ -535,6 +810,6 @@ def merge_manifest(records: list[dict[str, Any]]) -> dict[str, Any]:
             "total_bytes": sum(e["size"] for r in records for e in r["files"].values())}
 
 
-__all__ = ["GcsSource", "HttpsSource", "LocalSource", "RemoteFile", "ReplaySource", "SourceError",
+__all__ = ["FsspecSource", "GcsSource", "HttpsSource", "LocalSource", "RemoteFile", "ReplaySource", "SourceError",
            "SourceMissingError", "SourceRefusedError", "fetch_checkpoint", "fetch_files", "merge_manifest",
            "source_from_config"]
