@@ -3,6 +3,12 @@
     python benchmarks/train_throughput.py                      # CPU: one short epoch + breakdown
     python benchmarks/train_throughput.py --transitions 500000 --epochs 5   # the full run (GPU)
 
+It also runs, side by side in one process, our training step against a loop written after our
+reading of the reference's Atari trainer (kzl/decision-transformer, mingpt/trainer_atari.py): a
+torch Dataset that builds each window on its own (frames copied and converted to float per item),
+a DataLoader, and the same model with its encoder in the default (contiguous) layout; both at
+batch 32 and 128, context 30, the same number of steps, and prints the ratio of samples/s.
+
 A synthetic training set (random frames, trajectories of 1,000 rows) of the requested size is
 written to --workdir; `fdt.models.trainer.train` then runs on it as the workflow runs it (samples/s and
 wall time are its own numbers). The breakdown times the phases of one step separately, synchronised:
@@ -146,6 +152,84 @@ def breakdown(folder: Path, params: TrainParams, repeats: int) -> dict[str, floa
     return phases
 
 
+class _ReferenceWindows(torch.utils.data.Dataset):
+    """The reference's StateActionReturnDataset, as we read it: a window of K rows from a random
+    start, cut at the trajectory's end, built per item from numpy arrays in float32."""
+
+    def __init__(self, data: TrainingSet, context_length: int) -> None:
+        self.data, self.k = data, context_length
+        self.frames = np.asarray(data.frames)
+        self.stacks = np.asarray(data.stacks)
+        self.ends = np.asarray(data.trajectory_ends)
+
+    def __len__(self) -> int:
+        return len(self.stacks) - self.k
+
+    def __getitem__(self, idx: int):
+        end = int(self.ends[np.searchsorted(self.ends, idx, side="right")])
+        idx = min(idx, end - self.k)
+        rows = slice(idx, idx + self.k)
+        states = torch.tensor(self.frames[self.stacks[rows]], dtype=torch.float32) / 255.0
+        actions = torch.tensor(np.asarray(self.data.actions[rows]), dtype=torch.long)
+        rtgs = torch.tensor(np.asarray(self.data.returns_to_go[rows]), dtype=torch.float32)
+        return states, actions, rtgs, torch.tensor(int(self.data.timesteps[idx]))
+
+
+def compare_with_reference(folder: Path, batch_size: int, context_length: int, steps: int) -> dict[str, float]:
+    """samples/s of the reference-style loop and of ours, alternating, on the same model."""
+    data = TrainingSet(folder, verify=False)
+    device = torch.device("cpu")
+    config = model_config_for("dt", num_actions=data.num_actions, context_length=context_length,
+                              max_timestep=data.max_timestep)
+
+    def optimise(model: DecisionTransformer, states, actions, rtgs, timesteps, opt) -> None:
+        logits = model(states, actions, rtgs, timesteps)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), actions.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    def reference() -> float:
+        torch.manual_seed(0)
+        model = DecisionTransformer(config).train()
+        model.state_encoder.to(memory_format=torch.contiguous_format)
+        model.encode_states = lambda s: model.state_encoder(s.float())  # frames already /255
+        opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95))
+        loader = torch.utils.data.DataLoader(_ReferenceWindows(data, context_length),
+                                             batch_size=batch_size, shuffle=True)
+        it = iter(loader)
+        optimise(model, *next(it), opt)  # warm up
+        started = time.perf_counter()
+        for _ in range(steps):
+            states, actions, rtgs, timesteps = next(it)
+            optimise(model, states.reshape(-1, context_length, 4, 84, 84), actions, rtgs,
+                     timesteps, opt)
+        return steps * batch_size / (time.perf_counter() - started)
+
+    def ours() -> float:
+        torch.manual_seed(0)
+        model = DecisionTransformer(config).train()
+        opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95))
+        batches = WindowBatches(data, context_length, device)
+        order = batches.order(0, 0)
+        b = batches.batch(order[:batch_size])
+        optimise(model, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
+        started = time.perf_counter()
+        for k in range(steps):
+            b = batches.batch(order[(k + 1) * batch_size:(k + 2) * batch_size])
+            optimise(model, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
+        return steps * batch_size / (time.perf_counter() - started)
+
+    rates = {"reference": [], "ours": []}
+    for _ in range(2):  # alternate, so load changes hit both
+        rates["reference"].append(reference())
+        rates["ours"].append(ours())
+    ref, our = max(rates["reference"]), max(rates["ours"])
+    return {"batch_size": batch_size, "reference_samples_per_s": round(ref, 1),
+            "ours_samples_per_s": round(our, 1), "ratio": round(our / ref, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--transitions", type=int, default=128 * 12 + 90)
@@ -156,6 +240,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--compare-steps", type=int, default=6,
+                        help="steps per loop in the side-by-side comparison (0: skip it)")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fdt-bench-"))
@@ -176,8 +262,19 @@ def main() -> None:
         "synthetic_set_seconds": round(made, 1),
     }
     report["breakdown_ms"] = {k: round(v, 2) for k, v in breakdown(folder, params, args.repeats).items()}
+    if args.compare_steps and report["device"] == "cpu":
+        need = (2 * args.compare_steps + 4) * 128 + args.context_length
+        if args.transitions < need:
+            print(f"(comparison skipped: it needs --transitions {need})")
+        else:
+            report["vs_reference_loop"] = [
+                compare_with_reference(folder, b, args.context_length, args.compare_steps)
+                for b in (32, 128)]
     started = time.perf_counter()
-    metrics = train(folder, workdir / "model", params, progress=False, verify=False)
+    # A fresh folder per run: `train` resumes a finished checkpoint in a reused one, and would
+    # report that run's old rate.
+    model_dir = Path(tempfile.mkdtemp(prefix="model-", dir=workdir))
+    metrics = train(folder, model_dir, params, progress=False, verify=False)
     report["train_wall_seconds"] = round(time.perf_counter() - started, 1)
     report["train_samples_per_s"] = [round(r["samples_per_s"], 1) for r in metrics["history"]]
     report["steps"] = metrics["steps"]

@@ -6,16 +6,14 @@ from fdt.io import log_to
 
 log_to(snakemake.log[0])
 
-import torch
-
-from fdt.device import resolve_device
+from fdt.device import resolve_device, set_job_threads
 from fdt.evaluation.stage import EvalParams, evaluate_model
 from fdt.keys import record_stage
 from fdt.settings import params_from
 
 p = snakemake.params
 wc = snakemake.wildcards
-torch.set_num_threads(snakemake.threads)
+set_job_threads(snakemake.threads)  # no more than the free cores
 e = p.evaluation
 params = params_from(EvalParams, e, p.run, targets=tuple(float(t) for t in e["targets"]),
                      device=str(resolve_device(p.run["device"])))

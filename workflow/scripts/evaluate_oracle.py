@@ -6,14 +6,13 @@ from fdt.io import log_to, write_json
 
 log_to(snakemake.log[0])
 
-import torch
-
 from fdt.atari import minimal_action_count
+from fdt.device import set_job_threads
 from fdt.oracle.c51 import load_network
 from fdt.oracle.checkpoints import load_c51
 from fdt.oracle.scoring import evaluate_oracle
 
-torch.set_num_threads(snakemake.threads)
+set_job_threads(snakemake.threads)  # no more than the free cores
 p = snakemake.params
 game = snakemake.wildcards.game
 actions = minimal_action_count(game)

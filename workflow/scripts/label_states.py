@@ -6,17 +6,15 @@ from fdt.io import log_to
 
 log_to(snakemake.log[0])
 
-import torch
-
 from fdt.atari import minimal_action_count
-from fdt.device import resolve_device
+from fdt.device import resolve_device, set_job_threads
 from fdt.keys import record_stage
 from fdt.oracle.c51 import load_network
 from fdt.oracle.checkpoints import load_c51
 from fdt.oracle.labels import NetworkOracle, PublishedLabels, label_states
 from fdt.replay.store import read_summary
 
-torch.set_num_threads(snakemake.threads)
+set_job_threads(snakemake.threads)  # no more than the free cores
 p = snakemake.params
 game = snakemake.wildcards.game
 kind = p.oracle["kind"]

@@ -7,8 +7,7 @@ from fdt.io import log_to
 
 log_to(snakemake.log[0])
 
-import torch
-
+from fdt.device import set_job_threads
 from fdt.keys import record_stage
 from fdt.models.trainer import TrainParams, train
 from fdt.settings import params_from
@@ -17,8 +16,8 @@ from fdt.tracking import Tracker, default_tracking_uri
 p = snakemake.params
 wc = snakemake.wildcards
 seed = int(wc.seed)
-params = params_from(TrainParams, p.train, p.run, seed=seed)  # threads: set below, not a field
-torch.set_num_threads(snakemake.threads)
+params = params_from(TrainParams, p.train, p.run, seed=seed)
+set_job_threads(snakemake.threads)  # no more than the free cores
 out_dir = Path(snakemake.output.model).parent
 
 tracker = None

@@ -6,15 +6,14 @@ from fdt.io import log_to
 
 log_to(snakemake.log[0])
 
-import torch
-
 from fdt.atari import minimal_action_count
+from fdt.device import set_job_threads
 from fdt.keys import record_stage
 from fdt.oracle.training import OracleParams, train_oracle
 from fdt.settings import params_from
 
 p = snakemake.params
-torch.set_num_threads(snakemake.threads)
+set_job_threads(snakemake.threads)  # no more than the free cores
 params = params_from(OracleParams, p.oracle, p.run)
 out_dir = Path(snakemake.output.oracle).parent
 metrics = train_oracle(snakemake.input.buffers, minimal_action_count(snakemake.wildcards.game),

@@ -1,0 +1,32 @@
+"""Threads for a job: no more than the cores the machine's load leaves free."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from fdt.device import usable_threads
+from fdt.models.transformer import DecisionTransformer, model_config_for
+
+
+@pytest.mark.parametrize("cores, load, requested, expected", [
+    (2, 0.1, 2, 2), (2, 1.2, 2, 1), (2, 3.0, 2, 1), (16, 4.4, 8, 8), (16, 10.0, 8, 6),
+])
+def test_threads_fit_the_free_cores(monkeypatch: pytest.MonkeyPatch, cores: int, load: float,
+                                    requested: int, expected: int) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert usable_threads(requested) == expected
+
+
+def test_channels_last_encoder_gives_the_contiguous_values() -> None:
+    torch.manual_seed(0)
+    model = DecisionTransformer(model_config_for("dt", num_actions=4, context_length=3,
+                                                 max_timestep=10, n_layer=1, n_head=1, n_embd=16))
+    assert model.state_encoder[0].weight.is_contiguous(memory_format=torch.channels_last)
+    states = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+    tokens = model.encode_states(states)
+    contiguous = torch.nn.Sequential(*model.state_encoder).to(memory_format=torch.contiguous_format)
+    assert torch.allclose(tokens, contiguous(states.float() / 255.0), atol=1e-6)
