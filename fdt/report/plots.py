@@ -1,4 +1,4 @@
-"""The report's plots: returns per setup, return against target."""
+"""The report's plots: returns per setup, return against target, the agents' learning curves."""
 
 from __future__ import annotations
 
@@ -61,6 +61,37 @@ def plot_return_vs_target(table: pd.DataFrame, path: str | Path) -> None:
         ax.set_ylabel("raw return")
         ax.set_title(game)
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+
+
+def plot_learning_curves(curves: pd.DataFrame, path: str | Path) -> None:
+    """batch_rl's agents: score (the mean over seeds of each evaluation's mean return, Dopamine
+    protocol) and training loss against the iteration, per agent, one column per game."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = sorted(curves["game"].unique()) or ["(no agents)"]
+    fig, axes = plt.subplots(2, len(games), figsize=(6 * len(games), 7), squeeze=False)
+    for column, game in enumerate(games):
+        rows = curves[curves["game"] == game]
+        for agent, line in rows.groupby("agent"):
+            mean = line.groupby("iteration")[["eval_mean", "loss"]].mean()
+            scored = mean["eval_mean"].dropna()
+            axes[0, column].plot(scored.index, scored.values, marker="o", label=agent)
+            axes[1, column].plot(mean.index, mean["loss"], label=agent)
+        axes[0, column].set_title(f"{game}: score (Dopamine protocol)")
+        axes[0, column].set_ylabel("mean return")
+        axes[1, column].set_ylabel("training loss")
+        if len(rows) and (rows["loss"] > 0).all():
+            axes[1, column].set_yscale("log")
+        for ax in axes[:, column]:
+            ax.set_xlabel("iteration")
+            if len(rows):
+                ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
