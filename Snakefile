@@ -17,6 +17,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/mine.smk"
 include: "workflow/rules/oracle.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/agents.smk"
 
 
 rule all:
@@ -28,3 +29,5 @@ rule all:
         oracle_targets(),
         labels_targets(),
         f"{report_dir()}/scores.csv",
+        agent_targets(),
+        agents_report_targets(),

@@ -33,6 +33,8 @@ STAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
     "label": ("label_states.py",),
     "evaluate": ("evaluate_model.py",),
     "report": ("report.py",),
+    "agent": ("train_agent.py",),
+    "agents_report": ("report_agents.py",),
 }
 
 
@@ -48,6 +50,7 @@ def code_versions(scripts: Path = SCRIPTS) -> dict[str, str]:
 TRAIN_RUN_SETTINGS = ("device", "precision", "compile", "threads", "log_every")
 EVAL_RUN_SETTINGS = ("envs", "workers", "device")  # how to run, not what is measured
 ORACLE_RUN_SETTINGS = ("device", "checkpoint_every")
+AGENT_RUN_SETTINGS = ("device", "log_every")  # and evaluation.envs
 _SOURCE_FIELDS = {"gcs": ("bucket", "prefix", "endpoint"), "https": ("url",), "local": ("path",),
                   "fsspec": ("url", "storage_options")}  # the config holds no credentials
 
@@ -187,3 +190,42 @@ class StagePlan:
         if self.oracle_is_network():
             inputs += [self.oracle(g).key for g in games]
         return Stage(params, tuple(inputs), self.code["report"])
+
+    # --- batch_rl's agents ---
+    def agent_seeds(self) -> list[int]:
+        """The agents' seeds (the top-level seeds unless agents.seeds names others)."""
+        return list(self.config["agents"]["seeds"] or self.config["seeds"])
+
+    def agent_run(self) -> int:
+        run = self.config["agents"]["run"]
+        return int(run if run is not None else self.dataset_section["run"])
+
+    def agent_checkpoints(self) -> list[int]:
+        """The checkpoints an agent reads: every ingested one of its run (batch_rl), or those the
+        training set draws from (training_set)."""
+        if self.config["agents"]["data"] == "batch_rl":
+            return parse_buffers(self.config["buffers"])
+        return self.training_buffers()
+
+    def agent(self, game: str, agent: str) -> Stage:
+        """What decides an agent's weights and scores for a game (the seed is the folder below)."""
+        a = self.config["agents"]
+        params: dict[str, Any] = {
+            "game": game, "agent": agent, "hyperparameters": dict(a[agent]),
+            **{k: a[k] for k in ("data", "iterations", "steps_per_iteration", "batch_size",
+                                 "evaluate_after")},
+            "evaluation": {k: v for k, v in a["evaluation"].items() if k != "envs"},
+        }
+        if a["data"] == "batch_rl":
+            params.update(run=self.agent_run(), checkpoints=self.agent_checkpoints(),
+                          **{k: a[k] for k in ("checkpoints_per_iteration", "data_fraction",
+                                               "data_subset")})
+            return Stage(params, (self.replay().key,), self.code["agent"])
+        return Stage(params, (self.dataset(game).key,), self.code["agent"])
+
+    def agents_report(self) -> Stage:
+        """The agents' table and curves, keyed by the agents they gather."""
+        games, names = self.config["games"], self.config["agents"]["names"]
+        params = {"games": games, "agents": names, "seeds": self.agent_seeds()}
+        return Stage(params, tuple(self.agent(g, n).key for g in games for n in names),
+                     self.code["agents_report"])

@@ -30,6 +30,8 @@ TINY = {
     "fdt": {"budget": 3, "lambda": 0.1},
     "evaluation": {"setups": ["argmax", "sample+noop"], "test_seeds": [0, 1], "episodes": 1,
                    "targets": {"Breakout": [90, 120]}, "max_steps": 30, "envs": 4},
+    # merged over config.yaml's agents (dqn and cql, 2 iterations of 2 checkpoints)
+    "agents": {"steps_per_iteration": 3, "evaluation": {"episodes": 1, "max_steps": 30}},
 }
 
 
@@ -86,6 +88,7 @@ def test_tiny_workflow_end_to_end(tiny_run: Path) -> None:
     _check_mined_states(tmp_path, datasets[0].parent)
     _check_labels_and_fdt(tmp_path, datasets[0].parent)
     _check_report(tmp_path)
+    _check_agents(tmp_path)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results/mlflow.db'}")
@@ -173,15 +176,19 @@ def test_editing_a_module_reruns_only_its_stages(tiny_run: Path, tmp_path: Path)
     for folder in ("workflow", "fdt", "config", "profiles"):
         shutil.copytree(REPO / folder, copy / folder,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    assert planned_jobs(tiny_run, repo=copy) == {"report": 1, "all": 1}  # only its data path moved
+    reports = {"report": 1, "report_agents": 1, "all": 1}  # only their data path moved
+    assert planned_jobs(tiny_run, repo=copy) == reports
     with open(copy / "fdt" / "models" / "trainer.py", "a") as f:
         f.write("\n# an edit\n")
-    assert planned_jobs(tiny_run, repo=copy) == {"train": 3, "evaluate": 3, "report": 1,
-                                                 "all": 1}
+    assert planned_jobs(tiny_run, repo=copy) == {"train": 3, "evaluate": 3, **reports}
     with open(copy / "fdt" / "mining" / "images.py", "a") as f:
         f.write("\n# an edit\n")
     assert planned_jobs(tiny_run, repo=copy) == {"train": 3, "evaluate": 3, "mine_states": 1,
-                                                 "label_states": 1, "report": 1, "all": 1}
+                                                 "label_states": 1, **reports}
+    with open(copy / "fdt" / "agents" / "rem.py", "a") as f:  # the agents' code: their jobs only
+        f.write("\n# an edit\n")
+    assert planned_jobs(tiny_run, repo=copy) == {"train": 3, "evaluate": 3, "mine_states": 1,
+                                                 "label_states": 1, "train_agent": 2, **reports}
 
 
 def _check_mined_states(workdir: Path, training_set: Path) -> None:
@@ -259,6 +266,35 @@ def _check_report(workdir: Path) -> None:
     assert len(pd.read_csv(report / "oracle.csv")) == 1
     for plot in ("returns_per_setup.png", "return_vs_target.png"):
         assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _check_agents(workdir: Path) -> None:
+    """batch_rl's agents: 2 iterations of 3 updates each, scored after each, and their table."""
+    import pandas as pd
+
+    for agent in ("dqn", "cql"):
+        found = list((workdir / f"results/Breakout/agents/{agent}").glob("*/seed7/metrics.json"))
+        assert len(found) == 1
+        metrics = json.loads(found[0].read_text())
+        assert metrics["iterations"] == 2 and metrics["updates"] == 6
+        assert [e["iteration"] for e in metrics["evaluations"]] == [1, 2]
+        assert all(len(e["episodes"]) == 1 and e["episodes"][0]["steps"] <= 30
+                   for e in metrics["evaluations"])
+        assert all(len(h["checkpoints"]) == 2 for h in metrics["history"])
+        params = json.loads((found[0].parent / "params.json").read_text())
+        assert params["key"] == found[0].parent.parent.name and params["params"]["agent"] == agent
+    tables = list((workdir / "results/report/agents").glob("*/agents.csv"))
+    assert len(tables) == 1
+    table = pd.read_csv(tables[0])
+    assert sorted(table["agent"]) == ["cql", "dqn"] and (table["seeds"] == 1).all()
+    assert table.set_index("agent").loc["cql", "dt_paper_1pct"] == 61.1
+    assert (tables[0].parent / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'results/mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("agents").experiment_id])
+    assert sorted(r.data.tags["agent"] for r in runs) == ["cql", "dqn"]
+    assert all(r.info.status == "FINISHED" for r in runs)
 
 
 def test_bad_config_stops_before_any_job(tmp_path: Path) -> None:

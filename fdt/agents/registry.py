@@ -15,9 +15,6 @@ from fdt.agents.rem import REM, EnsembleDQN
 from fdt.settings import params_from
 
 AGENTS: dict[str, Any] = {cls.name: cls for cls in (DQN, C51, QRDQN, REM, EnsembleDQN, CQL)}
-# How the papers name them (workflow/data/paper_results.csv).
-PAPER_NAMES = {"dqn": "DQN", "c51": "C51", "qr_dqn": "QR-DQN", "rem": "REM",
-               "ensemble_dqn": "Ensemble-DQN", "cql": "CQL"}
 
 
 class UnknownAgentError(ValueError):
