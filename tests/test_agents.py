@@ -50,6 +50,19 @@ def test_quantile_huber_loss_by_hand() -> None:
     assert loss.tolist() == [pytest.approx(0.90625)]
 
 
+def test_quantile_huber_loss_is_its_definition_with_gradients() -> None:
+    torch.manual_seed(0)
+    quantiles, targets = torch.randn(3, 5, requires_grad=True), torch.randn(3, 4)
+    errors = targets[:, None, :] - quantiles[:, :, None]
+    tau = (torch.arange(5) + 0.5) / 5
+    weight = (tau[None, :, None] - (errors.detach() < 0).float()).abs()
+    definition = (weight * huber(errors, 0.5)).mean(2).sum(1)
+    loss = quantile_huber_loss(quantiles, targets, kappa=0.5)
+    assert torch.allclose(loss, definition)
+    assert torch.allclose(torch.autograd.grad(loss.sum(), quantiles)[0],
+                          torch.autograd.grad(definition.sum(), quantiles)[0])
+
+
 def test_qr_dqn_targets_follow_the_greedy_next_action() -> None:
     quantiles = torch.tensor([[[0.0, 1.0], [5.0, 5.0]]])  # action 0 taken: theta = (0, 1)
     # Next action 1 has the larger mean (1.25 > 1.0); its quantiles (0.5, 2.0) discounted by 0.5
