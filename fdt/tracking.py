@@ -16,7 +16,9 @@ database locked by another job is retried with backoff.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -205,3 +207,49 @@ class Tracker:
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:
             self._guard("ending the run", lambda: self.client.set_terminated(self.run_id, status))
+
+
+def tracking_enabled() -> bool:
+    """`FDT_TRACKING=off` turns tracking off for every job."""
+    return os.environ.get("FDT_TRACKING", "on") != "off"
+
+
+def flat_values(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings or results as one level, keys joined by '.' (MLflow's params and
+    metrics are flat)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flat_values(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def mlflow_names(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Keys MLflow accepts (letters, digits, _ - . / and spaces): 'argmax+noop' -> 'argmax_noop'."""
+    return {re.sub(r"[^\w\-. /]", "_", k): v for k, v in values.items()}
+
+
+def numeric(values: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers among flat values (booleans and text are not metrics)."""
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def track_finished_stage(run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any],
+                         metrics: Mapping[str, Any], experiment: str = EXPERIMENT) -> str | None:
+    """One MLflow run for a short stage that has finished (evaluation, the oracle, mining,
+    labelling): its params, key and results, tagged like the training runs so an evaluation's
+    run names its model's key (`model_key`) and the two can be found together. Returns the run
+    id, or None when tracking is off or unavailable (a warning, never a failed job)."""
+    if not tracking_enabled():
+        return None
+    tracker = Tracker(default_tracking_uri(), run_name=run_name, tags=tags, experiment=experiment)
+    if tracker.start() is None:
+        return None
+    tracker.log_params(mlflow_names(flat_values(params)))
+    tracker.log_metrics(mlflow_names(numeric(flat_values(metrics))), step=0)
+    tracker.end("FINISHED")
+    return tracker.run_id

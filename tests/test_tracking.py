@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fdt.tracking import HTTP_LIMITS, Tracker, store_lock
+from fdt.tracking import HTTP_LIMITS, Tracker, default_tracking_uri, store_lock
 from tests.conftest import REPO
 from tests.loopback import free_port
 
@@ -151,3 +151,25 @@ def test_mlflow_http_retries_are_bounded_unless_the_user_set_them(
 
     assert MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 300
     assert MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == int(HTTP_LIMITS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+
+
+def test_a_finished_stage_is_one_run_with_its_params_key_and_results(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fdt.tracking import track_finished_stage
+
+    monkeypatch.chdir(tmp_path)  # the default store: results/mlflow.db under the working dir
+    run_id = track_finished_stage(
+        "Breakout-dt-seed1-eval",
+        {"game": "Breakout", "stage": "evaluate", "key": "abc", "model_key": "m0d"},
+        {"protocol": "fdt", "setups": ["argmax"], "nested": {"episodes": 2}},
+        {"scores": {"argmax+noop.target90": {"mean": 3.5, "setup": "argmax"}}, "episodes": 2,
+         "ok": True, "nan": float("nan")})
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(default_tracking_uri()).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["model_key"] == "m0d" and run.data.tags["stage"] == "evaluate"
+    assert run.data.params["nested.episodes"] == "2" and run.data.params["protocol"] == "fdt"
+    assert run.data.metrics == {"scores.argmax_noop.target90.mean": 3.5, "episodes": 2.0}
+    monkeypatch.setenv("FDT_TRACKING", "off")
+    assert track_finished_stage("x", {}, {}, {"a": 1}) is None

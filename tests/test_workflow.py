@@ -93,8 +93,17 @@ def test_tiny_workflow_end_to_end(tiny_run: Path) -> None:
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results/mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("fdt").experiment_id])
-    assert sorted(r.data.tags["model"] for r in runs) == ["bc", "dt", "fdt"]
-    assert all(r.info.status == "FINISHED" and r.data.tags["seed"] == "7" for r in runs)
+    stages = sorted(r.data.tags["stage"] for r in runs)
+    assert stages == sorted(["train"] * 3 + ["evaluate"] * 3 + ["mine_states", "label_states",
+                                                                "train_oracle", "evaluate_oracle"])
+    assert all(r.info.status == "FINISHED" for r in runs)
+    trained = {r.data.tags["key"]: r for r in runs if r.data.tags["stage"] == "train"}
+    assert sorted(r.data.tags["model"] for r in trained.values()) == ["bc", "dt", "fdt"]
+    assert all(r.data.tags["seed"] == "7" for r in trained.values())
+    for run in (r for r in runs if r.data.tags["stage"] == "evaluate"):
+        model_run = trained[run.data.tags["model_key"]]  # an evaluation names its model's run
+        assert model_run.data.tags["model"] == run.data.tags["model"]
+        assert any(name.startswith("scores.") for name in run.data.metrics)
 
     html = tmp_path / "report.html"
     made = snakemake(tmp_path, "--report", str(html))

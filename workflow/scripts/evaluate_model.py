@@ -10,6 +10,7 @@ from fdt.device import resolve_device, set_job_threads
 from fdt.evaluation.stage import EvalParams, evaluate_model
 from fdt.keys import record_stage
 from fdt.settings import params_from
+from fdt.tracking import track_finished_stage
 
 p = snakemake.params
 wc = snakemake.wildcards
@@ -22,4 +23,10 @@ summary = evaluate_model(snakemake.input.model, wc.game, params, out_dir, model_
                          train_seed=int(wc.seed))
 record_stage(out_dir, "evaluate", e, p.input_keys, p.code,
              wc.key, details={"seed": int(wc.seed), **p.run})
+scores = {f"{r['setup']}.target{r['target']:g}": r for r in summary["scores"]}
+track_finished_stage(f"{wc.game}-{wc.model}-seed{wc.seed}-eval",
+                     {"game": wc.game, "model": wc.model, "key": wc.key, "seed": wc.seed,
+                      "stage": "evaluate", "model_key": p.input_keys[0]},
+                     {**e, "key": wc.key},
+                     {**{k: v for k, v in summary.items() if k != "params"}, "scores": scores})
 print({k: summary[k] for k in ("episodes", "env_steps", "env_steps_per_s")}, flush=True)

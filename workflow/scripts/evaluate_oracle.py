@@ -11,6 +11,7 @@ from fdt.device import set_job_threads
 from fdt.oracle.c51 import load_network
 from fdt.oracle.checkpoints import load_c51
 from fdt.oracle.scoring import evaluate_oracle
+from fdt.tracking import track_finished_stage
 
 set_job_threads(snakemake.threads)  # no more than the free cores
 p = snakemake.params
@@ -26,4 +27,7 @@ result = evaluate_oracle(net, game, episodes=e["episodes"], seed=e["seed"],
                          max_steps=e["max_steps"], envs=e["envs"])
 result["oracle"] = p.oracle
 write_json(snakemake.output[0], result)
+track_finished_stage(f"{game}-oracle-eval", {"game": game, "stage": "evaluate_oracle",
+                                               "oracle_key": Path(snakemake.output[0]).parent.name},
+                     {**p.oracle, **e}, {k: result[k] for k in ("mean_return", "std_return")})
 print({k: result[k] for k in ("mean_return", "std_return")}, flush=True)

@@ -13,6 +13,7 @@ from fdt.oracle.c51 import load_network
 from fdt.oracle.checkpoints import load_c51
 from fdt.oracle.labels import NetworkOracle, PublishedLabels, label_states
 from fdt.replay.store import read_summary
+from fdt.tracking import track_finished_stage
 
 set_job_threads(snakemake.threads)  # no more than the free cores
 p = snakemake.params
@@ -33,4 +34,8 @@ summary = label_states(Path(snakemake.input.manifest).parent, snakemake.input.st
                        oracle, all_transitions=p.labels["all_transitions"])
 record_stage(out_dir, "label_states", p.labels, p.input_keys, p.code,
              snakemake.wildcards.key, details={"seed": int(snakemake.wildcards.seed)})
+track_finished_stage(f"{game}-labels-seed{snakemake.wildcards.seed}",
+                     {"game": game, "key": snakemake.wildcards.key, "stage": "label_states",
+                      "seed": snakemake.wildcards.seed, "oracle_key": p.input_keys[0],
+                      "mining_key": p.input_keys[1]}, {**p.labels, "oracle": p.oracle}, summary)
 print(summary, flush=True)
