@@ -118,6 +118,10 @@ def _check_oracle(config: dict[str, Any], origin: str) -> None:
         raise ConfigError(f"config error in {origin} at oracle.labels_path: oracle kind "
                           "'published' needs the folder holding {Game}/{run}/"
                           "$store$_feedback_ckpt.N.gz")
+    if oracle["kind"] == "agent" and oracle["agent"]["name"] not in agent_names():
+        raise ConfigError(f"config error in {origin} at oracle.agent.name: "
+                          f"{oracle['agent']['name']!r} is not an offline agent (one of "
+                          f"{', '.join(agent_names())})")
     source = oracle["source"]
     if oracle["kind"] == "dopamine" and source["kind"] in ("https", "fsspec", "local"):
         needed = "path" if source["kind"] == "local" else "url"

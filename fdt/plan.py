@@ -162,6 +162,11 @@ class StagePlan:
                       "checkpoint": oracle["checkpoint"], "format": oracle["format"],
                       "source": source}
             return Stage(params, (), self.code["fetch_oracle"])
+        if kind == "agent":  # a trained offline agent: its key decides the labels
+            agent = oracle["agent"]
+            return Stage({"kind": kind, "game": game, "agent": agent["name"],
+                          "seed": agent["seed"]}, (self.agent(game, agent["name"]).key,),
+                         self.code["evaluate_oracle"])
         return Stage({"kind": kind, "game": game, "labels_path": oracle["labels_path"]}, (),
                      self.code["fetch_oracle"])
 

@@ -176,3 +176,18 @@ def test_write_params(tmp_path: Path) -> None:
     key = keys.write_params(tmp_path, "mine", {"gamma": 0.9}, ["k1"], "c")
     assert read_json(tmp_path / "params.json") == {"stage": "mine", "key": key, "params": {"gamma": 0.9},
                                                    "inputs": ["k1"], "code": "c"}
+
+
+def test_an_offline_agent_as_the_oracle() -> None:
+    from fdt.plan import StagePlan
+
+    config = validate_config({**BASE, "models": ["fdt"],
+                              "oracle": {"kind": "agent", "agent": {"name": "qr_dqn", "seed": 3}}})
+    plan = StagePlan(config)
+    oracle = plan.oracle("Breakout")
+    assert oracle.params == {"kind": "agent", "game": "Breakout", "agent": "qr_dqn", "seed": 3}
+    assert oracle.inputs == (plan.agent("Breakout", "qr_dqn").key,)  # the agent decides the labels
+    assert plan.labels("Breakout").inputs[0] == oracle.key
+    with pytest.raises(ConfigError, match=r"at oracle\.agent\.name: 'c52' is not an offline agent"):
+        validate_config({**BASE, "models": ["fdt"],
+                         "oracle": {"kind": "agent", "agent": {"name": "c52"}}})

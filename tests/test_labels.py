@@ -123,3 +123,41 @@ def test_label_states_with_a_network_and_with_published_files(episode_store: lis
     # positions 4, 8, 5, 13: (buffer 0, slot 4), (1, 1), (0, 5), (2, 2)
     assert labels["feedback"].tolist() == [0, 0, 1, 0]
     assert "q_values" not in labels and summary["states"]["positives"] == 1
+
+
+def test_an_offline_agent_labels_as_an_oracle(episode_store: list[Path], tmp_path: Path) -> None:
+    """oracle.kind agent: a trained agent's `agent.pt`, read by the oracle loader, labels through
+    the same stage (here a QR-DQN whose head always prefers action 2)."""
+    from dataclasses import asdict
+
+    import pyarrow.parquet as pq
+    import torch
+
+    from fdt.agents.registry import make_agent
+    from fdt.dataset.sampling import SamplingParams
+    from fdt.dataset.training_set import build_training_set
+    from fdt.oracle.checkpoints import load_oracle
+    from fdt.oracle.labels import NetworkOracle, label_states
+
+    params = SamplingParams(seed=0, transitions=20, num_buffers=3, buffers_end=3, capacity=10,
+                            trajectories_per_visit=1, context_length=2)
+    build_training_set(dict(enumerate(episode_store)), tmp_path / "set", params, num_actions=4,
+                       progress=False)
+    agent = make_agent("qr_dqn")
+    net = agent.network(4)
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.view(4, -1)[2] = 5.0  # every quantile of action 2 is the highest
+    torch.save({"agent": agent.name, "num_actions": 4, "hyperparameters": asdict(agent.params),
+                "model": net.state_dict()}, tmp_path / "agent.pt")
+    oracle_net = load_oracle("agent", tmp_path / "agent.pt", {"agent": "qr_dqn"}, 4)
+    states = _states_parquet(tmp_path / "states.parquet", [4, 8, 5, 13], [1, 1, 2, 1])
+    summary = label_states(tmp_path / "set", states, tmp_path / "out",
+                           NetworkOracle(oracle_net, {"kind": "agent"}), all_transitions=False,
+                           progress=False)
+    labels = pq.read_table(tmp_path / "out" / "labels.parquet").to_pandas()
+    assert labels["oracle_action"].tolist() == [2, 2, 2, 2]
+    assert labels["feedback"].tolist() == [0, 0, 1, 0]  # the dataset took 2 only at row 5
+    assert summary["states"]["agreement"] == 0.25
+    with pytest.raises(ValueError, match="oracle kind 'published' has no network"):
+        load_oracle("published", tmp_path / "agent.pt", {}, 4)

@@ -179,3 +179,22 @@ def fetch_c51_checkpoint(source: Any, game: str, run: int, number: int, fmt: str
                                  f"{err}") from None
     load_c51(dest, fmt, number, num_actions)
     return {**record, "checkpoint": number, "format": fmt, "checked": "loaded as C51"}
+
+
+def load_oracle(kind: str, first_file: str | Path, settings: Mapping[str, Any],
+                num_actions: int) -> Any:
+    """The oracle's network of a kind, from the first of its files: our offline C51
+    (`oracle.pt`), Dopamine's published C51 (its checkpoint's folder), or a trained offline agent
+    (`agent.pt`). Each gives `q_values` and `num_actions`, all labelling and scoring need."""
+    if kind == "offline":
+        from fdt.oracle.c51 import load_network
+
+        return load_network(first_file, num_actions)
+    if kind == "dopamine":
+        return load_c51(Path(first_file).parent, settings["format"], settings["checkpoint"],
+                        num_actions)
+    if kind == "agent":
+        from fdt.agents.training import load_agent_network
+
+        return load_agent_network(first_file, num_actions)
+    raise ValueError(f"oracle kind {kind!r} has no network (expected offline, dopamine or agent)")

@@ -8,8 +8,7 @@ log_to(snakemake.log[0])
 
 from fdt.atari import minimal_action_count
 from fdt.device import set_job_threads
-from fdt.oracle.c51 import load_network
-from fdt.oracle.checkpoints import load_c51
+from fdt.oracle.checkpoints import load_oracle
 from fdt.oracle.scoring import evaluate_oracle
 from fdt.tracking import track_finished_stage
 
@@ -17,11 +16,7 @@ set_job_threads(snakemake.threads)  # no more than the free cores
 p = snakemake.params
 game = snakemake.wildcards.game
 actions = minimal_action_count(game)
-if p.oracle["kind"] == "offline":
-    net = load_network(snakemake.input.oracle[0], actions)
-else:
-    net = load_c51(Path(snakemake.input.oracle[0]).parent, p.oracle["format"],
-                   p.oracle["checkpoint"], actions)
+net = load_oracle(p.oracle["kind"], snakemake.input.oracle[0], p.oracle, actions)
 e = p.evaluation
 result = evaluate_oracle(net, game, episodes=e["episodes"], seed=e["seed"],
                          max_steps=e["max_steps"], envs=e["envs"])

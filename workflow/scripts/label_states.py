@@ -9,8 +9,7 @@ log_to(snakemake.log[0])
 from fdt.atari import minimal_action_count
 from fdt.device import resolve_device, set_job_threads
 from fdt.keys import record_stage
-from fdt.oracle.c51 import load_network
-from fdt.oracle.checkpoints import load_c51
+from fdt.oracle.checkpoints import load_oracle
 from fdt.oracle.labels import NetworkOracle, PublishedLabels, label_states
 from fdt.replay.store import read_summary
 from fdt.tracking import track_finished_stage
@@ -24,9 +23,7 @@ if kind == "published":
     oracle = PublishedLabels(Path(snakemake.input.published[0]).parent, capacity)
 else:
     actions = minimal_action_count(game)
-    net = (load_network(snakemake.input.oracle[0], actions) if kind == "offline" else
-           load_c51(Path(snakemake.input.oracle[0]).parent, p.oracle["format"],
-                    p.oracle["checkpoint"], actions))
+    net = load_oracle(kind, snakemake.input.oracle[0], p.oracle, actions)
     oracle = NetworkOracle(net, p.oracle, batch_size=p.labels["batch_size"],
                            device=str(resolve_device(p.device)))
 out_dir = Path(snakemake.output.labels).parent
