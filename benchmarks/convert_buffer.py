@@ -2,11 +2,15 @@
 
 Builds a checkpoint of --rows rows (1,000,000 like the real files) with the writer, from real
 Breakout frames played by the demo policy (episodes of realistic length with their padding), then
-measures, side by side in one run:
-  - decompress only: streaming the six .gz files through zlib (what any reader must do);
-  - the same with Python's gzip module, for reference;
-  - convert_checkpoint to Parquet (in a child process, to read its peak memory).
-Usage: python benchmarks/convert_buffer.py [--rows 1000000] [--workdir resources/bench]
+measures, side by side in one run (--repeat times, alternating; medians reported, as the machine
+is shared):
+  - Python's gzip module merely decompressing the six .gz files (the reference of the target);
+  - our reader inflating them (fdt.replay.dopamine.INFLATER: isal, else zlib), the floor;
+  - convert_checkpoint to Parquet (in a child process, to read its peak memory);
+  - with --compare-with DIR, also the conversion of another copy of the code (e.g. an earlier
+    commit exported by `git archive`), in the same rounds.
+Usage: python benchmarks/convert_buffer.py [--rows 1000000] [--repeat 3] [--workdir resources/bench]
+           [--compare-with /tmp/old-checkout]
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -23,6 +29,7 @@ import numpy as np
 
 from fdt.replay.dopamine import (
     FILE_KINDS,
+    INFLATER,
     FRAME_SHAPE,
     PADDING_ROWS,
     GzipReader,
@@ -96,7 +103,7 @@ def build_checkpoint(folder: Path, rows: int, source_frames: np.ndarray, lengths
                      add_count=2 * rows - 1, compresslevel=compresslevel)
 
 
-def decompress_only(folder: Path) -> float:
+def inflate_only(folder: Path) -> float:
     start = time.perf_counter()
     for kind in FILE_KINDS:
         verify_npy_gz(folder / file_name(kind, 1), block_bytes=4096 * 84 * 84)
@@ -114,12 +121,24 @@ def decompress_gzip_module(folder: Path) -> float:
 
 CHILD = """
 import json, resource, sys, time
+import fdt
 from fdt.replay.store import convert_checkpoint
 start = time.perf_counter()
 convert_checkpoint(sys.argv[1], 1, sys.argv[2], episode_cap=27000, progress=False)
-print(json.dumps({"seconds": time.perf_counter() - start,
+print(json.dumps({"seconds": time.perf_counter() - start, "code": fdt.__file__,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
+
+
+def convert(folder: Path, out: Path, code: Path | None = None) -> dict[str, float]:
+    """convert_checkpoint in a child process; `code` is a copy of the repository to import."""
+    env = dict(os.environ, PYTHONPATH=str(code)) if code else None
+    child = subprocess.run([sys.executable, "-c", CHILD, str(folder.resolve()), str(out.resolve())],
+                           check=True, capture_output=True, text=True, env=env, cwd=code)
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    if code and not Path(result["code"]).is_relative_to(code):
+        raise SystemExit(f"--compare-with {code}: the child imported fdt from {result['code']}")
+    return result
 
 
 def main() -> None:
@@ -127,7 +146,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--real-frames", type=int, default=30_000)
     parser.add_argument("--compresslevel", type=int, default=9, help="Dopamine's GzipFile default is 9")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the three measurements")
     parser.add_argument("--workdir", type=Path, default=Path("resources/bench"))
+    parser.add_argument("--compare-with", type=Path, help="another copy of the code to time too")
     args = parser.parse_args()
     folder = args.workdir / f"rows{args.rows}_gz{args.compresslevel}"
     if not (folder / file_name("observation", 1)).exists():
@@ -142,24 +163,35 @@ def main() -> None:
     gz_bytes = sum((folder / file_name(k, 1)).stat().st_size for k in FILE_KINDS)
     out = args.workdir / f"rows{args.rows}.parquet"
 
-    zlib_s = decompress_only(folder)
-    gzip_s = decompress_gzip_module(folder)
-    child = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(out)], check=True,
-                           capture_output=True, text=True)
-    convert = json.loads(child.stdout.strip().splitlines()[-1])
-    zlib_again = decompress_only(folder)  # bracket the conversion: the machine is shared
-    base = (zlib_s + zlib_again) / 2
+    runs: dict[str, list[float]] = {"gzip_module_s": [], "inflate_s": [], "convert_s": [],
+                                    "convert_peak_rss_mb": []}
+    if args.compare_with:
+        runs.update(compared_convert_s=[], compared_convert_peak_rss_mb=[])
+    for _ in range(args.repeat):
+        runs["gzip_module_s"].append(decompress_gzip_module(folder))
+        runs["inflate_s"].append(inflate_only(folder))
+        ours = convert(folder, out)
+        runs["convert_s"].append(ours["seconds"])
+        runs["convert_peak_rss_mb"].append(ours["peak_rss_mb"])
+        if args.compare_with:
+            theirs = convert(folder, args.workdir / f"rows{args.rows}.compared.parquet",
+                             args.compare_with.resolve())
+            runs["compared_convert_s"].append(theirs["seconds"])
+            runs["compared_convert_peak_rss_mb"].append(theirs["peak_rss_mb"])
+    median = {name: statistics.median(values) for name, values in runs.items()}
     result = {
         "rows": args.rows,
         "gz_bytes": gz_bytes,
         "parquet_bytes": out.stat().st_size,
-        "size_ratio_parquet_over_gz": out.stat().st_size / gz_bytes,
-        "decompress_zlib_s": [round(zlib_s, 2), round(zlib_again, 2)],
-        "decompress_gzip_module_s": round(gzip_s, 2),
-        "convert_s": round(convert["seconds"], 2),
-        "time_ratio_convert_over_decompress": round(convert["seconds"] / base, 3),
-        "convert_peak_rss_mb": round(convert["peak_rss_mb"], 1),
+        "size_ratio_parquet_over_gz": round(out.stat().st_size / gz_bytes, 3),
+        "inflater": INFLATER.__name__,
+        **{name: [round(v, 2) for v in values] for name, values in runs.items()},
+        "time_ratio_convert_over_gzip_module": round(median["convert_s"] / median["gzip_module_s"], 3),
+        "time_ratio_convert_over_inflate": round(median["convert_s"] / median["inflate_s"], 3),
     }
+    if args.compare_with:
+        result["compared_time_ratio_over_gzip_module"] = round(
+            median["compared_convert_s"] / median["gzip_module_s"], 3)
     print(json.dumps(result, indent=2))
 
 

@@ -278,6 +278,21 @@ def test_concatenated_gzip_members_read_as_one(tmp_path: Path, inflater: ModuleT
     assert reader.md5 is not None and reader.md5.hexdigest() == hashlib.md5(members).hexdigest()
 
 
+def test_skip_passes_over_bytes_and_is_checked(tmp_path: Path, inflater: ModuleType) -> None:
+    data = np.random.default_rng(4).integers(0, 255, 3 << 20, dtype=np.uint8).tobytes()
+    (tmp_path / "raw.gz").write_bytes(gzip.compress(data))
+    with dopamine.GzipReader(tmp_path / "raw.gz") as reader:
+        reader.skip(10)
+        assert reader.read(5) == data[10:15]
+        reader.skip(2 << 20)  # spans many inflated pieces
+        assert reader.read(100) == data[15 + (2 << 20):115 + (2 << 20)]
+        reader.skip(len(data) - 115 - (2 << 20))
+        reader.expect_end()
+    with dopamine.GzipReader(tmp_path / "raw.gz") as reader:
+        with pytest.raises(ReplayFormatError, match=r"raw\.gz: truncated: expected 1 more bytes"):
+            reader.skip(len(data) + 1)
+
+
 def damaged_copies(tmp_path: Path) -> dict[str, Path]:
     """A gzip'd .npy cut in half, cut in its trailer, zeroed in the middle, and not gzip at all."""
     frames = np.random.default_rng(1).integers(0, 255, (40, 84, 84), dtype=np.uint8)

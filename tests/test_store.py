@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fdt.replay.dopamine import ReplayFormatError, file_name
-from fdt.replay.store import ReplayStore, StoreError, convert_checkpoint, read_summary, run_summary
+from fdt.replay.dopamine import (
+    FILE_KINDS,
+    FRAME_SHAPE,
+    CircularReplayWriter,
+    ReplayFormatError,
+    episode_transitions,
+    file_name,
+    load_checkpoint,
+    read_npy_gz,
+)
+from fdt.replay.store import (
+    LIGHT_COLUMNS,
+    METADATA_KEY,
+    SCHEMA,
+    ReplayStore,
+    StoreError,
+    convert_checkpoint,
+    frames_array,
+    read_summary,
+    run_summary,
+)
 from tests.conftest import convert_run, frame_of
 
 
@@ -107,3 +129,87 @@ def test_round_trip_of_random_frames(tmp_path: Path) -> None:
     assert store.replay_index.tolist() == expected
     assert np.array_equal(store.frames(expected), observation[expected])
     assert pq.ParquetFile(out).num_row_groups == 5
+
+
+@pytest.fixture
+def random_run(tmp_path: Path) -> Path:
+    """Capacity 50, random frames, 16 episodes of 1-19 transitions and an open one: checkpoints
+    0-3 and a partial last (stale slots), with padding everywhere."""
+    rng = np.random.default_rng(7)
+    writer = CircularReplayWriter(tmp_path / "logs", 50, compresslevel=1)
+    for length in [*rng.integers(1, 20, 16).tolist(), 6]:
+        for step in range(length):
+            writer.add(rng.integers(1, 256, FRAME_SHAPE, dtype=np.uint8), int(rng.integers(4)),
+                       float(rng.integers(-1, 2)), step == length - 1 and writer.add_count < 230)
+    writer.close()
+    assert writer.snapshots[-1] == 4 and load_checkpoint(writer.directory, 4).is_partial
+    return writer.directory
+
+
+def reference_conversion(run: Path, number: int, out: Path, *, with_previous: bool,
+                         with_following: bool, row_group_rows: int) -> None:
+    """The conversion done plainly: the whole observation in memory, frames picked by slot, a
+    row group for each `row_group_rows` slots of the file that hold transitions."""
+    target = load_checkpoint(run, number)
+    transitions = episode_transitions(
+        target, load_checkpoint(run, number - 1) if with_previous else None,
+        load_checkpoint(run, number + 1) if with_following else None, episode_cap=10)
+    order = np.argsort(transitions.slot)
+    slots = transitions.slot[order]
+    columns = {name: getattr(transitions, name)[order] for name in LIGHT_COLUMNS
+               if name not in ("buffer", "slot")}
+    columns.update(slot=slots.astype(np.int32), buffer=np.full(len(slots), number, np.int32))
+    frames = read_npy_gz(target.observation_path)[slots]
+    table = pa.Table.from_arrays([*(pa.array(columns[name], SCHEMA.field(name).type)
+                                    for name in LIGHT_COLUMNS), frames_array(frames)], schema=SCHEMA)
+    with pq.ParquetWriter(out, SCHEMA, compression="zstd", compression_level=3,
+                          use_dictionary=LIGHT_COLUMNS, write_statistics=LIGHT_COLUMNS) as writer:
+        for first in range(0, target.capacity, row_group_rows):
+            lo, hi = np.searchsorted(slots, [first, first + row_group_rows])
+            if hi > lo:
+                writer.write_table(table.slice(lo, hi - lo), row_group_size=row_group_rows)
+
+
+@pytest.mark.parametrize("row_group_rows", [1, 3, 7, 64])
+def test_conversion_equals_a_plain_reference(random_run: Path, tmp_path: Path,
+                                             row_group_rows: int) -> None:
+    """Rows, columns, frames, row groups and footer equal a plain conversion's, for row groups
+    smaller than an episode's padding, in between, and larger than the file."""
+    for number in range(5):
+        neighbours = {"with_previous": number > 0, "with_following": number < 4}
+        out, reference = tmp_path / f"b{number}.parquet", tmp_path / f"r{number}.parquet"
+        summary = convert_checkpoint(random_run, number, out, episode_cap=10,
+                                     row_group_rows=row_group_rows, progress=False, **neighbours)
+        reference_conversion(random_run, number, reference, row_group_rows=row_group_rows,
+                             **neighbours)
+        assert pq.read_table(out).equals(pq.read_table(reference))
+        got, want = pq.ParquetFile(out).metadata, pq.ParquetFile(reference).metadata
+        assert ([got.row_group(g).num_rows for g in range(got.num_row_groups)]
+                == [want.row_group(g).num_rows for g in range(want.num_row_groups)])
+        footer = dict(got.metadata)
+        assert json.loads(footer.pop(METADATA_KEY.encode())) == summary
+        assert footer == dict(want.metadata)  # the Arrow schema
+        target = load_checkpoint(random_run, number)
+        assert summary["counts"]["transitions"] == got.num_rows > 0
+        assert (summary["add_count"], summary["partial"]) == (target.add_count, number == 4)
+        assert summary["sources"] == {
+            file_name(kind, number): {
+                "size": (random_run / file_name(kind, number)).stat().st_size,
+                "md5": hashlib.md5((random_run / file_name(kind, number)).read_bytes()).hexdigest()}
+            for kind in FILE_KINDS}
+
+
+def test_a_failed_write_stops_the_inflating_thread(episode_run: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fail_on_the_second(self: pq.ParquetWriter, table: pa.Table, **kwargs: object) -> None:
+        calls.append(len(table))
+        if len(calls) == 2:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", fail_on_the_second)
+    with pytest.raises(OSError, match="disk full"):
+        convert_checkpoint(episode_run, 1, tmp_path / "b1.parquet", row_group_rows=2, progress=False)
+    assert not [t for t in threading.enumerate() if t.name == "inflate"]
+    assert not (tmp_path / "b1.parquet").exists()

@@ -17,7 +17,7 @@ import gzip
 import hashlib
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -156,8 +156,14 @@ class GzipReader:
 
     def readinto(self, out: memoryview) -> None:
         """Fill `out` completely or raise: a short read means a truncated file."""
-        out = out.cast("B") if out.format != "B" else out
-        filled, need = 0, len(out)
+        self._take(out.cast("B") if out.format != "B" else out, out.nbytes)
+
+    def skip(self, size: int) -> None:
+        """Pass over `size` bytes without copying them anywhere (checked like a read)."""
+        self._take(None, size)
+
+    def _take(self, out: memoryview | None, need: int) -> None:
+        filled = 0
         while filled < need:
             if not self._pending:
                 data = self._inflate_more()
@@ -166,7 +172,8 @@ class GzipReader:
                                       "data, but the stream ended")
                 self._pending = memoryview(data)
             take = min(len(self._pending), need - filled)
-            out[filled:filled + take] = self._pending[:take]
+            if out is not None:
+                out[filled:filled + take] = self._pending[:take]
             self._pending = self._pending[take:]
             filled += take
 
@@ -247,17 +254,6 @@ def verify_npy_gz(path: str | Path, block_bytes: int = 1 << 25) -> NpyHeader:
             left -= take
         reader.expect_end()
     return header
-
-
-def iter_npy_rows(reader: GzipReader, header: NpyHeader, rows: int) -> Iterator[np.ndarray]:
-    """Yield consecutive blocks of `rows` leading-axis rows (the last may be shorter)."""
-    total = header.shape[0]
-    row_shape = header.shape[1:]
-    for start in range(0, total, rows):
-        block = np.empty((min(rows, total - start), *row_shape), dtype=header.dtype)
-        reader.readinto(memoryview(block.reshape(-1).view(np.uint8)))
-        yield block
-    reader.expect_end()
 
 
 def write_npy_gz(path: str | Path, data: np.ndarray | Iterable[np.ndarray], *,

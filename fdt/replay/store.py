@@ -15,6 +15,7 @@ import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,6 @@ from fdt.replay.dopamine import (
     check_header,
     episode_transitions,
     file_name,
-    iter_npy_rows,
     load_checkpoint,
     read_npy_header,
 )
@@ -79,38 +79,86 @@ def frames_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return data.reshape(len(column), *FRAME_SHAPE)
 
 
-def _blocks_in_thread(reader: GzipReader, rows: int, capacity: int) -> Iterator[np.ndarray]:
-    """Decompress observation blocks on a second thread (zlib releases the GIL), two ahead."""
+@dataclass(frozen=True)
+class _RowGroup:
+    """Rows lo:hi of the slot-sorted transitions, their frames at the head of `buffer`; the
+    observation file has been read up to slot `slot_end`."""
+
+    lo: int
+    hi: int
+    buffer: np.ndarray
+    slot_end: int
+
+    @property
+    def frames(self) -> np.ndarray:
+        return self.buffer[:self.hi - self.lo]
+
+
+def _slot_runs(slots: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of consecutive values in sorted, distinct `slots`."""
+    if not len(slots):
+        return []
+    breaks = np.flatnonzero(np.diff(slots) != 1) + 1
+    starts = slots[np.concatenate([[0], breaks])]
+    ends = slots[np.concatenate([breaks - 1, [len(slots) - 1]])] + 1
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _row_groups_in_thread(reader: GzipReader, slots: np.ndarray, capacity: int,
+                          group_slots: int, buffers: int = 3) -> Iterator[_RowGroup]:
+    """The frames of the transitions (`slots`, sorted), `group_slots` slots of the file at a time.
+
+    A second thread inflates (isal and zlib release the GIL) straight into the row group's frame
+    buffer: a transition's frames are runs of consecutive slots between padding (and stale) rows,
+    so each run is read into place and the rows between are skipped, never copied. Frame buffers
+    are recycled once the consumer asks for the next group, i.e. once it has written this one,
+    so memory stays at `buffers` groups however large the file.
+    """
     header = read_npy_header(reader)
     check_header(reader.path, header, np.uint8, (capacity, *FRAME_SHAPE))
-    blocks: queue.Queue[Any] = queue.Queue(maxsize=2)
+    free: queue.Queue[np.ndarray | None] = queue.Queue()
+    for _ in range(buffers):
+        free.put(np.empty((group_slots, *FRAME_SHAPE), dtype=np.uint8))
+    ready: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
     done = object()
 
     def produce() -> None:
         try:
-            for block in iter_npy_rows(reader, header, rows):
+            for first in range(0, capacity, group_slots):
                 if stop.is_set():
                     return
-                blocks.put(block)
-            blocks.put(done)
+                last = min(first + group_slots, capacity)
+                lo, hi = (int(i) for i in np.searchsorted(slots, [first, last]))
+                if hi == lo:  # no transition here: nothing to write
+                    reader.skip((last - first) * FRAME_BYTES)
+                    continue
+                frames = free.get()
+                if frames is None:  # the consumer has stopped
+                    return
+                at, row = first, 0
+                for start, end in _slot_runs(slots[lo:hi]):
+                    reader.skip((start - at) * FRAME_BYTES)
+                    reader.readinto(memoryview(frames[row:row + end - start].reshape(-1)))
+                    at, row = end, row + end - start
+                reader.skip((last - at) * FRAME_BYTES)
+                ready.put(_RowGroup(lo, hi, frames, last))
+            reader.expect_end()
+            ready.put(done)
         except BaseException as err:  # handed to the consumer, raised there
-            blocks.put(err)
+            ready.put(err)
 
     worker = threading.Thread(target=produce, name="inflate", daemon=True)
     worker.start()
     try:
-        while (item := blocks.get()) is not done:
+        while (item := ready.get()) is not done:
             if isinstance(item, BaseException):
                 raise item
             yield item
+            free.put(item.buffer)
     finally:
         stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                blocks.get(timeout=0.1)
-            except queue.Empty:
-                pass
+        free.put(None)  # wakes a producer waiting for a buffer
         worker.join()
 
 
@@ -151,15 +199,13 @@ def convert_checkpoint(replay_dir: str | Path, number: int, out_path: str | Path
                                   use_dictionary=LIGHT_COLUMNS,
                                   write_statistics=LIGHT_COLUMNS)
         try:
-            first_slot = 0
-            for block in _blocks_in_thread(reader, row_group_rows, target.capacity):
-                lo, hi = np.searchsorted(slot_sorted, [first_slot, first_slot + len(block)])
-                if hi > lo:
-                    frames = block[slot_sorted[lo:hi] - first_slot]
-                    writer.write_table(_table({k: v[lo:hi] for k, v in columns.items()}, frames),
-                                       row_group_size=row_group_rows)
-                first_slot += len(block)
-                bar.update(len(block))
+            read = 0
+            for group in _row_groups_in_thread(reader, slot_sorted, target.capacity, row_group_rows):
+                light = {name: values[group.lo:group.hi] for name, values in columns.items()}
+                writer.write_table(_table(light, group.frames), row_group_size=row_group_rows)
+                bar.update(group.slot_end - read)
+                read = group.slot_end
+            bar.update(target.capacity - read)
             summary["sources"] = _source_digests(replay_dir, number, reader)
             writer.add_key_value_metadata({METADATA_KEY: json.dumps(summary, sort_keys=True)})
         finally:
