@@ -353,3 +353,12 @@ def test_frames_follow_their_rows(episode_run: Path) -> None:
         assert not observation[slot].any()
     for slot, t in [(0, 4), (1, 5), (2, 6), (3, 7), (7, 8), (8, 9)]:
         assert np.array_equal(observation[slot], frame_of(t))
+
+
+def test_written_files_are_the_same_bytes_whatever_their_name(tmp_path: Path) -> None:
+    """The gzip header holds no file name (it was the temporary's, with the writer's PID)."""
+    array = np.arange(100, dtype=np.int32)
+    write_npy_gz(tmp_path / "a.gz", array)
+    write_npy_gz(tmp_path / "other.gz", array)
+    assert (tmp_path / "a.gz").read_bytes() == (tmp_path / "other.gz").read_bytes()
+    assert (tmp_path / "a.gz").read_bytes()[3] & 0x08 == 0  # FNAME flag unset

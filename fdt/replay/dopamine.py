@@ -274,8 +274,11 @@ def write_npy_gz(path: str | Path, data: np.ndarray | Iterable[np.ndarray], *,
               "fortran_order": False, "shape": tuple(shape)}
     expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     written = 0
+    # No name in the gzip header (it would be the temporary file's, with its PID) and no time:
+    # the same array gives the same bytes.
     with atomic_path(path) as tmp, open(tmp, "wb") as raw, \
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0) as out:
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=compresslevel,
+                          mtime=0) as out:
         np.lib.format.write_array_header_1_0(out, header)
         for block in blocks:
             block = np.ascontiguousarray(block, dtype=dtype)
