@@ -9,6 +9,7 @@ fdt.oracle.tfbundle: `Online/Conv/weights`, ...) and JAX pickles for a few games
 
 from __future__ import annotations
 
+import importlib
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -194,7 +195,9 @@ def load_oracle(kind: str, first_file: str | Path, settings: Mapping[str, Any],
         return load_c51(Path(first_file).parent, settings["format"], settings["checkpoint"],
                         num_actions)
     if kind == "agent":
-        from fdt.agents.training import load_agent_network
-
-        return load_agent_network(first_file, num_actions)
+        # Imported by name, out of the stages' import graph on purpose: an agent oracle's key
+        # has the agent's key (which covers the agents' code) as its input, so editing an
+        # agent must not make the other oracle kinds' labels stale.
+        agents = importlib.import_module("fdt.agents.training")
+        return agents.load_agent_network(first_file, num_actions)
     raise ValueError(f"oracle kind {kind!r} has no network (expected offline, dopamine or agent)")
