@@ -209,7 +209,8 @@ def oracle_network_files(game):
     if ORACLE["kind"] == "dopamine":
         names = agent_checkpoint_names(ORACLE["format"], ORACLE["checkpoint"])
         return [f"{dopamine_checkpoint_dir(game)}/{name}" for name in names]
-    if ORACLE["kind"] == "agent":  # an offline agent of the agents' rules (agents_common.smk)
+    if ORACLE["kind"] == "agent":
+        # an offline agent, trained by the agents' rules (agents_common.smk)
         agent = ORACLE["agent"]
         return [f"{agent_dir(game, agent['name'], agent['seed'])}/agent.pt"]
     return []
