@@ -3,7 +3,8 @@
 The torso is Dopamine's (atari_lib, and batch_rl's atari_helpers): uint8 states (N, 4, 84, 84) / 255;
 conv 32 8x8 stride 4, conv 64 4x4 stride 2, conv 64 3x3 stride 1, each with TensorFlow's SAME
 padding and ReLU; flattened in height-width-channel order; dense 512 with ReLU. Its sizes and
-padding are the C51 oracle's (fdt.oracle.c51), so every agent sees states as the oracle does.
+padding are the C51 oracle's: the torso is fdt.oracle.c51.NatureTorso, so every agent sees states
+as the oracle does.
 
 `QNetwork` reads the last layer as (A, K) values: K = 1 for DQN, the quantiles of QR-DQN and CQL,
 the heads of REM and Ensemble-DQN. The Q-value an agent acts on is their mean (batch_rl's
@@ -20,35 +21,10 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from fdt.oracle.c51 import CONVS, HIDDEN, same_padding
-from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
+from fdt.oracle.c51 import HIDDEN, NatureTorso
 
 INITS = ("glorot", "variance_scaling")
-
-
-class NatureTorso(nn.Module):
-    """States (N, 4, 84, 84) uint8 -> features (N, 512)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        convs, pads, channels, size = [], [], STACK_SIZE, FRAME_SHAPE[0]
-        for out, kernel, stride in CONVS:
-            convs.append(nn.Conv2d(channels, out, kernel, stride))
-            before, after = same_padding(size, kernel, stride)
-            pads.append((before, after, before, after))  # (left, right, top, bottom)
-            channels, size = out, math.ceil(size / stride)
-        self.convs = nn.ModuleList(convs)
-        self.pads = pads
-        self.fc = nn.Linear(size * size * channels, HIDDEN)
-
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        x = states.float() / 255.0
-        for conv, pad in zip(self.convs, self.pads):
-            x = F.relu(conv(F.pad(x, pad)))
-        x = x.permute(0, 2, 3, 1).flatten(1)  # height-width-channel, as TensorFlow flattens
-        return F.relu(self.fc(x))
 
 
 class QNetwork(nn.Module):

@@ -45,11 +45,12 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-class C51Network(nn.Module):
-    def __init__(self, num_actions: int, num_atoms: int = NUM_ATOMS, v_max: float = V_MAX) -> None:
+class NatureTorso(nn.Module):
+    """Dopamine's Atari torso (the Nature CNN): uint8 states (N, 4, 84, 84) -> features (N, 512).
+    The oracle's network and every offline agent (fdt.agents) put their heads on it."""
+
+    def __init__(self) -> None:
         super().__init__()
-        self.num_actions, self.num_atoms = num_actions, num_atoms
-        self.register_buffer("support", torch.linspace(-v_max, v_max, num_atoms))
         convs, pads, channels, size = [], [], STACK_SIZE, FRAME_SHAPE[0]
         for out, kernel, stride in CONVS:
             convs.append(nn.Conv2d(channels, out, kernel, stride))
@@ -59,16 +60,30 @@ class C51Network(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.pads = pads
         self.fc = nn.Linear(size * size * channels, HIDDEN)
-        self.head = nn.Linear(HIDDEN, num_actions * num_atoms)
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        """Logits (N, A, atoms) of uint8 states (N, 4, 84, 84)."""
+    def features(self, states: torch.Tensor) -> torch.Tensor:
         x = states.float() / 255.0
         for conv, pad in zip(self.convs, self.pads):
             x = F.relu(conv(F.pad(x, pad)))
         x = x.permute(0, 2, 3, 1).flatten(1)  # height-width-channel, as TensorFlow flattens
-        x = F.relu(self.fc(x))
-        return self.head(x).view(-1, self.num_actions, self.num_atoms)
+        return F.relu(self.fc(x))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.features(states)
+
+
+class C51Network(NatureTorso):
+    """The torso with C51's head: A x 51 logits (its weights keep the names convs, fc, head)."""
+
+    def __init__(self, num_actions: int, num_atoms: int = NUM_ATOMS, v_max: float = V_MAX) -> None:
+        super().__init__()
+        self.num_actions, self.num_atoms = num_actions, num_atoms
+        self.register_buffer("support", torch.linspace(-v_max, v_max, num_atoms))
+        self.head = nn.Linear(HIDDEN, num_actions * num_atoms)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """Logits (N, A, atoms) of uint8 states (N, 4, 84, 84)."""
+        return self.head(self.features(states)).view(-1, self.num_actions, self.num_atoms)
 
     def q_values(self, states: torch.Tensor) -> torch.Tensor:
         return (F.softmax(self.forward(states), dim=-1) * self.support).sum(-1)
