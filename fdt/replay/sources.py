@@ -118,6 +118,20 @@ class ReplaySource:
     def list_checkpoints(self, game: str, run: int) -> list[int]:
         raise NotImplementedError
 
+    def probe_checkpoints(self, game: str, run: int, limit: int = 200) -> list[int]:
+        """Checkpoints 0, 1, ... whose observation file exists, up to the first missing one: for
+        sources that cannot list a folder."""
+        found = []
+        for number in range(limit):
+            try:
+                self.stat(game, run, file_name("observation", number))
+            except SourceMissingError:
+                break
+            except TransferCut as err:
+                raise SourceError(str(err)) from None
+            found.append(number)
+        return found
+
     def download(self, remote: RemoteFile, part: Path, progress: ProgressFn) -> None:
         """Append the bytes of `remote` missing from `part`; raise TransferCut if cut short."""
         raise NotImplementedError
@@ -291,15 +305,7 @@ class HttpsSource(_HttpSource):
         return RemoteFile(name, url, int(response.headers["Content-Length"]), md5, crc)
 
     def list_checkpoints(self, game: str, run: int, limit: int = 200) -> list[int]:
-        """Probe observation files 0, 1, ... until one is missing (a mirror cannot be listed)."""
-        found = []
-        for number in range(limit):
-            try:
-                self.stat(game, run, file_name("observation", number))
-            except SourceMissingError:
-                break
-            found.append(number)
-        return found
+        return self.probe_checkpoints(game, run, limit)  # a mirror cannot be listed
 
 
 class LocalSource(ReplaySource):
@@ -557,7 +563,7 @@ class FsspecSource(ReplaySource):
         folder, _, last = self.location(game, run, marker).rpartition("/")
         fs, path = self.filesystem(folder)
         if last != marker or {"http", "https"} & _protocols(fs):
-            return self._probe(game, run, limit)
+            return self.probe_checkpoints(game, run, limit)
         try:
             with self._translated(folder, "listing it"):
                 fs.invalidate_cache(path)
@@ -567,18 +573,6 @@ class FsspecSource(ReplaySource):
         except TransferCut as err:
             raise SourceError(str(err)) from None
         return _numbers_from_names([str(n).rstrip("/").rsplit("/", 1)[-1] for n in names])
-
-    def _probe(self, game: str, run: int, limit: int) -> list[int]:
-        found = []
-        for number in range(limit):
-            try:
-                self.stat(game, run, file_name("observation", number))
-            except SourceMissingError:
-                break
-            except TransferCut as err:
-                raise SourceError(str(err)) from None
-            found.append(number)
-        return found
 
     def download(self, remote: RemoteFile, part: Path, progress: ProgressFn) -> None:
         have = part.stat().st_size if part.exists() else 0
