@@ -253,3 +253,20 @@ def track_finished_stage(run_name: str, tags: Mapping[str, Any], params: Mapping
     tracker.log_metrics(mlflow_names(numeric(flat_values(metrics))), step=0)
     tracker.end("FINISHED")
     return tracker.run_id
+
+
+@contextlib.contextmanager
+def job_run(run_name: str, tags: Mapping[str, Any],
+            experiment: str = EXPERIMENT) -> Iterator[Tracker | None]:
+    """The tracker of a long job (None when tracking is off): the job starts it, and its run
+    ends FINISHED when the job does, or FAILED when the job raises or is interrupted."""
+    tracker = Tracker(default_tracking_uri(), run_name=run_name, tags=tags,
+                      experiment=experiment) if tracking_enabled() else None
+    try:
+        yield tracker
+    except BaseException:
+        if tracker is not None:
+            tracker.end("FAILED")
+        raise
+    if tracker is not None:
+        tracker.end("FINISHED")

@@ -173,3 +173,22 @@ def test_a_finished_stage_is_one_run_with_its_params_key_and_results(
     assert run.data.metrics == {"scores.argmax_noop.target90.mean": 3.5, "episodes": 2.0}
     monkeypatch.setenv("FDT_TRACKING", "off")
     assert track_finished_stage("x", {}, {}, {"a": 1}) is None
+
+
+def test_a_job_run_ends_finished_or_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from fdt.tracking import job_run
+
+    monkeypatch.chdir(tmp_path)
+    with job_run("ok", {"stage": "train"}) as tracker:
+        tracker.start()
+    with pytest.raises(KeyboardInterrupt), job_run("killed", {"stage": "train"}) as failing:
+        failing.start()
+        raise KeyboardInterrupt
+    client = MlflowClient(default_tracking_uri())
+    assert client.get_run(tracker.run_id).info.status == "FINISHED"
+    assert client.get_run(failing.run_id).info.status == "FAILED"
+    monkeypatch.setenv("FDT_TRACKING", "off")
+    with job_run("off", {}) as none:
+        assert none is None

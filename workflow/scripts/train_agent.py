@@ -1,7 +1,6 @@
 """Train one of batch_rl's agents for one game and seed on the replay store; score it under the
 Dopamine protocol after the chosen iterations; track it in MLflow (experiment `agents`)."""
 
-import os
 from pathlib import Path
 
 from fdt.io import log_to
@@ -16,7 +15,7 @@ from fdt.agents.training import AgentEvaluation, AgentTrainingParams, train_agen
 from fdt.atari import minimal_action_count
 from fdt.keys import record_stage
 from fdt.settings import params_from
-from fdt.tracking import Tracker, default_tracking_uri
+from fdt.tracking import job_run
 
 p = snakemake.params
 wc = snakemake.wildcards
@@ -34,21 +33,11 @@ else:
     data = TrainingSetData(Path(snakemake.input.manifest).parent, snakemake.input.buffers)
 out_dir = Path(snakemake.output.agent).parent
 
-tracker = None
-if os.environ.get("FDT_TRACKING", "on") != "off":
-    tracker = Tracker(default_tracking_uri(), run_name=f"{wc.game}-{wc.agent}-seed{seed}",
-                      experiment="agents",
-                      tags={"game": wc.game, "agent": wc.agent, "key": wc.key, "seed": seed,
-                            "data": settings["data"], "stage": "agent"})
-try:
+with job_run(f"{wc.game}-{wc.agent}-seed{seed}",
+             {"game": wc.game, "agent": wc.agent, "key": wc.key, "seed": seed,
+              "data": settings["data"], "stage": "agent"}, experiment="agents") as tracker:
     metrics = train_agent(agent, data, minimal_action_count(wc.game), out_dir, params,
                           game=wc.game, tracker=tracker)
-except BaseException:
-    if tracker is not None:
-        tracker.end("FAILED")
-    raise
-if tracker is not None:
-    tracker.end("FINISHED")
 record_stage(out_dir, "agent", settings, p.input_keys, p.code, wc.key,
              details={"seed": seed, **p.run})
 print({k: metrics[k] for k in ("iterations", "updates", "final_loss", "final_evaluation")},
