@@ -1,0 +1,100 @@
+"""Multi-target evaluation (CORL's prompting with several target returns), many episodes at once.
+
+Every episode of a group starts together and steps in lockstep, so all share the same history
+length and one forward pass of the model serves every live episode; finished ones drop out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fdt.continuous.model import ContinuousDecisionTransformer
+
+
+@dataclass(frozen=True)
+class Prompting:
+    """How observations and returns reach the model (the training set's statistics)."""
+
+    state_mean: np.ndarray
+    state_std: np.ndarray
+    reward_scale: float
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    target: float
+    episode: int
+    seed: int
+    score: float  # undiscounted return, unscaled
+    length: int
+
+
+@torch.no_grad()
+def play_group(model: ContinuousDecisionTransformer, envs: Sequence[Any], targets: Sequence[float],
+               seeds: Sequence[int], prompting: Prompting, device: torch.device) -> list[tuple[float, int]]:
+    """Play one episode in each env, env i prompted with targets[i] and reset with seeds[i];
+    return each episode's (score, length)."""
+    n, shape = len(envs), model.shape
+    horizon, window = shape.episode_len, shape.seq_len
+    mean = torch.as_tensor(prompting.state_mean, device=device)
+    std = torch.as_tensor(prompting.state_std, device=device)
+    states = torch.zeros(n, horizon + 1, shape.observation_size, device=device)
+    actions = torch.zeros(n, horizon, shape.action_size, device=device)
+    returns = torch.zeros(n, horizon + 1, device=device)
+    time_steps = torch.arange(horizon, device=device).expand(n, horizon)
+    first = np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(envs, seeds)])
+    states[:, 0] = (torch.as_tensor(first, dtype=torch.float32, device=device) - mean) / std
+    returns[:, 0] = torch.as_tensor(targets, dtype=torch.float32, device=device) * prompting.reward_scale
+    scores, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+    live = np.arange(n)
+    for step in range(horizon):
+        if not len(live):
+            break
+        begin = max(0, step + 1 - window)
+        rows = torch.as_tensor(live, device=device)
+        # the last action is a placeholder (zeros): the model predicts it from the state token
+        predicted = model(states[rows, begin:step + 1], actions[rows, begin:step + 1],
+                          returns[rows, begin:step + 1], time_steps[rows, begin:step + 1])[:, -1]
+        chosen = predicted.cpu().numpy()
+        still = []
+        for row, action in zip(live, chosen):
+            observation, reward, terminated, truncated, _ = envs[row].step(action)
+            scores[row] += reward
+            lengths[row] += 1
+            actions[row, step] = torch.as_tensor(action, device=device)
+            states[row, step + 1] = (torch.as_tensor(observation, dtype=torch.float32, device=device)
+                                     - mean) / std
+            returns[row, step + 1] = returns[row, step] - reward * prompting.reward_scale
+            if not (terminated or truncated):
+                still.append(row)
+        live = np.asarray(still, dtype=np.int64)
+    return [(float(s), int(length)) for s, length in zip(scores, lengths)]
+
+
+def evaluate_targets(model: ContinuousDecisionTransformer, make_env: Callable[[], Any],
+                     targets: Sequence[float], episodes: int, parallel: int, seed: int,
+                     prompting: Prompting, device: torch.device) -> list[EpisodeResult]:
+    """`episodes` episodes per target (episode i of every target reset with seed + i), played
+    `parallel` at a time."""
+    was_training = model.training
+    model.eval()
+    jobs = [(float(t), i) for t in targets for i in range(episodes)]
+    envs = [make_env() for _ in range(min(parallel, len(jobs)))]
+    results = []
+    try:
+        for first in range(0, len(jobs), len(envs)):
+            group = jobs[first:first + len(envs)]
+            played = play_group(model, envs[:len(group)], [t for t, _ in group],
+                                [seed + i for _, i in group], prompting, device)
+            results += [EpisodeResult(t, i, seed + i, score, length)
+                        for (t, i), (score, length) in zip(group, played)]
+    finally:
+        for env in envs:
+            env.close()
+        model.train(was_training)
+    return results
