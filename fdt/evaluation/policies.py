@@ -47,6 +47,30 @@ class Policy(Protocol):
     def logits(self, slots: Sequence[int]) -> np.ndarray: ...
 
 
+class UniformPolicy:
+    """Equal logits for every action: under the `sample` setup, a uniformly random action at
+    every step (the random policy a score is read against)."""
+
+    def __init__(self, num_actions: int, slots: int) -> None:
+        self.num_actions = num_actions
+        self.slots = slots
+
+    def begin(self, slot: int, target: float) -> None:
+        pass
+
+    def end(self, slot: int) -> None:
+        pass
+
+    def record(self, slot: int, action: int, reward: float) -> None:
+        pass
+
+    def observe(self, slots: Sequence[int], stacks: np.ndarray) -> None:
+        pass
+
+    def logits(self, slots: Sequence[int]) -> np.ndarray:
+        return np.zeros((len(slots), self.num_actions), dtype=np.float32)
+
+
 # --- a trained model as a policy ----------------------------------------------------------------
 
 

@@ -4,12 +4,12 @@ written for the report."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from fdt.atari import minimal_action_count
-from fdt.evaluation.policies import ModelPolicy
+from fdt.evaluation.policies import ModelPolicy, Policy, UniformPolicy
 from fdt.evaluation.protocols import PROTOCOLS, EvaluationError, protocol_jobs
 from fdt.evaluation.rollout import rollout
 from fdt.games import check_game
@@ -54,25 +54,55 @@ class EvalParams:
 def evaluate_model(model_path: str | Path, game: str, params: EvalParams, out_dir: str | Path, *,
                    model_name: str, train_seed: int, progress: bool = True) -> dict[str, Any]:
     """Play the protocol with one trained model; write `episodes.parquet` and `summary.json`."""
+    from fdt.models.trainer import load_model
+    from fdt.torchfile import load_torch_file
+
+    _check_protocol(params)
+    if not params.targets:
+        raise EvaluationError(f"no target return-to-go given for {game}")
+    payload_game = load_torch_file(model_path).get("game")
+    model = load_model(model_path, params.device)
+    check_model_fits(model, game, payload_game, params.rom_dir)
+    policy = ModelPolicy(model, params.device, timestep=params.timestep, slots=params.envs)
+    return play_protocol(policy, game, params, out_dir, model_name=model_name,
+                         train_seed=train_seed, progress=progress)
+
+
+# What a random policy is scored with: uniform actions at every step (the `sample` setup over
+# equal logits), no target, under the same protocol, seeds, episodes and cap as the models.
+RANDOM_SETUP = "sample"
+
+
+def evaluate_random(game: str, params: EvalParams, out_dir: str | Path, *,
+                    progress: bool = True) -> dict[str, Any]:
+    """Score the uniform-random policy under the protocol: the floor the models' scores are read
+    against (and the `random` of a normalized score, measured here rather than quoted)."""
+    _check_protocol(params)
+    check_game(game)
+    policy = UniformPolicy(minimal_action_count(game, params.rom_dir), slots=params.envs)
+    random_params = replace(params, setups=(RANDOM_SETUP,), targets=(0.0,))
+    return play_protocol(policy, game, random_params, out_dir, model_name="random",
+                         train_seed=0, progress=progress)
+
+
+def _check_protocol(params: EvalParams) -> None:
+    if params.protocol not in PROTOCOLS:
+        raise EvaluationError(f"unknown protocol {params.protocol!r}; expected one of "
+                              f"{', '.join(PROTOCOLS)}")
+
+
+def play_protocol(policy: Policy, game: str, params: EvalParams, out_dir: str | Path, *,
+                  model_name: str, train_seed: int, progress: bool = True) -> dict[str, Any]:
+    """Every setup, target, test seed and episode with one policy; `episodes.parquet` (a row per
+    episode) and `summary.json` (scores per setup and target, env-steps/s) in `out_dir`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
     from fdt.evaluation.scores import score_table
     from fdt.io import atomic_path, write_json
-    from fdt.models.trainer import load_model
-    from fdt.torchfile import load_torch_file
 
-    if params.protocol not in PROTOCOLS:
-        raise EvaluationError(f"unknown protocol {params.protocol!r}; expected one of "
-                              f"{', '.join(PROTOCOLS)}")
-    if not params.targets:
-        raise EvaluationError(f"no target return-to-go given for {game}")
-    payload_game = load_torch_file(model_path).get("game")
-    model = load_model(model_path, params.device)
-    check_model_fits(model, game, payload_game, params.rom_dir)
     jobs = protocol_jobs(params.setups, params.targets, params.test_seeds, params.episodes)
-    policy = ModelPolicy(model, params.device, timestep=params.timestep, slots=params.envs)
     bar = tqdm(total=len(jobs), desc=f"evaluate {model_name} on {game}", unit="episode",
                disable=not progress)
     started = time.perf_counter()

@@ -5,15 +5,29 @@ agents per game beside the published numbers) with their learning curves."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from fdt.evaluation.scores import normalized, paired_ttest, paper_comparison, score_table
+from fdt.evaluation.scores import (
+    normalized,
+    paired_ttest,
+    paper_comparison,
+    score_table,
+)
 from fdt.io import atomic_path, write_json
-from fdt.report.plots import plot_learning_curves, plot_return_vs_target, plot_returns_per_setup
+from fdt.report.context import behaviour_returns, random_scores
+from fdt.report.plots import (
+    plot_behaviour,
+    plot_learning_curves,
+    plot_return_vs_target,
+    plot_returns_per_setup,
+    plot_training_curves,
+)
+from fdt.report.section import Figure, Table, write_section
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -23,8 +37,13 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 def build_report(episode_files: Sequence[str | Path], paper_csv: str | Path, out_dir: str | Path,
                  *, oracle_files: Sequence[str | Path] = (),
-                 setups: Sequence[str] | None = None) -> dict[str, Any]:
-    """Write scores.csv, ttest.csv, comparison.csv, oracle.csv, the two plots and summary.json."""
+                 setups: Sequence[str] | None = None,
+                 context: Mapping[str, Mapping[str, Any]] | None = None,
+                 behaviour_run: int = 1) -> dict[str, Any]:
+    """Write scores.csv, ttest.csv, comparison.csv, oracle.csv, the plots, summary.json and the
+    section for the HTML report. `context` gives, per game, what makes the scores readable (see
+    workflow/rules/common.smk report_context): the behaviour checkpoints, the random policy's
+    episodes, the training curves, the mined states' images and the labels' agreement."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     episodes = pd.concat([pd.read_parquet(p) for p in episode_files], ignore_index=True)
@@ -37,25 +56,131 @@ def build_report(episode_files: Sequence[str | Path], paper_csv: str | Path, out
     _write_csv(table, out_dir / "scores.csv")
     _write_csv(ttest, out_dir / "ttest.csv")
     _write_csv(comparison, out_dir / "comparison.csv")
-    oracle_rows = []
-    for path in oracle_files:
-        record = pd.read_json(path, typ="series")
-        oracle_rows.append({"game": record["game"], "kind": record["oracle"]["kind"],
-                            "episodes": len(record["episodes"]),
-                            "mean_return": record["mean_return"],
-                            "std_return": record["std_return"]})
-    _write_csv(pd.DataFrame(oracle_rows, columns=["game", "kind", "episodes", "mean_return",
-                                                  "std_return"]), out_dir / "oracle.csv")
+    oracle = _oracle_table(oracle_files, context or {})
+    _write_csv(oracle, out_dir / "oracle.csv")
     with atomic_path(out_dir / "returns_per_setup.png") as tmp:
         plot_returns_per_setup(table, tmp, setups)
-    with atomic_path(out_dir / "return_vs_target.png") as tmp:
-        plot_return_vs_target(table, tmp)
+    swept = has_target_sweep(table)
+    if swept:
+        with atomic_path(out_dir / "return_vs_target.png") as tmp:
+            plot_return_vs_target(table, tmp)
     summary = {"episodes": len(episodes), "rows": len(table),
                "games": sorted(episodes["game"].unique()),
                "models": sorted(episodes["model"].unique()),
-               "compared_with_paper": int(comparison["paper_mean"].notna().sum())}
+               "compared_with_paper": int(comparison["paper_mean"].notna().sum()),
+               "target_sweep": swept}
+    if context:
+        summary.update(_write_context(context, behaviour_run, out_dir))
     write_json(out_dir / "summary.json", summary)
+    _write_scores_section(out_dir, table, summary, bool(context), swept)
     return summary
+
+
+def has_target_sweep(table: pd.DataFrame) -> bool:
+    """Whether some model was evaluated at two or more targets of one setup (a sweep to plot)."""
+    if table.empty:
+        return False
+    return bool((table.groupby(["game", "model", "setup"])["target"].nunique() > 1).any())
+
+
+def _oracle_table(oracle_files: Sequence[str | Path],
+                  context: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """The oracle's own score per game, and its labels' agreement with the dataset's actions
+    (mean over seeds) where FDT ran."""
+    rows = {}
+    for path in oracle_files:
+        record = pd.read_json(path, typ="series")
+        rows[record["game"]] = {"game": record["game"], "kind": record["oracle"]["kind"],
+                                "episodes": len(record["episodes"]),
+                                "mean_return": record["mean_return"],
+                                "std_return": record["std_return"]}
+    for game, parts in context.items():
+        agreements = [json.loads(Path(p).read_text()) for p in parts.get("agreement", [])]
+        if agreements:
+            row = rows.setdefault(game, {"game": game})
+            row["labelled_states"] = sum(a["count"] for a in agreements) / len(agreements)
+            row["agreement"] = _mean([a["agreement"] for a in agreements])
+    columns = ["game", "kind", "episodes", "mean_return", "std_return", "labelled_states",
+               "agreement"]
+    return pd.DataFrame(list(rows.values()), columns=columns)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _write_context(context: Mapping[str, Mapping[str, Any]], run: int,
+                   out_dir: Path) -> dict[str, Any]:
+    """behaviour.csv, random.csv, training_curves.csv and their plots, and each game's contact
+    sheet of mined states; returns what the summary says of them."""
+    behaviour = pd.concat([behaviour_returns(game, run, parts["behaviour"])
+                           for game, parts in context.items()], ignore_index=True)
+    random = random_scores([parts["random"] for parts in context.values()])
+    curves = pd.concat([_curve(game, name, path) for game, parts in context.items()
+                        for name, path in parts.get("curves", {}).items()],
+                       ignore_index=True) if any(p.get("curves") for p in context.values()) \
+        else pd.DataFrame(columns=["game", "model", "seed", "step", "loss"])
+    _write_csv(behaviour, out_dir / "behaviour.csv")
+    _write_csv(random, out_dir / "random.csv")
+    _write_csv(curves, out_dir / "training_curves.csv")
+    with atomic_path(out_dir / "behaviour.png") as tmp:
+        plot_behaviour(behaviour, tmp)
+    with atomic_path(out_dir / "training_curves.png") as tmp:
+        plot_training_curves(curves, tmp)
+    sheets = []
+    for game, parts in context.items():
+        folders = parts.get("images", [])
+        if folders and (Path(folders[0]) / "contact_sheet.png").is_file():
+            shutil.copyfile(Path(folders[0]) / "contact_sheet.png",
+                            out_dir / f"contact_sheet_{game}.png")
+            sheets.append(game)
+    return {"random": random.set_index("game")["mean_return"].to_dict(),
+            "behaviour_episodes": int(behaviour["episodes"].sum()),
+            "contact_sheets": sheets}
+
+
+def _curve(game: str, name: str, path: str | Path) -> pd.DataFrame:
+    """One model's training curve (`model/seed` names it)."""
+    model, seed = name.split("/")
+    curve = pd.read_csv(path)
+    return curve.assign(game=game, model=model, seed=int(seed))
+
+
+def _write_scores_section(out_dir: Path, table: pd.DataFrame, summary: Mapping[str, Any],
+                          with_context: bool, swept: bool) -> None:
+    """The section of the HTML report: the scores told against their floor and their data."""
+    best = table.sort_values("mean", ascending=False).drop_duplicates(["game", "model"])
+    told = "; ".join(f"{r.game} {r.model.upper()} {r.mean:.1f} ({r.setup}, target {r.target:g})"
+                     for r in best.itertuples()) or "no episodes"
+    text = (f"{summary['episodes']} evaluation episodes of {', '.join(summary['models'])} on "
+            f"{', '.join(summary['games'])}. Best mean raw return per model: {told}.")
+    if with_context:
+        floor = "; ".join(f"{g} {v:.1f}" for g, v in summary["random"].items())
+        text += (f" A uniformly random policy under the same protocol scores {floor}. The "
+                 "behaviour table gives the return of the policy that logged the data, per "
+                 "checkpoint, as sums of the dataset's clipped rewards (not game scores).")
+    tables = [Table("Scores per model, setup and target (raw returns)", "scores.csv"),
+              Table("FDT against DT (paired t-test over seeds)", "ttest.csv"),
+              Table("Ours beside the paper", "comparison.csv"),
+              Table("The oracle: its score and its labels' agreement", "oracle.csv")]
+    figures = [Figure("Returns per setup", "returns_per_setup.png",
+                      "Mean raw return over seeds and episodes, std as error bars.")]
+    if with_context:
+        tables[1:1] = [Table("Random policy under the protocol", "random.csv"),
+                       Table("Behaviour policy per checkpoint (clipped returns)",
+                             "behaviour.csv")]
+        figures += [Figure("The data", "behaviour.png", "Mean clipped return of the complete "
+                           "episodes that start in each checkpoint the training set draws from."),
+                    Figure("Training curves", "training_curves.png",
+                           "Training loss per logged step, mean over seeds.")]
+        figures += [Figure(f"Mined important states: {g}", f"contact_sheet_{g}.png",
+                           "The top-ranked states' 4-frame stacks, as FDT's feedback sees them.")
+                    for g in summary["contact_sheets"]]
+    if swept:
+        figures.append(Figure("Return against target", "return_vs_target.png",
+                              "Mean raw return at each target return-to-go of the sweep."))
+    write_section(out_dir, "Decision Transformer, BC and FDT", text, tables, figures)
 
 
 # --- batch_rl's agents -------------------------------------------------------------------------
@@ -125,4 +250,17 @@ def build_agents_report(metrics_files: Sequence[str | Path], paper_csv: str | Pa
                                      ("game", "agent", "data", "iteration", "seeds", "episodes",
                                       "mean", "std", "gamer_normalized", "human_normalized")]}
     write_json(out_dir / "summary.json", summary)
+    _write_agents_section(out_dir, table, summary)
     return summary
+
+
+def _write_agents_section(out_dir: Path, table: pd.DataFrame, summary: Mapping[str, Any]) -> None:
+    scores = "; ".join(f"{r.game} {r.agent} {r.mean:.1f}" for r in table.itertuples()) or "none"
+    text = (f"batch_rl's offline agents ({', '.join(summary['agents'])}) trained on the same "
+            f"replay store, {summary['runs']} runs, scored under the Dopamine protocol (sticky "
+            f"actions, epsilon 0.001). Last evaluation's mean raw return: {scores}. Published "
+            "numbers, where a source has the game, sit beside ours.")
+    write_section(out_dir, "batch_rl's offline agents", text,
+                  [Table("Agent x game, beside the published numbers", "agents.csv")],
+                  [Figure("Learning curves", "learning_curves.png",
+                          "Score after each evaluated iteration, and training loss.")])

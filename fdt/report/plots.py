@@ -95,3 +95,49 @@ def plot_learning_curves(curves: pd.DataFrame, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
+
+
+def plot_training_curves(curves: pd.DataFrame, path: str | Path) -> None:
+    """DT/BC/FDT training loss against the step, per model (mean over seeds), one panel per game."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = sorted(curves["game"].unique()) or ["(no models)"]
+    fig, axes = plt.subplots(1, len(games), figsize=(6 * len(games), 4), squeeze=False)
+    for ax, game in zip(axes[0], games):
+        rows = curves[curves["game"] == game]
+        for model, line in rows.groupby("model"):
+            mean = line.groupby("step")["loss"].mean()
+            ax.plot(mean.index, mean.values, marker=".", label=model.upper())
+        ax.set_title(f"{game}: training loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy (FDT: with its feedback term)")
+        if len(rows):
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+
+
+def plot_behaviour(behaviour: pd.DataFrame, path: str | Path) -> None:
+    """The behaviour policy's mean clipped return (std as error bar) in each checkpoint the
+    training set draws from, one panel per game: how good the data is."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = sorted(behaviour["game"].unique()) or ["(no data)"]
+    fig, axes = plt.subplots(1, len(games), figsize=(6 * len(games), 3.5), squeeze=False)
+    for ax, game in zip(axes[0], games):
+        rows = behaviour[behaviour["game"] == game].dropna(subset=["mean_return"])
+        ax.errorbar(rows["checkpoint"], rows["mean_return"], yerr=rows["std_return"],
+                    marker="o", capsize=2)
+        ax.set_title(f"{game}: behaviour policy per checkpoint")
+        ax.set_xlabel("checkpoint")
+        ax.set_ylabel("mean clipped return")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
