@@ -114,21 +114,39 @@ def _check_oracle(config: dict[str, Any], origin: str) -> None:
     oracle = config["oracle"]
     if "fdt" not in config["models"]:
         return
-    if oracle["kind"] == "published" and not oracle["labels_path"]:
+    _check_teacher_kind(config, origin)
+    kind = oracle["base"] if oracle["kind"] in ("human", "synthetic") else oracle["kind"]
+    if kind == "published" and not oracle["labels_path"]:
         raise ConfigError(f"config error in {origin} at oracle.labels_path: oracle kind "
                           "'published' needs the folder holding {Game}/{run}/"
                           "$store$_feedback_ckpt.N.gz")
-    if oracle["kind"] == "agent" and oracle["agent"]["name"] not in agent_names():
+    if kind == "agent" and oracle["agent"]["name"] not in agent_names():
         raise ConfigError(f"config error in {origin} at oracle.agent.name: "
                           f"{oracle['agent']['name']!r} is not an offline agent (one of "
                           f"{', '.join(agent_names())})")
     source = oracle["source"]
-    if oracle["kind"] == "dopamine" and source["kind"] in ("https", "fsspec", "local"):
+    if kind == "dopamine" and source["kind"] in ("https", "fsspec", "local"):
         needed = "path" if source["kind"] == "local" else "url"
         if not source[needed]:
             raise ConfigError(f"config error in {origin} at oracle.source.{needed}: oracle source "
                               f"kind {source['kind']!r} needs it")
         _check_url(source, "oracle.source", origin)
+
+
+def _check_teacher_kind(config: Mapping[str, Any], origin: str) -> None:
+    """Human labels need one answers file per (game, seed); people need queries to answer."""
+    oracle = config["oracle"]
+    if oracle["kind"] != "human":
+        return
+    if config["teacher"]["queries"] == 0:
+        raise ConfigError(f"config error in {origin} at teacher.queries: oracle kind 'human' "
+                          "labels the query bundle's states, and teacher.queries is 0 (no bundle)")
+    answers = oracle["human"]["answers"]
+    missing = [name for name in ("{game}", "{seed}") if name not in answers]
+    if missing:
+        raise ConfigError(f"config error in {origin} at oracle.human.answers: {answers!r} must "
+                          f"name {' and '.join(missing)} (one answers file per query bundle, e.g. "
+                          "'feedback/{game}/seed{seed}/answers.sqlite')")
 
 
 URL_EXAMPLES = {"https": "https://host/dqn/{game}/{run}/replay_logs/{name}",

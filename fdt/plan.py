@@ -35,6 +35,13 @@ STAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
     "report": ("report.py",),
     "agent": ("train_agent.py",),
     "agents_report": ("report_agents.py",),
+    "continuous_behaviour": ("continuous_behaviour.py",),
+    "continuous_dataset": ("continuous_dataset.py",),
+    "continuous_train": ("continuous_train.py",),
+    "continuous_report": ("continuous_report.py",),
+    "queries": ("build_queries.py",),
+    "teacher_labels": ("teacher_labels.py",),
+    "teacher_report": ("report_teacher.py",),
 }
 
 
@@ -51,6 +58,7 @@ TRAIN_RUN_SETTINGS = ("device", "precision", "compile", "threads", "log_every")
 EVAL_RUN_SETTINGS = ("envs", "workers", "device")  # how to run, not what is measured
 ORACLE_RUN_SETTINGS = ("device", "checkpoint_every")
 AGENT_RUN_SETTINGS = ("device", "log_every")  # and evaluation.envs
+TEACHER_KINDS = ("human", "synthetic")  # label sources standing in for the oracle's labels
 _SOURCE_FIELDS = {"gcs": ("bucket", "prefix", "endpoint"), "https": ("url",), "local": ("path",),
                   "fsspec": ("url", "storage_options")}  # the config holds no credentials
 
@@ -129,7 +137,7 @@ class StagePlan:
         if model == "fdt":
             params.update(budget=self.config["fdt"]["budget"],
                           feedback_lambda=self.config["fdt"]["lambda"])
-            inputs.append(self.labels(game).key)
+            inputs.append(self.feedback_labels(game).key)
         return Stage(params, tuple(inputs), self.code["train"])
 
     # --- mining ---
@@ -150,7 +158,7 @@ class StagePlan:
     def oracle(self, game: str) -> Stage:
         """What decides the oracle of a game, by its kind."""
         oracle, d = self.oracle_section, self.dataset_section
-        kind = oracle["kind"]
+        kind = self.oracle_kind()
         if kind == "offline":
             offline = {k: v for k, v in oracle["offline"].items() if k not in ORACLE_RUN_SETTINGS}
             params = {"kind": kind, "game": game, "run": d["run"], "num_buffers": d["num_buffers"],
@@ -176,7 +184,60 @@ class StagePlan:
 
     def oracle_is_network(self) -> bool:
         """An oracle with weights of its own (scored, and read by labelling)."""
-        return "fdt" in self.config["models"] and self.oracle_section["kind"] != "published"
+        return "fdt" in self.config["models"] and self.oracle_kind() != "published"
+
+    def oracle_kind(self) -> str:
+        """The kind of oracle whose network or files label the mined states: the configured one,
+        or for human and synthetic labels the oracle they stand on (gold queries, flip noise)."""
+        kind = self.oracle_section["kind"]
+        return self.oracle_section["base"] if kind in TEACHER_KINDS else kind
+
+    # --- people's feedback (fdt.teacher) ---
+    def queries(self, game: str) -> Stage:
+        """The query bundle of a game's mined states (the seed is the folder below the key); the
+        oracle's labels give the gold queries' answers."""
+        teacher = self.config["teacher"]
+        inputs = [self.mining(game).key]
+        if teacher["gold_rate"] > 0:
+            inputs.append(self.labels(game).key)
+        return Stage({"game": game, **teacher}, tuple(inputs), self.code["queries"])
+
+    def answer_files(self, game: str) -> list[str]:
+        """The labelling app's answers of each seed's bundle (oracle.human.answers)."""
+        template = self.oracle_section["human"]["answers"]
+        return [template.format(game=game, seed=seed) for seed in self.config["seeds"]]
+
+    def teacher_labels(self, game: str) -> Stage:
+        """Human labels (keyed by the answers' digest) or synthetic ones (another oracle's labels
+        with flip noise and a budget), for oracle kinds human and synthetic."""
+        kind = self.oracle_section["kind"]
+        if kind == "human":
+            # imported here: only a human-labelled plan reads the answers
+            from fdt.teacher.export import answers_digest
+
+            params = {"kind": kind, "game": game,
+                      "answers_digest": answers_digest(self.answer_files(game))}
+            return Stage(params, (self.queries(game).key,), self.code["teacher_labels"])
+        if kind == "synthetic":
+            params = {"kind": kind, "game": game, **self.oracle_section["synthetic"]}
+            return Stage(params, (self.labels(game).key,), self.code["teacher_labels"])
+        raise ValueError(f"oracle kind {kind!r} is not one of {', '.join(TEACHER_KINDS)}")
+
+    def feedback_labels(self, game: str) -> Stage:
+        """The labels FDT trains on: people's or the synthetic labeller's, else the oracle's."""
+        if self.oracle_section["kind"] in TEACHER_KINDS:
+            return self.teacher_labels(game)
+        return self.labels(game)
+
+    def teacher_report(self) -> Stage:
+        """The feedback section of the report: the bundles and, where used, their labels."""
+        games = self.config["games"]
+        inputs = [self.queries(g).key for g in games]
+        if self.oracle_section["kind"] in TEACHER_KINDS:
+            inputs += [self.teacher_labels(g).key for g in games]
+        return Stage({"games": games, "seeds": self.config["seeds"],
+                      "kind": self.oracle_section["kind"]}, tuple(inputs),
+                     self.code["teacher_report"])
 
     # --- evaluation and the report ---
     def evaluation(self, game: str, model: str) -> Stage:
@@ -234,3 +295,45 @@ class StagePlan:
         params = {"games": games, "agents": names, "seeds": self.agent_seeds()}
         return Stage(params, tuple(self.agent(g, n).key for g in games for n in names),
                      self.code["agents_report"])
+
+    # --- continuous control (fdt.continuous, issue 20) ---
+    def continuous_datasets(self) -> list[str]:
+        """The continuous datasets' names (empty: the system is off)."""
+        return list(self.config["continuous"]["datasets"])
+
+    def continuous_envs(self) -> list[str]:
+        """The environments whose behaviour agent a generated dataset needs."""
+        if self.config["continuous"]["source"] != "generated":
+            return []
+        return sorted({name.partition("/")[0] for name in self.continuous_datasets()})
+
+    def continuous_behaviour(self, env_id: str) -> Stage:
+        """What decides an environment's behaviour agent (its replay, snapshots, references)."""
+        behaviour = self.config["continuous"]["behaviour"]
+        params = {"env": env_id, **{k: v for k, v in behaviour.items() if k != "dataset_steps"}}
+        return Stage(params, (), self.code["continuous_behaviour"])
+
+    def continuous_dataset(self, name: str) -> Stage:
+        """A generated dataset: its quality, size and behaviour agent; a Minari one: its id and folder."""
+        c = self.config["continuous"]
+        if c["source"] == "minari":
+            return Stage({"source": "minari", "dataset": name, "path": c["minari_path"],
+                          "reference_episodes": c["behaviour"]["reference_episodes"]}, (),
+                         self.code["continuous_dataset"])
+        env_id, _, quality = name.partition("/")
+        params = {"source": "generated", "env": env_id, "quality": quality,
+                  "steps": c["behaviour"]["dataset_steps"], "seed": c["behaviour"]["seed"]}
+        return Stage(params, (self.continuous_behaviour(env_id).key,), self.code["continuous_dataset"])
+
+    def continuous_model(self, name: str) -> Stage:
+        """A DT's weights and evaluations on a dataset: CORL's defaults under the dataset's own
+        hyperparameters (the seed is the folder below the key)."""
+        c = self.config["continuous"]
+        params = {"dataset": name, **c["dt"], **c["datasets"][name]}
+        return Stage(params, (self.continuous_dataset(name).key,), self.code["continuous_train"])
+
+    def continuous_report(self) -> Stage:
+        names = self.continuous_datasets()
+        c = self.config["continuous"]
+        return Stage({"datasets": names, "seeds": c["seeds"], "source": c["source"]},
+                     tuple(self.continuous_model(n).key for n in names), self.code["continuous_report"])

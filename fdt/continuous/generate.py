@@ -58,7 +58,7 @@ def random_policy(env: Any, seed: int) -> Any:
     return lambda _observation: env.action_space.sample()
 
 
-def rollout(env: Any, quality: str, policies: str | Path, steps: int | None, episodes: int | None,
+def rollout(env: Any, quality: str, policies: str | Path | None, steps: int | None, episodes: int | None,
             seed: int) -> Episodes:
     """Episodes of one behaviour policy: random, medium or expert."""
     base = seed + SEED_OFFSETS[quality]
@@ -68,13 +68,18 @@ def rollout(env: Any, quality: str, policies: str | Path, steps: int | None, epi
     return run_episodes(env, policy, episodes, steps, base, quality)
 
 
-def references(env: Any, policies: str | Path, episodes: int, seed: int) -> dict[str, float]:
-    """Our normalisation's reference returns: the mean return of the random policy and of the
-    expert (final) policy, over `episodes` episodes each, on fresh seeds."""
+def reference_return(env: Any, quality: str, policies: str | Path | None, episodes: int,
+                     seed: int) -> float:
+    """Mean return of a policy (random or expert) over `episodes` fresh-seeded episodes."""
     base = seed + SEED_OFFSETS["reference"]
-    return {"random": float(rollout(env, "random", policies, None, episodes, base).returns().mean()),
-            "expert": float(rollout(env, "expert", policies, None, episodes, base).returns().mean()),
-            "episodes": episodes}
+    return float(rollout(env, quality, policies, None, episodes, base).returns().mean())
+
+
+def references(env: Any, policies: str | Path, episodes: int, seed: int) -> dict[str, float]:
+    """Our normalisation's reference returns: the random policy's and the expert (final)
+    policy's mean returns."""
+    return {"random": reference_return(env, "random", None, episodes, seed),
+            "expert": reference_return(env, "expert", policies, episodes, seed), "episodes": episodes}
 
 
 def generate(env: Any, quality: str, policies: str | Path, replay: str | Path, steps: int,

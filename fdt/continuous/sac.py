@@ -14,22 +14,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from fdt.continuous.episodes import EpisodeRecorder, Episodes
+from fdt.settings import defaults
 
 LOG_STD_RANGE = (-20.0, 2.0)
 
 
+_SAC = defaults("continuous", "behaviour")
+
+
 @dataclass(frozen=True)
 class SACParams:
-    steps: int = 100_000          # environment steps of online training
-    start_steps: int = 5_000      # uniform random actions first (the replay's first episodes)
-    batch_size: int = 256
-    hidden: int = 256
-    learning_rate: float = 3e-4
-    gamma: float = 0.99
-    tau: float = 0.005
-    eval_every: int = 5_000       # steps between snapshots (scored deterministically)
-    eval_episodes: int = 5
-    seed: int = 0
+    """The behaviour agent's training (defaults in the schema: continuous.behaviour)."""
+
+    steps: int = _SAC["steps"]                # environment steps of online training
+    start_steps: int = _SAC["start_steps"]    # uniform random actions first
+    batch_size: int = _SAC["batch_size"]
+    hidden: int = _SAC["hidden"]
+    learning_rate: float = _SAC["learning_rate"]
+    gamma: float = _SAC["gamma"]
+    tau: float = _SAC["tau"]
+    eval_every: int = _SAC["eval_every"]      # steps between snapshots (scored deterministically)
+    eval_episodes: int = _SAC["eval_episodes"]
+    seed: int = _SAC["seed"]
 
 
 def mlp(inputs: int, outputs: int, hidden: int) -> nn.Sequential:

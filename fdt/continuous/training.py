@@ -22,43 +22,49 @@ from fdt.continuous.episodes import Episodes, write_csv
 from fdt.continuous.evaluation import EpisodeResult, Prompting, evaluate_targets
 from fdt.continuous.model import ContinuousDecisionTransformer, ModelShape
 from fdt.continuous.sequences import SequenceSampler, Window
+from fdt.device import resolve_device
 from fdt.io import atomic_path, write_json
 from fdt.models.trainer import lr_multiplier
+from fdt.settings import defaults
 from fdt.torchfile import load_torch_file
 
 log = logging.getLogger(__name__)
 
 
+_DT = defaults("continuous", "dt")
+_RUN = defaults("continuous", "run")
+
+
 @dataclass(frozen=True)
 class DTParams:
-    """CORL's TrainConfig (configs/offline/dt/<task>/<dataset>.yaml), our names where they agree."""
+    """CORL's TrainConfig (configs/offline/dt/<task>/<dataset>.yaml); defaults in the schema."""
 
-    embedding_dim: int = 128
-    num_layers: int = 3
-    num_heads: int = 1
-    seq_len: int = 20
-    episode_len: int = 1000
-    attention_dropout: float = 0.1
-    residual_dropout: float = 0.1
-    embedding_dropout: float = 0.1
-    learning_rate: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 1e-4
-    clip_grad: float | None = 0.25
-    batch_size: int = 64
-    update_steps: int = 100_000
-    warmup_steps: int = 10_000
-    reward_scale: float = 0.001
-    target_returns: tuple[float, ...] = (12000.0, 6000.0)
-    eval_episodes: int = 100
-    eval_every: int = 10_000
-    eval_seed: int = 42
+    embedding_dim: int = _DT["embedding_dim"]
+    num_layers: int = _DT["num_layers"]
+    num_heads: int = _DT["num_heads"]
+    seq_len: int = _DT["seq_len"]
+    episode_len: int = _DT["episode_len"]
+    attention_dropout: float = _DT["attention_dropout"]
+    residual_dropout: float = _DT["residual_dropout"]
+    embedding_dropout: float = _DT["embedding_dropout"]
+    learning_rate: float = _DT["learning_rate"]
+    betas: tuple[float, float] = _DT["betas"]
+    weight_decay: float = _DT["weight_decay"]
+    clip_grad: float | None = _DT["clip_grad"]
+    batch_size: int = _DT["batch_size"]
+    update_steps: int = _DT["update_steps"]
+    warmup_steps: int = _DT["warmup_steps"]
+    reward_scale: float = _DT["reward_scale"]
+    target_returns: tuple[float, ...] = _DT["target_returns"]
+    eval_episodes: int = _DT["eval_episodes"]
+    eval_every: int = _DT["eval_every"]
+    eval_seed: int = _DT["eval_seed"]
     seed: int = 10
     # how to run (not part of the weights' recipe)
     device: str = "cpu"
-    envs: int = 10            # episodes played at once
-    checkpoint_every: int = 1_000
-    log_every: int = 100
+    envs: int = _RUN["envs"]
+    checkpoint_every: int = _RUN["checkpoint_every"]
+    log_every: int = _RUN["log_every"]
 
 
 def window_tensors(window: Window, device: torch.device) -> list[torch.Tensor]:
@@ -109,7 +115,7 @@ def train_dt(episodes: Episodes, sizes: TaskSizes, make_env: Callable[[], Any], 
              references: dict[str, float], out_dir: str | Path, tracker: Any = None) -> dict[str, Any]:
     """Train, evaluate and write model.pt, curve.csv, evaluation.csv and metrics.json in out_dir."""
     out = Path(out_dir)
-    device = torch.device(params.device)
+    device = resolve_device(params.device, "continuous.run.device")
     torch.manual_seed(params.seed)
     sampler = SequenceSampler(episodes, params.seq_len, params.reward_scale, params.seed)
     model = build_model(sizes, params).to(device)

@@ -18,6 +18,7 @@ BUFFERS = fdt.config.parse_buffers(config["buffers"])
 SOURCE = config["source"]
 EPISODE_CAP = fdt.config.episode_cap(config)
 ORACLE = config["oracle"]
+ORACLE_KIND = PLAN.oracle_kind()  # human and synthetic labels stand on this oracle
 SEEDS = config["seeds"]
 MODELS = config["models"]
 DATASET = config["dataset"]
@@ -128,7 +129,7 @@ def train_inputs(wildcards):
         "arrays": training_set_arrays(folder),
     }
     if model == "fdt":
-        inputs["labels"] = f"{labels_dir(game, wildcards.seed)}/labels.parquet"
+        inputs["labels"] = fdt_labels_file(game, wildcards.seed)  # teacher.smk
     return inputs
 
 
@@ -204,12 +205,12 @@ def dopamine_checkpoint_dir(game):
 
 def oracle_network_files(game):
     """The files a network oracle is loaded from (none for published labels)."""
-    if ORACLE["kind"] == "offline":
+    if ORACLE_KIND == "offline":
         return [f"{oracle_dir(game)}/oracle.pt"]
-    if ORACLE["kind"] == "dopamine":
+    if ORACLE_KIND == "dopamine":
         names = agent_checkpoint_names(ORACLE["format"], ORACLE["checkpoint"])
         return [f"{dopamine_checkpoint_dir(game)}/{name}" for name in names]
-    if ORACLE["kind"] == "agent":
+    if ORACLE_KIND == "agent":
         # an offline agent, trained by the agents' rules (agents_common.smk)
         agent = ORACLE["agent"]
         return [f"{agent_dir(game, agent['name'], agent['seed'])}/agent.pt"]
@@ -236,7 +237,7 @@ def label_inputs(wildcards):
         "arrays": training_set_arrays(folder),
         "oracle": oracle_network_files(game),
     }
-    if ORACLE["kind"] == "published":
+    if ORACLE_KIND == "published":
         inputs["published"] = published_label_files(game)
         inputs["buffers"] = training_buffers(game)
     return inputs
