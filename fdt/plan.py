@@ -299,7 +299,7 @@ class StagePlan:
     # --- continuous control (fdt.continuous, issue 20) ---
     def continuous_datasets(self) -> list[str]:
         """The continuous datasets' names (empty: the system is off)."""
-        return list(self.config["continuous"]["datasets"])
+        return list(self.config["continuous"]["datasets"])  # a list: an overlay config can empty it
 
     def continuous_envs(self) -> list[str]:
         """The environments whose behaviour agent a generated dataset needs."""
@@ -329,7 +329,7 @@ class StagePlan:
         """A DT's weights and evaluations on a dataset: CORL's defaults under the dataset's own
         hyperparameters (the seed is the folder below the key)."""
         c = self.config["continuous"]
-        params = {"dataset": name, **c["dt"], **c["datasets"][name]}
+        params = {"dataset": name, **c["dt"], **c["hyperparameters"].get(name, {})}
         return Stage(params, (self.continuous_dataset(name).key,), self.code["continuous_train"])
 
     def continuous_report(self) -> Stage:
