@@ -76,6 +76,7 @@ def relabel_training_set(source: TrainingSet, reward_model: str | Path, out_dir:
     real = ~np.asarray(source.padding, dtype=bool)
     manifest = {
         **source.manifest,
+        "key": provenance.get("key", source.manifest.get("key")),
         "arrays": entries,
         "max_return": float(rtg.max()),
         "relabelled": {

@@ -129,6 +129,14 @@ class SortTree:
             raise SortTreeError(f"clip {clip} is already in the sort tree")
         return Insertion(self, clip)
 
+    def resume(self, clip: int, node: int) -> Insertion:
+        """An insertion saved half-way (the web app keeps `clip` and `node` between requests)."""
+        if not 0 <= node < self.size:
+            raise SortTreeError(f"node {node} is not in the sort tree (it has {self.size} nodes)")
+        insertion = Insertion(self, clip)
+        insertion.node = node
+        return insertion
+
     def insert(self, clip: int, labeller: Callable[[int, int], Answer], name: str = "") -> Placement:
         """Insert a clip, asking `labeller(left=node's clip, right=new clip)` at each node."""
         insertion = self.start(clip)

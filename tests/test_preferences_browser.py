@@ -1,0 +1,104 @@
+"""The comparison pages in a real browser (the feedback app's chromium and server, as
+tests/test_teacher_browser.py drives them): two clips compared by key and by click, then three
+clips inserted into the sort tree, the tree's size and depth on the page, the stored rows and the
+export checked."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fdt.dataset.training_set import TrainingSet
+from fdt.preferences.clips import draw_clips, write_bundle
+from fdt.preferences.stage import replay_tree
+from fdt.preferences.web import ComparisonPages
+from fdt.teacher.app import create_app, default_families
+from tests.teacher_data import world
+from tests.test_teacher_browser import ServerThread, browser, sign_in  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def pref_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    root = tmp_path_factory.mktemp("pref-browser")
+    tiny = world(root)
+    bundle = draw_clips(TrainingSet(tiny.data), "k" * 16, count=8, length=4,
+                        heldout_fraction=0.25, seed=0)
+    write_bundle(root / "clips.json", bundle)
+    db = root / "answers.sqlite"
+    pages = ComparisonPages(root / "clips.json", tiny.data)
+    with ServerThread(create_app(tiny.bundle_dir, db,
+                                 families=[*default_families(), pages])) as url:
+        yield bundle, db, url
+
+
+def rows(db: Path, mode: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT left_clip, right_clip, answer, labeller, time FROM "
+                            "pref_comparisons WHERE mode = ? ORDER BY id", (mode,)).fetchall()
+
+
+def loaded(page, selector: str) -> bool:
+    return page.eval_on_selector(selector, "img => img.complete && img.naturalWidth > 0")
+
+
+def test_compare_two_clips(browser, pref_world) -> None:  # noqa: F811
+    bundle, db, url = pref_world
+    page = sign_in(browser, url, "ann")
+    page.goto(f"{url}/compare")
+    assert page.text_content("#question") == "Which clip shows the better play?"
+    assert loaded(page, "#left-clip") and loaded(page, "#right-clip")
+    first = (int(page.input_value("input[name=left]")), int(page.input_value("input[name=right]")))
+    page.keyboard.press("l")  # left is better
+    page.wait_for_url(f"{url}/compare")
+    assert page.text_content("#progress") == "1 pairs compared"
+    second = (int(page.input_value("input[name=left]")), int(page.input_value("input[name=right]")))
+    page.click("#answer-equal")
+    page.wait_for_selector("text=2 pairs compared")
+    stored = rows(db, "pairs")
+    assert [r[:4] for r in stored] == [(*first, "left", "ann"), (*second, "equal", "ann")]
+    assert all(r[4].endswith("+00:00") for r in stored)  # the time, in UTC
+    held = set(bundle.heldout)
+    assert not held & {*first, *second}  # only training clips are asked
+    export = json.loads(urllib.request.urlopen(f"{url}/comparisons.json?mode=pairs").read())
+    assert export["bundle"] == bundle.digest and len(export["comparisons"]) == 2
+
+
+def test_insert_three_clips_into_the_sort_tree(browser, pref_world) -> None:  # noqa: F811
+    bundle, db, url = pref_world
+    page = sign_in(browser, url, "bob")
+    page.goto(f"{url}/tree")
+    root, second = bundle.training_ids[:2]
+    # The first clip is the root without a question; the second is compared with it.
+    assert page.text_content("#tree-size") == "1" and page.text_content("#tree-depth") == "1"
+    assert page.input_value("input[name=left]") == str(root)
+    assert page.input_value("input[name=right]") == str(second)
+    assert loaded(page, "#left-clip") and loaded(page, "#right-clip")
+    page.keyboard.press("r")  # the new clip is better: right of the root
+    page.wait_for_selector("#tree-size:text('2')")
+    assert page.text_content("#tree-depth") == "2"
+    third = bundle.training_ids[2]
+    assert page.input_value("input[name=right]") == str(third)
+    assert page.input_value("input[name=left]") == str(root)
+    page.keyboard.press("r")  # better than the root ...
+    page.wait_for_selector(f"input[name=left][value='{second}']", state="attached")
+    page.keyboard.press("r")  # ... and than the second: a rotation keeps the tree balanced
+    page.wait_for_selector("#tree-size:text('3')")
+    assert page.text_content("#tree-depth") == "2" and page.text_content("#tree-clips") == "3"
+    stored = rows(db, "tree")
+    assert [r[:4] for r in stored] == [(root, second, "right", "bob"), (root, third, "right", "bob"),
+                                       (second, third, "right", "bob")]
+    export = json.loads(urllib.request.urlopen(f"{url}/comparisons.json?mode=tree").read())
+    tree = replay_tree([*map(_comparison, export["comparisons"])])
+    assert tree.ordinals() == {root: 0, second: 1, third: 2}
+    assert tree.nodes[tree.root].clips == [second]  # the middle clip rose to the root
+
+
+def _comparison(data: dict):
+    from fdt.preferences.comparisons import Comparison
+
+    return Comparison.from_dict(data)
