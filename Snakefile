@@ -36,3 +36,4 @@ rule all:
         continuous_report_targets(),
         queries_targets(),
         teacher_report_targets(),
+        site_target(),

@@ -124,16 +124,18 @@ import json, resource, sys, time
 import fdt
 from fdt.replay.store import convert_checkpoint
 start = time.perf_counter()
-convert_checkpoint(sys.argv[1], 1, sys.argv[2], episode_cap=27000, progress=False)
+convert_checkpoint(sys.argv[1], 1, sys.argv[2], episode_cap=27000, progress=False,
+                   zstd_level=int(sys.argv[3]))
 print(json.dumps({"seconds": time.perf_counter() - start, "code": fdt.__file__,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def convert(folder: Path, out: Path, code: Path | None = None) -> dict[str, float]:
+def convert(folder: Path, out: Path, code: Path | None = None, zstd_level: int = 3) -> dict[str, float]:
     """convert_checkpoint in a child process; `code` is a copy of the repository to import."""
     env = dict(os.environ, PYTHONPATH=str(code)) if code else None
-    child = subprocess.run([sys.executable, "-c", CHILD, str(folder.resolve()), str(out.resolve())],
+    child = subprocess.run([sys.executable, "-c", CHILD, str(folder.resolve()), str(out.resolve()),
+                            str(zstd_level)],
                            check=True, capture_output=True, text=True, env=env, cwd=code)
     result = json.loads(child.stdout.strip().splitlines()[-1])
     if code and not Path(result["code"]).is_relative_to(code):
@@ -149,6 +151,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the three measurements")
     parser.add_argument("--workdir", type=Path, default=Path("resources/bench"))
     parser.add_argument("--compare-with", type=Path, help="another copy of the code to time too")
+    parser.add_argument("--zstd-levels", default="3",
+                        help="comma-separated replay.zstd_level values to convert with, side by "
+                             "side (the first is the reported `convert`)")
     args = parser.parse_args()
     folder = args.workdir / f"rows{args.rows}_gz{args.compresslevel}"
     if not (folder / file_name("observation", 1)).exists():
@@ -163,16 +168,24 @@ def main() -> None:
     gz_bytes = sum((folder / file_name(k, 1)).stat().st_size for k in FILE_KINDS)
     out = args.workdir / f"rows{args.rows}.parquet"
 
+    levels = [int(v) for v in args.zstd_levels.split(",")]
     runs: dict[str, list[float]] = {"gzip_module_s": [], "inflate_s": [], "convert_s": [],
                                     "convert_peak_rss_mb": []}
+    runs.update({f"convert_zstd{level}_s": [] for level in levels[1:]})
     if args.compare_with:
         runs.update(compared_convert_s=[], compared_convert_peak_rss_mb=[])
+    sizes: dict[int, int] = {}
     for _ in range(args.repeat):
         runs["gzip_module_s"].append(decompress_gzip_module(folder))
         runs["inflate_s"].append(inflate_only(folder))
-        ours = convert(folder, out)
+        ours = convert(folder, out, zstd_level=levels[0])
         runs["convert_s"].append(ours["seconds"])
         runs["convert_peak_rss_mb"].append(ours["peak_rss_mb"])
+        sizes[levels[0]] = out.stat().st_size
+        for level in levels[1:]:
+            other = args.workdir / f"rows{args.rows}.zstd{level}.parquet"
+            runs[f"convert_zstd{level}_s"].append(convert(folder, other, zstd_level=level)["seconds"])
+            sizes[level] = other.stat().st_size
         if args.compare_with:
             theirs = convert(folder, args.workdir / f"rows{args.rows}.compared.parquet",
                              args.compare_with.resolve())
@@ -182,6 +195,7 @@ def main() -> None:
     result = {
         "rows": args.rows,
         "gz_bytes": gz_bytes,
+        "zstd_level": levels[0],
         "parquet_bytes": out.stat().st_size,
         "size_ratio_parquet_over_gz": round(out.stat().st_size / gz_bytes, 3),
         "inflater": INFLATER.__name__,
@@ -189,6 +203,10 @@ def main() -> None:
         "time_ratio_convert_over_gzip_module": round(median["convert_s"] / median["gzip_module_s"], 3),
         "time_ratio_convert_over_inflate": round(median["convert_s"] / median["inflate_s"], 3),
     }
+    for level in levels[1:]:
+        result[f"zstd{level}_time_ratio_over_gzip_module"] = round(
+            median[f"convert_zstd{level}_s"] / median["gzip_module_s"], 3)
+        result[f"zstd{level}_size_ratio_over_gz"] = round(sizes[level] / gz_bytes, 3)
     if args.compare_with:
         result["compared_time_ratio_over_gzip_module"] = round(
             median["compared_convert_s"] / median["gzip_module_s"], 3)

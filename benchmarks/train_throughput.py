@@ -175,8 +175,10 @@ class _ReferenceWindows(torch.utils.data.Dataset):
         return states, actions, rtgs, torch.tensor(int(self.data.timesteps[idx]))
 
 
-def compare_with_reference(folder: Path, batch_size: int, context_length: int, steps: int) -> dict[str, float]:
-    """samples/s of the reference-style loop and of ours, alternating, on the same model."""
+def compare_with_reference(folder: Path, batch_size: int, context_length: int, steps: int,
+                           compiled: bool = False) -> dict[str, float]:
+    """samples/s of the reference-style loop and of ours, alternating, on the same model; with
+    `compiled`, also ours under torch.compile (its compile time is the first steps' extra)."""
     data = TrainingSet(folder, verify=False)
     device = torch.device("cpu")
     config = model_config_for("dt", num_actions=data.num_actions, context_length=context_length,
@@ -207,27 +209,41 @@ def compare_with_reference(folder: Path, batch_size: int, context_length: int, s
                      timesteps, opt)
         return steps * batch_size / (time.perf_counter() - started)
 
-    def ours() -> float:
+    compile_seconds: list[float] = []
+
+    def ours(with_compile: bool = False) -> float:
         torch.manual_seed(0)
         model = DecisionTransformer(config).train()
+        forward = torch.compile(model) if with_compile else model
         opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95))
         batches = WindowBatches(data, context_length, device)
         order = batches.order(0, 0)
         b = batches.batch(order[:batch_size])
-        optimise(model, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
+        started = time.perf_counter()
+        optimise(forward, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
+        if with_compile:
+            compile_seconds.append(time.perf_counter() - started)
         started = time.perf_counter()
         for k in range(steps):
             b = batches.batch(order[(k + 1) * batch_size:(k + 2) * batch_size])
-            optimise(model, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
+            optimise(forward, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
         return steps * batch_size / (time.perf_counter() - started)
 
-    rates = {"reference": [], "ours": []}
-    for _ in range(2):  # alternate, so load changes hit both
+    rates: dict[str, list[float]] = {"reference": [], "ours": [], "ours_compiled": []}
+    for _ in range(2):  # alternate, so load changes hit all
         rates["reference"].append(reference())
         rates["ours"].append(ours())
+        if compiled:
+            rates["ours_compiled"].append(ours(with_compile=True))
     ref, our = max(rates["reference"]), max(rates["ours"])
-    return {"batch_size": batch_size, "reference_samples_per_s": round(ref, 1),
-            "ours_samples_per_s": round(our, 1), "ratio": round(our / ref, 2)}
+    out = {"batch_size": batch_size, "reference_samples_per_s": round(ref, 1),
+           "ours_samples_per_s": round(our, 1), "ratio": round(our / ref, 2)}
+    if compiled:
+        best = max(rates["ours_compiled"])
+        out.update(ours_compiled_samples_per_s=round(best, 1),
+                   compiled_ratio=round(best / ref, 2),
+                   compile_seconds=round(compile_seconds[0], 1))
+    return out
 
 
 def main() -> None:
@@ -242,6 +258,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--compare-steps", type=int, default=6,
                         help="steps per loop in the side-by-side comparison (0: skip it)")
+    parser.add_argument("--compare-compile", action="store_true",
+                        help="also ours under torch.compile in the comparison (compile time shown)")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fdt-bench-"))
@@ -268,7 +286,8 @@ def main() -> None:
             print(f"(comparison skipped: it needs --transitions {need})")
         else:
             report["vs_reference_loop"] = [
-                compare_with_reference(folder, b, args.context_length, args.compare_steps)
+                compare_with_reference(folder, b, args.context_length, args.compare_steps,
+                                       compiled=args.compare_compile)
                 for b in (32, 128)]
     started = time.perf_counter()
     # A fresh folder per run: `train` resumes a finished checkpoint in a reused one, and would

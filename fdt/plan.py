@@ -32,9 +32,11 @@ STAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
     "evaluate_oracle": ("evaluate_oracle.py",),
     "label": ("label_states.py",),
     "evaluate": ("evaluate_model.py",),
+    "random": ("evaluate_random.py",),
     "report": ("report.py",),
     "agent": ("train_agent.py",),
     "agents_report": ("report_agents.py",),
+    "site": ("report_html.py",),
     "continuous_behaviour": ("continuous_behaviour.py",),
     "continuous_dataset": ("continuous_dataset.py",),
     "continuous_train": ("continuous_train.py",),
@@ -247,12 +249,26 @@ class StagePlan:
         return Stage({**params, "game": game, "targets": e["targets"][game]},
                      (self.model(game, model).key,), self.code["evaluate"])
 
+    def random_policy(self, game: str) -> Stage:
+        """The uniform-random policy scored under the models' protocol, seeds, episodes and cap
+        (no setups or targets: it has neither)."""
+        e = self.evaluation_section
+        skip = EVAL_RUN_SETTINGS + ("targets", "setups", "timestep")
+        params = {k: v for k, v in e.items() if k not in skip}
+        return Stage({**params, "game": game, "policy": "uniform"}, (), self.code["random"])
+
     def report(self) -> Stage:
         """The report is keyed by what it gathers: changing a value back finds the old one."""
         games, models = self.config["games"], self.config["models"]
         params = {"games": games, "models": models, "seeds": self.config["seeds"],
-                  "setups": self.evaluation_section["setups"]}
+                  "setups": self.evaluation_section["setups"],
+                  "behaviour": {"run": self.dataset_section["run"],
+                                "checkpoints": self.training_buffers()}}
         inputs = [self.evaluation(g, m).key for g in games for m in models]
+        inputs += [self.model(g, m).key for g in games for m in models]  # training curves
+        inputs += [self.random_policy(g).key for g in games] + [self.replay().key]
+        if "fdt" in models:  # the mined states' contact sheet and the labels' agreement
+            inputs += [self.labels(g).key for g in games]
         if self.oracle_is_network():
             inputs += [self.oracle(g).key for g in games]
         return Stage(params, tuple(inputs), self.code["report"])
@@ -337,3 +353,39 @@ class StagePlan:
         c = self.config["continuous"]
         return Stage({"datasets": names, "seeds": c["seeds"], "source": c["source"]},
                      tuple(self.continuous_model(n).key for n in names), self.code["continuous_report"])
+
+    # --- the HTML report ---
+    def description(self) -> dict[str, Any]:
+        """What was run, on what data, with which settings: the HTML report's first lines."""
+        c, d, e = self.config, self.dataset_section, self.evaluation_section
+        train = train_settings(c, c["games"][0])
+        out: dict[str, Any] = {
+            "games": c["games"],
+            "replay": f"{c['source']['kind']} source, runs {c['runs']}, checkpoints "
+                      f"{parse_buffers(c['buffers'])}",
+            "training set": f"{d['transitions']} transitions from checkpoints "
+                            f"{self.training_buffers()} of run {d['run']} ({d['mode']} sampling)",
+            "models": c["models"], "seeds": c["seeds"],
+            "model sizes": f"{train['n_layer']} layers, {train['n_head']} heads, width "
+                           f"{train['n_embd']}, context {train['context_length']}, batch "
+                           f"{train['batch_size']}, {train['epochs']} epochs",
+            "evaluation": f"{e['protocol']} protocol; setups {e['setups']}; test seeds "
+                          f"{e['test_seeds']} x {e['episodes']} episodes; targets "
+                          f"{e['targets']}; step cap {e['max_steps'] or 'the protocol cap'}",
+        }
+        if "fdt" in c["models"]:
+            out["feedback"] = (f"{self.oracle_section['kind']} oracle; mining over "
+                               f"{c['mining']['transitions']} transitions; budget "
+                               f"{c['fdt']['budget']}, lambda {c['fdt']['lambda']}")
+        if c["agents"]["names"]:
+            a = c["agents"]
+            out["offline agents"] = (f"{a['names']} on {a['data']} data, {a['iterations']} "
+                                     f"iterations of {a['steps_per_iteration']} updates")
+        return out
+
+    def site(self) -> Stage:
+        """The HTML report: the description and every system's report section."""
+        inputs = [self.report().key]
+        if self.config["agents"]["names"]:
+            inputs.append(self.agents_report().key)
+        return Stage({"description": self.description()}, tuple(inputs), self.code["site"])

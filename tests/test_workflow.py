@@ -110,8 +110,7 @@ def test_tiny_workflow_end_to_end(tiny_run: Path) -> None:
     made = snakemake(tmp_path, "--report", str(html))
     assert made.returncode == 0, made.stderr[-2000:]
     page = html.read_text(errors="replace")
-    for name in ("scores.csv", "comparison.csv", "ttest.csv", "returns_per_setup.png",
-                 "return_vs_target.png"):
+    for name in ("scores.csv", "comparison.csv", "ttest.csv", "returns_per_setup.png"):
         assert name in page, name
 
     again = snakemake(tmp_path, "--dry-run")
@@ -274,8 +273,18 @@ def _check_report(workdir: Path) -> None:
     assert sorted(published["paper_mean"]) == [133.9, 144.7, 174.9]  # DT, BC, FDT in Table 5
     assert len(pd.read_csv(report / "ttest.csv")) == 4
     assert len(pd.read_csv(report / "oracle.csv")) == 1
-    for plot in ("returns_per_setup.png", "return_vs_target.png"):
+    for plot in ("returns_per_setup.png", "return_vs_target.png", "behaviour.png",
+                 "training_curves.png", "contact_sheet_Breakout.png"):
         assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    random = pd.read_csv(report / "random.csv")  # 2 test seeds x 1 episode, 30-step cap
+    assert random.loc[0, "episodes"] == 2 and random.loc[0, "mean_steps"] <= 30
+    behaviour = pd.read_csv(report / "behaviour.csv")
+    assert behaviour["checkpoint"].tolist() == [0, 1, 2]  # the training set's checkpoints
+    assert pd.read_csv(report / "oracle.csv").loc[0, "labelled_states"] > 0
+    pages = list((workdir / "results/report/html").glob("*/index.html"))
+    assert len(pages) == 1
+    page = pages[0].read_text()
+    assert "Decision Transformer, BC and FDT" in page and "batch_rl&#x27;s offline agents" in page
 
 
 def _check_agents(workdir: Path) -> None:

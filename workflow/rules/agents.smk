@@ -30,6 +30,8 @@ rule train_agent:
         },
         input_keys=lambda wc: list(PLAN.agent(wc.game, wc.agent).inputs),
         code=CODE["agent"],
+    message:
+        "agents: train and score {wildcards.agent} on {wildcards.game}, seed {wildcards.seed}"
     script:
         "../scripts/train_agent.py"
 
@@ -51,6 +53,7 @@ rule report_agents:
         ),
         points="results/report/agents/{key}/agents_curves.csv",
         summary="results/report/agents/{key}/summary.json",
+        section="results/report/agents/{key}/section.json",
         params="results/report/agents/{key}/params.json",
     log:
         "logs/report_agents/{key}.log",
@@ -60,5 +63,7 @@ rule report_agents:
         report=lambda wc: PLAN.agents_report().params,
         input_keys=lambda wc: list(PLAN.agents_report().inputs),
         code=CODE["agents_report"],
+    message:
+        "agents: table and learning curves"
     script:
         "../scripts/report_agents.py"

@@ -289,10 +289,73 @@ def report_dir(key=None):
     return f"results/report/{key or PLAN.report().key}"
 
 
+def random_dir(game, key=None):
+    return f"results/{game}/random/{key or PLAN.random_policy(game).key}"
+
+
+def random_inputs(wildcards):
+    expect_key(wildcards.key, PLAN.random_policy(wildcards.game).key, "random policy")
+    return {}
+
+
+def report_context():
+    """Where the report finds, per game, what makes its scores readable: the behaviour policy's
+    checkpoints, the training curves, and (with FDT) the mined states and the labels."""
+    return {
+        game: {
+            "behaviour": training_buffers(game),
+            "random": f"{random_dir(game)}/episodes.parquet",
+            "curves": {
+                f"{model}/{seed}": f"{model_dir(game, model, seed)}/curve.csv"
+                for model in MODELS
+                for seed in SEEDS
+            },
+            "images": (
+                [f"{states_dir(game, seed)}/images" for seed in SEEDS]
+                if "fdt" in MODELS
+                else []
+            ),
+            "agreement": (
+                [f"{labels_dir(game, seed)}/agreement.json" for seed in SEEDS]
+                if "fdt" in MODELS
+                else []
+            ),
+        }
+        for game in GAMES
+    }
+
+
 def report_inputs(wildcards):
     expect_key(wildcards.key, PLAN.report().key, "report")
     inputs = {"episodes": eval_episode_files()}
     oracles = oracle_targets()
     if oracles:
         inputs["oracle"] = oracles
+    context = report_context()
+    inputs["context"] = [
+        path
+        for game in context.values()
+        for value in game.values()
+        for path in (
+            value.values()
+            if isinstance(value, dict)
+            else value if isinstance(value, list) else [value]
+        )
+    ]
     return inputs
+
+
+# --- the HTML report ------------------------------------------------------------------------
+
+
+def site_sections(wildcards):
+    """Every system's section, in the order the page shows them."""
+    expect_key(wildcards.key, PLAN.site().key, "HTML report")
+    sections = [f"{report_dir()}/section.json"]
+    if config["agents"]["names"]:
+        sections.append(f"{agents_report_dir()}/section.json")
+    return sections
+
+
+def site_target():
+    return f"results/report/html/{PLAN.site().key}/index.html"

@@ -20,8 +20,32 @@ rule evaluate:
         run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
         input_keys=lambda wc: list(PLAN.evaluation(wc.game, wc.model).inputs),
         code=CODE["evaluate"],
+    message:
+        "evaluate: {wildcards.model} on {wildcards.game}, seed {wildcards.seed}"
     script:
         "../scripts/evaluate_model.py"
+
+
+rule evaluate_random:
+    input:
+        unpack(random_inputs),
+    output:
+        episodes="results/{game}/random/{key}/episodes.parquet",
+        summary="results/{game}/random/{key}/summary.json",
+        params="results/{game}/random/{key}/params.json",
+    log:
+        "logs/evaluate_random/{game}_{key}.log",
+    conda:
+        "../envs/fdt.yaml"
+    threads: config["train"]["threads"]
+    params:
+        evaluation=lambda wc: PLAN.random_policy(wc.game).params,
+        run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
+        code=CODE["random"],
+    message:
+        "evaluate: the random policy on {wildcards.game}"
+    script:
+        "../scripts/evaluate_random.py"
 
 
 rule report:
@@ -54,12 +78,8 @@ rule report:
             caption="../report/returns_per_setup.rst",
             category="Plots",
         ),
-        per_target=report(
-            "results/report/{key}/return_vs_target.png",
-            caption="../report/return_vs_target.rst",
-            category="Plots",
-        ),
         summary="results/report/{key}/summary.json",
+        section="results/report/{key}/section.json",
         params="results/report/{key}/params.json",
     log:
         "logs/report/{key}.log",
@@ -67,7 +87,30 @@ rule report:
         "../envs/fdt.yaml"
     params:
         report=PLAN.report().params,
+        context=report_context(),
         input_keys=list(PLAN.report().inputs),
         code=CODE["report"],
+    message:
+        "report: scores, context and plots"
     script:
         "../scripts/report.py"
+
+
+rule report_html:
+    input:
+        sections=site_sections,
+    output:
+        page="results/report/html/{key}/index.html",
+        params="results/report/html/{key}/params.json",
+    log:
+        "logs/report_html/{key}.log",
+    conda:
+        "../envs/fdt.yaml"
+    params:
+        site=lambda wc: PLAN.site().params,
+        input_keys=lambda wc: list(PLAN.site().inputs),
+        code=CODE["site"],
+    message:
+        "report: the HTML page"
+    script:
+        "../scripts/report_html.py"

@@ -17,5 +17,7 @@ rule mine_states:
         mining=lambda wc: PLAN.mining(wc.game).params,
         input_keys=lambda wc: list(PLAN.mining(wc.game).inputs),
         code=CODE["mine"],
+    message:
+        "mine: important states of {wildcards.game}, seed {wildcards.seed}"
     script:
         "../scripts/mine_states.py"

@@ -21,6 +21,8 @@ rule train_oracle:
         run={k: ORACLE["offline"][k] for k in fdt.plan.ORACLE_RUN_SETTINGS},
         input_keys=lambda wc: list(PLAN.oracle(wc.game).inputs),
         code=CODE["oracle"],
+    message:
+        "oracle: train the offline C51 oracle of {wildcards.game}"
     script:
         "../scripts/train_oracle.py"
 
@@ -41,6 +43,8 @@ rule fetch_oracle:
         checkpoint=ORACLE["checkpoint"],
         format=ORACLE["format"],
         code=CODE["fetch_oracle"],
+    message:
+        "oracle: fetch Dopamine's C51 checkpoint of {wildcards.game}"
     script:
         "../scripts/fetch_oracle.py"
 
@@ -59,6 +63,8 @@ rule evaluate_oracle:
         oracle=lambda wc: PLAN.oracle(wc.game).params,
         evaluation=ORACLE["evaluation"],
         code=CODE["evaluate_oracle"],
+    message:
+        "oracle: score the oracle of {wildcards.game} under the Dopamine protocol"
     script:
         "../scripts/evaluate_oracle.py"
 
@@ -81,5 +87,7 @@ rule label_states:
         oracle=lambda wc: PLAN.oracle(wc.game).params,
         input_keys=lambda wc: list(PLAN.labels(wc.game).inputs),
         code=CODE["label"],
+    message:
+        "label: the oracle's feedback on {wildcards.game}'s important states, seed {wildcards.seed}"
     script:
         "../scripts/label_states.py"

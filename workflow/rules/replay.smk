@@ -11,6 +11,8 @@ rule simulate_demo:
     params:
         demo=demo_params,
         code=CODE["demo"],
+    message:
+        "demo: simulate {wildcards.game} run {wildcards.run}'s replay logs in Dopamine's format"
     script:
         "../scripts/simulate_demo.py"
 
@@ -30,6 +32,8 @@ rule fetch_replay:
         workers=SOURCE["workers"],
         verify_gzip=SOURCE["verify_gzip"],
         code=CODE["fetch"],
+    message:
+        "fetch: checkpoint {wildcards.buffer} of {wildcards.game} run {wildcards.run}"
     script:
         "../scripts/fetch_replay.py"
 
@@ -48,6 +52,8 @@ rule replay_manifest:
         "logs/replay_manifest/{game}_{run}.log",
     conda:
         "../envs/fdt.yaml"
+    message:
+        "fetch: manifest of {wildcards.game} run {wildcards.run}"
     script:
         "../scripts/replay_manifest.py"
 
@@ -69,6 +75,8 @@ rule convert_replay:
         zstd_level=config["replay"]["zstd_level"],
         source=PLAN.source_description(),
         code=CODE["convert"],
+    message:
+        "convert: checkpoint {wildcards.buffer} of {wildcards.game} run {wildcards.run} to Parquet"
     script:
         "../scripts/convert_replay.py"
 
@@ -94,5 +102,7 @@ rule replay_summary:
         zstd_level=config["replay"]["zstd_level"],
         source=PLAN.source_description(),
         code=CODE["convert"],
+    message:
+        "convert: summary of {wildcards.game} run {wildcards.run}"
     script:
         "../scripts/replay_summary.py"

@@ -17,6 +17,8 @@ rule training_set:
         capacity=lambda wc: fdt.config.dataset_capacity(config, wc.game, int(wc.seed)),
         input_keys=lambda wc: list(PLAN.dataset(wc.game).inputs),
         code=CODE["dataset"],
+    message:
+        "dataset: sample the training set of {wildcards.game}, seed {wildcards.seed}"
     script:
         "../scripts/build_training_set.py"
 
@@ -42,5 +44,7 @@ rule train:
         dataset_key=lambda wc: PLAN.dataset(wc.game).key,
         input_keys=lambda wc: list(PLAN.model(wc.game, wc.model).inputs),
         code=CODE["train"],
+    message:
+        "train: {wildcards.model} on {wildcards.game}, seed {wildcards.seed}"
     script:
         "../scripts/train_model.py"

@@ -13,6 +13,7 @@ p = snakemake.params
 oracle = snakemake.input.get("oracle", [])
 out_dir = Path(snakemake.output.scores).parent
 summary = build_report(snakemake.input.episodes, snakemake.input.paper, out_dir,
-                       oracle_files=oracle, setups=p.report["setups"])
+                       oracle_files=oracle, setups=p.report["setups"], context=p.context,
+                       behaviour_run=p.report["behaviour"]["run"])
 record_stage(out_dir, "report", p.report, p.input_keys, p.code, snakemake.wildcards.key)
 print(summary, flush=True)
