@@ -103,6 +103,7 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
     _check_mining_games(config, origin)
     _check_statistics_set(config, origin)
     _check_agents(config, origin, buffers)
+    _check_retrieval(config, origin)
     missing = [g for g in config["games"] if g not in config["evaluation"]["targets"]]
     if missing:
         raise ConfigError(f"config error in {origin} at evaluation.targets: no target return-to-go "
@@ -293,6 +294,23 @@ def _check_agents(config: dict[str, Any], origin: str, buffers: list[int]) -> No
     if late:
         raise ConfigError(f"config error in {origin} at agents.evaluate_after: iteration {late[0]} "
                           f"is past agents.iterations ({agents['iterations']})")
+
+
+def _check_retrieval(config: Mapping[str, Any], origin: str) -> None:
+    """RA-DT's settings that only make sense together (fdt.retrieval)."""
+    if "radt" not in config["models"]:
+        return
+    r = config["retrieval"]
+    if r["reweight_top_k"] > r["top_k"]:
+        raise ConfigError(f"config error in {origin} at retrieval.reweight_top_k: keeps "
+                          f"{r['reweight_top_k']} of retrieval.top_k = {r['top_k']} candidates; "
+                          "it must not exceed top_k")
+    for game in config["games"]:
+        context = train_settings(config, game)["context_length"]
+        if (r["subtrajectory_length"] or context) > context:
+            raise ConfigError(f"config error in {origin} at retrieval.subtrajectory_length: "
+                              f"{r['subtrajectory_length']}-step sub-trajectories do not fit "
+                              f"{game}'s context length {context} (the model's positions)")
 
 
 def train_settings(config: Mapping[str, Any], game: str) -> dict[str, Any]:

@@ -36,6 +36,10 @@ STAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
     "report": ("report.py",),
     "agent": ("train_agent.py",),
     "agents_report": ("report_agents.py",),
+    "memory": ("build_memory.py",),
+    "train_radt": ("train_radt.py",),
+    "evaluate_radt": ("evaluate_radt.py",),
+    "retrieval_report": ("report_retrieval.py",),
     "site": ("report_html.py",),
     "continuous_behaviour": ("continuous_behaviour.py",),
     "continuous_dataset": ("continuous_dataset.py",),
@@ -140,6 +144,10 @@ class StagePlan:
             params.update(budget=self.config["fdt"]["budget"],
                           feedback_lambda=self.config["fdt"]["lambda"])
             inputs.append(self.feedback_labels(game).key)
+        if model == "radt":  # RA-DT: its retrieval settings and its memory decide it too
+            params["retrieval"] = self.retrieval_params()
+            inputs.append(self.memory(game).key)
+            return Stage(params, tuple(inputs), self.code["train_radt"])
         return Stage(params, tuple(inputs), self.code["train"])
 
     # --- mining ---
@@ -246,6 +254,10 @@ class StagePlan:
         """What decides a model's evaluation results for a game."""
         e = self.evaluation_section
         params = {k: v for k, v in e.items() if k not in EVAL_RUN_SETTINGS + ("targets",)}
+        if model == "radt":  # its own script; in-context mode is a way of evaluating
+            return Stage({**params, "game": game, "targets": e["targets"][game],
+                          "eval_cache": self.config["retrieval"]["eval_cache"]},
+                         (self.model(game, model).key,), self.code["evaluate_radt"])
         return Stage({**params, "game": game, "targets": e["targets"][game]},
                      (self.model(game, model).key,), self.code["evaluate"])
 
@@ -272,6 +284,33 @@ class StagePlan:
         if self.oracle_is_network():
             inputs += [self.oracle(g).key for g in games]
         return Stage(params, tuple(inputs), self.code["report"])
+
+    # --- RA-DT (fdt.retrieval) ---
+    def retrieval_params(self) -> dict[str, Any]:
+        """What decides retrieval in training: the search, dedup and reweighting, the index."""
+        r = self.config["retrieval"]
+        return {k: r[k] for k in ("top_k", "reweight_top_k", "dist_weight", "return_weight",
+                                  "sim_cutoff", "exclude_same_trjs", "index")}
+
+    def memory(self, game: str) -> Stage:
+        """The memory of a game's training set (the seed is the folder below the key), embedded
+        by the trained DT of the same game and seed."""
+        r = self.config["retrieval"]
+        context = train_settings(self.config, game)["context_length"]
+        params = {"game": game, "context_length": context,
+                  "subtrajectory_length": r["subtrajectory_length"] or context,
+                  "deduplicate": r["deduplicate"], "dedup_sim_cutoff": r["dedup_sim_cutoff"]}
+        return Stage(params, (self.dataset(game).key, self.model(game, "dt").key),
+                     self.code["memory"])
+
+    def retrieval_report(self) -> Stage:
+        """RA-DT's section: radt and dt evaluated on every game, and the memories."""
+        games = self.config["games"]
+        params = {"games": games, "seeds": self.config["seeds"],
+                  "setups": self.evaluation_section["setups"]}
+        inputs = [self.evaluation(g, m).key for g in games for m in ("radt", "dt")]
+        inputs += [self.memory(g).key for g in games]
+        return Stage(params, tuple(inputs), self.code["retrieval_report"])
 
     # --- batch_rl's agents ---
     def agent_seeds(self) -> list[int]:

@@ -27,11 +27,11 @@ def frame_of(row: int) -> np.ndarray:
     return frame
 
 
-def training_set(folder: Path, seed: int = 0) -> Path:
-    """Rows 0..74 in three trajectories; row i shows frame i + 1; actions seeded."""
-    n = sum(LENGTHS)
-    ends = np.cumsum(LENGTHS).astype(np.int64)
-    starts = ends - np.array(LENGTHS)
+def training_set(folder: Path, seed: int = 0, lengths: list[int] = LENGTHS) -> Path:
+    """Rows 0..74 in three trajectories (or `lengths`); row i shows frame i + 1; actions seeded."""
+    n = sum(lengths)
+    ends = np.cumsum(lengths).astype(np.int64)
+    starts = ends - np.array(lengths)
     frames = np.stack([np.zeros((84, 84), np.uint8)] + [frame_of(i) for i in range(n)])
     stacks = np.zeros((n, 4), np.int32)
     for start, end in zip(starts, ends, strict=True):
@@ -40,22 +40,23 @@ def training_set(folder: Path, seed: int = 0) -> Path:
     actions = np.random.default_rng(seed).integers(0, 4, n).astype(np.int32)
     arrays = {"frames": frames, "stacks": stacks, "actions": actions,
               "rewards": np.zeros(n, np.float32), "returns_to_go": np.zeros(n, np.float32),
-              "timesteps": np.concatenate([np.arange(k) for k in LENGTHS]).astype(np.int32),
+              "timesteps": np.concatenate([np.arange(k) for k in lengths]).astype(np.int32),
               "buffer": np.zeros(n, np.int32), "slot": np.arange(n, dtype=np.int32),
               "replay_index": np.arange(100, 100 + n, dtype=np.int64),
               "padding": np.zeros(n, bool), "trajectory_ends": ends}
     folder.mkdir(parents=True, exist_ok=True)
     entries = save_arrays(folder, arrays)
-    write_json(folder / MANIFEST, {"arrays": entries, "num_actions": 4, "max_timestep": 29,
+    write_json(folder / MANIFEST, {"arrays": entries, "num_actions": 4,
+                                   "max_timestep": max(lengths) - 1,
                                    "sampling": {"transitions": n}})
     return folder
 
 
-def mined_states(path: Path, data: Path) -> Path:
+def mined_states(path: Path, data: Path, positions: list[int] = STATE_POSITIONS) -> Path:
     """states.parquet with the mining stage's columns and types."""
     actions = np.load(data / "actions.npy")
-    k = len(STATE_POSITIONS)
-    positions = np.array(STATE_POSITIONS, np.int64)
+    k = len(positions)
+    positions = np.array(positions, np.int64)
     table = {"order": np.arange(k, dtype=np.int64), "rank": np.arange(k, dtype=np.int64),
              "kind": ["best"] * k, "position": positions, "replay_index": positions + 100,
              "buffer": np.zeros(k, np.int32), "slot": positions.astype(np.int32),

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from fdt.teacher.app import create_app
+from fdt.teacher.app import BackgroundServer, create_app
 from fdt.teacher.export import human_labels
 from tests.teacher_data import world
 
@@ -32,36 +30,12 @@ if not Path(CHROMIUM).is_file():
                 "tests drive it", allow_module_level=True)
 
 
-class ServerThread:
-    """uvicorn serving an app on 127.0.0.1 and a free port, in a thread of the test process."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the app did not start"
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def app_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     root = tmp_path_factory.mktemp("browser")
     tiny = world(root)
     db = root / "answers.sqlite"
-    with ServerThread(create_app(tiny.bundle_dir, db)) as url:
+    with BackgroundServer(create_app(tiny.bundle_dir, db)) as url:
         yield tiny, db, url
 
 

@@ -28,6 +28,7 @@ TINY = {
                "evaluation": {"episodes": 1, "max_steps": 30}},
     "labels": {"all_transitions": True, "batch_size": 64},
     "fdt": {"budget": 3, "lambda": 0.1},
+    "teacher": {"queries": 0},  # the labelling app's bundles: tests/test_teacher_workflow.py
     "evaluation": {"setups": ["argmax", "sample+noop"], "test_seeds": [0, 1], "episodes": 1,
                    "targets": {"Breakout": [90, 120]}, "max_steps": 30, "envs": 4},
     # merged over config.yaml's agents (dqn and cql, 2 iterations of 2 checkpoints)

@@ -118,19 +118,26 @@ class ModelPolicy:
         self.next_return[slot] = self.returns[slot, last] - reward
         self.step[slot] += 1
 
+    def state_windows(self, states: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per-step windows of what is kept of each new state, with the new states' items:
+        the model's state tokens (or the stacks). A subclass may keep more (another model's
+        tokens); each is shifted and filled like the states."""
+        items = self.model.encode_states(states) if self.cache_states else states
+        return [(self.states, items)]
+
     @torch.inference_mode()
     def observe(self, slots: Sequence[int], stacks: np.ndarray) -> None:
         """The new states (n, 4, 84, 84) of the given episodes."""
         index = torch.tensor(list(slots), device=self.device)
-        states = torch.from_numpy(stacks).to(self.device)
-        items = self.model.encode_states(states) if self.cache_states else states
+        kept = self.state_windows(torch.from_numpy(stacks).to(self.device))
         full = index[self.length[index] == self.k]
         if len(full):  # drop the oldest step of full windows
-            for window in (self.states, self.actions, self.returns):
+            for window in (*(w for w, _ in kept), self.actions, self.returns):
                 window[full, :-1] = window[full, 1:].clone()
         self.length[index] = torch.clamp(self.length[index] + 1, max=self.k)
         last = self.length[index] - 1
-        self.states[index, last] = items.to(self.states.dtype)
+        for window, items in kept:
+            window[index, last] = items.to(window.dtype)
         self.returns[index, last] = self.next_return[index]
 
     @torch.inference_mode()

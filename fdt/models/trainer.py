@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -141,8 +141,13 @@ class WindowBatches:
 
     def batch(self, samples: torch.Tensor) -> dict[str, torch.Tensor]:
         """Windows of the given samples; indices stay on the device, as do the frames if they fit."""
-        starts = self.starts[samples]
-        rows = starts[:, None] + self.offsets[None, :]  # (B, K)
+        return self.windows(self.starts[samples])
+
+    def windows(self, starts: torch.Tensor, length: int | None = None) -> dict[str, torch.Tensor]:
+        """The windows of `length` rows (default K) beginning at the given rows (any shape S):
+        states (*S, length, 4, 84, 84), actions and returns-to-go (*S, length), timesteps (*S)."""
+        offsets = self.offsets if length is None else torch.arange(length, device=self.device)
+        rows = starts[..., None] + offsets  # (*S, K)
         frame_ids = self.stacks[rows.to(self.gather_device)]  # (B, K, 4)
         states = self.frames[frame_ids]  # (B, K, 4, 84, 84) uint8
         if states.device != self.device:
@@ -189,10 +194,30 @@ class TrainState:
 StepHook = Callable[[int, DecisionTransformer], None]
 
 
+class TrainingExtension(Protocol):
+    """What a model beyond DT, BC and FDT brings to this trainer (e.g. RA-DT's retrieval,
+    fdt.retrieval.training): its model, extra forward inputs per batch, and what else decides
+    its weights. The optimisation, checkpoints, resume and tracking stay the trainer's."""
+
+    base_model: str  # the model whose sizes and conditioning it extends (dt, bc)
+
+    def check(self, data: TrainingSet, params: TrainParams) -> None: ...
+
+    def build_model(self, config: ModelConfig) -> DecisionTransformer: ...
+
+    def prepare(self, batches: WindowBatches) -> None: ...
+
+    def inputs(self, samples: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def digest(self) -> str: ...
+
+    def payload(self) -> dict[str, Any]: ...
+
+
 def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
           labels: str | Path | None = None, tracker: Any | None = None, resume: bool = True,
           on_step: StepHook | None = None, progress: bool = True,
-          verify: bool = True) -> dict[str, Any]:
+          verify: bool = True, extension: TrainingExtension | None = None) -> dict[str, Any]:
     """Train one model; write `model.pt`, `metrics.json` and `curve.csv` to `out_dir`.
 
     FDT needs `labels` (a `labels.parquet` of the labelling stage for this training set).
@@ -200,6 +225,7 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
     With `resume`, a checkpoint in `out_dir` from the same parameters is continued. `tracker`
     (see fdt.tracking) receives params, per-step loss, learning rate and samples/s.
     `on_step(step, model)` is called after each optimizer step (tests use it to interrupt).
+    An `extension` trains its own model (see TrainingExtension).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +237,9 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    _check_sizes(data, params)
+    _check_sizes(data, params, extension is not None)
+    if extension is not None:
+        extension.check(data, params)
     feedback = None
     if params.model == "fdt":
         if labels is None:
@@ -219,22 +247,26 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
         feedback = load_feedback(labels, len(data), params.budget, np.asarray(data.actions))
         composition = feedback.composition(np.asarray(data.actions))
         print(f"feedback: {composition}", file=sys.stderr, flush=True)
-    config = model_config_for(params.model, num_actions=data.num_actions,
+    config = model_config_for(extension.base_model if extension else params.model,
+                              num_actions=data.num_actions,
                               context_length=params.context_length,
                               max_timestep=data.max_timestep, n_layer=params.n_layer,
                               n_head=params.n_head, n_embd=params.n_embd, dropout=params.dropout,
                               encoder_init=params.encoder_init)
-    model = DecisionTransformer(config).to(device)
+    model = (extension.build_model(config) if extension else DecisionTransformer(config)).to(device)
     optimizer = torch.optim.AdamW(optimizer_groups(model, params.weight_decay),
                                   lr=params.learning_rate, betas=params.betas,
                                   **({"fused": True} if device.type == "cuda" else {}))
     batches = WindowBatches(data, params.context_length, device, feedback)
+    digest = params.learning_digest() + (extension.digest() if extension else "")
+    if extension is not None:
+        extension.prepare(batches)
     steps_per_epoch = math.ceil(len(batches) / params.batch_size)
     final_tokens = 2 * len(batches) * params.context_length * 3
     state = TrainState()
     checkpoint_path = out_dir / CHECKPOINT
     if resume and checkpoint_path.is_file():
-        state = _restore(checkpoint_path, params, model, optimizer, device)
+        state = _restore(checkpoint_path, digest, model, optimizer, device)
         if state.epoch:
             print(f"resuming from {checkpoint_path}: {state.epoch} of {params.epochs} epochs done, "
                   f"step {state.step}", file=sys.stderr, flush=True)
@@ -265,9 +297,10 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
             for index in range(steps_per_epoch):
                 samples = order[index * params.batch_size:(index + 1) * params.batch_size]
                 batch = batches.batch(samples)
+                extra = extension.inputs(samples) if extension is not None else {}
                 with autocast:
                     logits = forward(batch["states"], batch["actions"], batch["returns_to_go"],
-                                     batch["timesteps"])
+                                     batch["timesteps"], **extra)
                 if feedback is not None:
                     loss, _ = fdt_loss(logits, batch["actions"], batch["feedback"],
                                        batch["best_action"], params.feedback_lambda)
@@ -311,7 +344,7 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
             state.history.append(record)
             if not all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters()):
                 _diverged(state, epoch, checkpoint_path)
-            _save_checkpoint(checkpoint_path, params, model, optimizer, state, device)
+            _save_checkpoint(checkpoint_path, digest, model, optimizer, state, device)
             if tracker is not None:
                 tracker.log_metrics({"epoch_loss": record["loss"],
                                      "epoch_samples_per_s": record["samples_per_s"]},
@@ -319,8 +352,8 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
     finally:
         bar.close()
 
-    metrics = _finish(out_dir, params, config, model, state, data, batches, device,
-                      final_tokens)
+    metrics = _finish(out_dir, params, model, state, data, batches, device, final_tokens,
+                      extension.payload() if extension is not None else {})
     if feedback is not None:
         metrics["feedback"] = composition
         write_json(out_dir / METRICS, metrics)
@@ -331,9 +364,9 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
     return metrics
 
 
-def _check_sizes(data: TrainingSet, params: TrainParams) -> None:
+def _check_sizes(data: TrainingSet, params: TrainParams, extended: bool = False) -> None:
     """Sizes that do not fit give one clear sentence before any work."""
-    if params.model not in MODELS:
+    if params.model not in MODELS and not extended:
         raise TrainingError(f"this trainer trains {', '.join(MODELS)}; got model {params.model!r}")
     if params.n_embd % params.n_head:
         raise TrainingError(f"train.n_embd ({params.n_embd}) must be a multiple of train.n_head "
@@ -369,11 +402,11 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
     return state
 
 
-def _save_checkpoint(path: Path, params: TrainParams, model: DecisionTransformer,
+def _save_checkpoint(path: Path, digest: str, model: DecisionTransformer,
                      optimizer: torch.optim.Optimizer, state: TrainState,
                      device: torch.device) -> None:
     payload = {
-        "params_digest": params.learning_digest(),
+        "params_digest": digest,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "state": asdict(state),
@@ -383,7 +416,7 @@ def _save_checkpoint(path: Path, params: TrainParams, model: DecisionTransformer
         torch.save(payload, tmp)
 
 
-def _restore(path: Path, params: TrainParams, model: DecisionTransformer,
+def _restore(path: Path, digest: str, model: DecisionTransformer,
              optimizer: torch.optim.Optimizer, device: torch.device) -> TrainState:
     try:
         payload = load_torch_file(path, device, allow=NUMPY_RNG_STATE)
@@ -394,7 +427,7 @@ def _restore(path: Path, params: TrainParams, model: DecisionTransformer,
         warnings.warn(f"{path}: unreadable checkpoint ({err}); training starts from scratch",
                       stacklevel=2)
         return TrainState()
-    if payload.get("params_digest") != params.learning_digest():
+    if payload.get("params_digest") != digest:
         import warnings
         warnings.warn(f"{path}: checkpoint of other parameters; training starts from scratch",
                       stacklevel=2)
@@ -416,13 +449,13 @@ def _diverged(state: TrainState, epoch: int, checkpoint: Path) -> None:
                         f"{state.step}); {kept}. Lower train.learning_rate or check the data.")
 
 
-def _finish(out_dir: Path, params: TrainParams, config: ModelConfig, model: DecisionTransformer,
+def _finish(out_dir: Path, params: TrainParams, model: DecisionTransformer,
             state: TrainState, data: TrainingSet, batches: WindowBatches, device: torch.device,
-            final_tokens: int) -> dict[str, Any]:
+            final_tokens: int, extra_payload: dict[str, Any]) -> dict[str, Any]:
     with atomic_path(out_dir / MODEL) as tmp:
-        torch.save({"model": model.state_dict(), "config": config.to_dict(),
+        torch.save({"model": model.state_dict(), "config": model.config.to_dict(),
                     "params": asdict(params), "training_set": data.manifest.get("key"),
-                    "game": data.manifest.get("game")}, tmp)
+                    "game": data.manifest.get("game"), **extra_payload}, tmp)
     with atomic_path(out_dir / CURVE) as tmp:
         lines = ["epoch,step,tokens,loss,lr,seconds,samples_per_s"]
         lines += [",".join(str(r[k]) for k in ("epoch", "step", "tokens", "loss", "lr", "seconds",

@@ -181,6 +181,20 @@ class DecisionTransformer(nn.Module):
         """`forward` on encoded states (B, T, n_embd). With `at_step` (B,), only the logits
         (B, A) at that step's state of each row: the last block then works on that one query
         (what an evaluator needs; the same values, a sixth less work)."""
+        x, k = self.input_tokens(state_tokens, actions, returns_to_go, timesteps)
+        state_index = k - 2  # the state token of each step: (R, s, a) -> 1, (s, a) -> 0
+        if at_step is None:
+            return self.head(self.ln_f(self.blocks(x)))[:, state_index::k]
+        for block in self.blocks[:-1]:
+            x = block(x)
+        x = self.blocks[-1].forward_at(x, at_step.long() * k + state_index)
+        return self.head(self.ln_f(x))
+
+    def input_tokens(self, state_tokens: torch.Tensor, actions: torch.Tensor,
+                     returns_to_go: torch.Tensor,
+                     timesteps: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The token sequence (B, T*k or T*k-1, n_embd) the blocks read, with positions added,
+        and k, the tokens per step."""
         B, T, d = state_tokens.shape
         if actions.shape[1] not in (T, T - 1):
             raise ValueError(f"{actions.shape[1]} actions for {T} states")
@@ -197,14 +211,14 @@ class DecisionTransformer(nn.Module):
             tokens = tokens[:, :-1]
         step = timesteps.long().clamp(0, self.config.max_timestep)
         position = self.global_pos_emb[0, step].unsqueeze(1) + self.pos_emb[:, : tokens.shape[1]]
-        x = self.drop(tokens + position)
-        state_index = k - 2  # the state token of each step: (R, s, a) -> 1, (s, a) -> 0
-        if at_step is None:
-            return self.head(self.ln_f(self.blocks(x)))[:, state_index::k]
-        for block in self.blocks[:-1]:
-            x = block(x)
-        x = self.blocks[-1].forward_at(x, at_step.long() * k + state_index)
-        return self.head(self.ln_f(x))
+        return self.drop(tokens + position), k
+
+    def state_hidden_states(self, state_tokens: torch.Tensor, actions: torch.Tensor,
+                            returns_to_go: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The last hidden states (B, T, n_embd) at the state tokens (after the final norm):
+        what a frozen DT represents a window by (RA-DT's retrieval keys)."""
+        x, k = self.input_tokens(state_tokens, actions, returns_to_go, timesteps)
+        return self.ln_f(self.blocks(x))[:, k - 2::k]
 
 
 def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -22,6 +22,8 @@ The labelling family (fdt.teacher.labelling) is the worked example.
 from __future__ import annotations
 
 import html
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +192,32 @@ def create_app(bundle_dir: str | Path, db: str | Path, *,
     app = Starlette(routes=routes)
     app.state.context = context
     return app
+
+
+class BackgroundServer:
+    """uvicorn serving `app` on 127.0.0.1 and a free port in a thread of this process (the tests
+    and the benchmark); `with BackgroundServer(app) as url:` waits until it accepts requests."""
+
+    def __init__(self, app: Starlette, start_timeout: float = 20.0) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.start_timeout = start_timeout
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the labelling app did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{HOST}:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
 
 
 def serve(bundle_dir: str | Path, db: str | Path, *, host: str = HOST, port: int = 8000,

@@ -1,0 +1,145 @@
+"""The `radt` model: our Decision Transformer with cross-attention to retrieved sub-trajectories.
+
+As RA-DT's GPT-2 with `add_cross_attention`, every block reads its input by causal self-attention,
+then by cross-attention over the retrieved tokens, then its MLP (each sub-layer pre-LN, residual).
+The retrieved sub-trajectories are tokenised by the model's own embeddings, as its own window is:
+(return-to-go, state, action) per step, with the per-token and global (first-step) position
+embeddings. The model's own tokens stay causal among themselves, while every position may read
+every retrieved token; a window with nothing retrieved reads nothing (its cross-attention adds 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fdt.models.transformer import Block, DecisionTransformer, ModelConfig, _normal_init
+from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
+from fdt.torchfile import load_torch_file
+
+
+@dataclass(frozen=True)
+class RetrievalConfig(ModelConfig):
+    retrieved: int = 1  # sub-trajectories read per window (RA-DT's reweight_top_k)
+    subtrajectory_length: int = 1  # C, steps per retrieved sub-trajectory
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of the window's tokens (queries) over retrieved tokens."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.query = nn.Linear(config.n_embd, config.n_embd)
+        self.key_value = nn.Linear(config.n_embd, 2 * config.n_embd)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_dropout = config.dropout
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C) reads memory (B, M, C) where visible (B, M); rows that see nothing get 0."""
+        B, T, C = x.shape
+        M, hd = memory.shape[1], C // self.n_head
+        q = self.query(x).view(B, T, self.n_head, hd).transpose(1, 2)
+        k, v = self.key_value(memory).view(B, M, 2, self.n_head, hd).permute(2, 0, 3, 1, 4)
+        anything = visible.any(dim=1)
+        mask = (visible | ~anything[:, None])[:, None, None, :]  # no all-masked row (NaN)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        y = self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.resid_drop(y) * anything[:, None, None].to(y.dtype)
+
+
+class RetrievalBlock(Block):
+    """A DT block with cross-attention between its self-attention and its MLP (GPT-2's order)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.ln_cross = nn.LayerNorm(config.n_embd)
+        self.cross = CrossAttention(config)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None,
+                visible: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        if memory is not None:
+            x = x + self.cross(self.ln_cross(x), memory, visible)
+        return x + self.mlp(self.ln2(x))
+
+
+class RetrievalDecisionTransformer(DecisionTransformer):
+    """DT whose blocks also read retrieved sub-trajectories (RA-DT)."""
+
+    def __init__(self, config: RetrievalConfig) -> None:
+        super().__init__(config)
+        self.blocks = nn.ModuleList(RetrievalBlock(config) for _ in range(config.n_layer))
+        self.blocks.apply(_normal_init)
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor,
+                timesteps: torch.Tensor, **context: torch.Tensor) -> torch.Tensor:
+        """Action logits (B, T, A) at each state, reading the retrieved `context_*` tensors
+        (`retrieved_tokens`); none given: nothing retrieved."""
+        B, T = states.shape[:2]
+        if T > self.config.context_length:
+            raise ValueError(f"window of {T} steps exceeds the context length "
+                             f"{self.config.context_length}")
+        state_tokens = self.encode_states(states.reshape(B * T, STACK_SIZE, *FRAME_SHAPE))
+        memory = self.retrieved_tokens(**context) if context else None
+        return self.forward_tokens(state_tokens.reshape(B, T, -1), actions, returns_to_go,
+                                   timesteps, memory=memory)
+
+    def retrieved_tokens(self, context_actions: torch.Tensor, context_returns_to_go: torch.Tensor,
+                         context_timesteps: torch.Tensor, context_valid: torch.Tensor,
+                         context_states: torch.Tensor | None = None,
+                         context_state_tokens: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens (B, R*3C, n_embd) of R retrieved sub-trajectories of C steps per row, and which
+        are visible (B, R*3C): states (B, R, C, 4, 84, 84) or their state tokens (B, R, C, d),
+        actions and returns-to-go (B, R, C), timesteps (B, R) of their first steps, valid (B, R)."""
+        B, R, C = context_actions.shape
+        if context_state_tokens is not None:
+            tokens = context_state_tokens
+        else:
+            tokens = self.encode_states(context_states.reshape(B * R * C, STACK_SIZE,
+                                                               *FRAME_SHAPE))
+        x, k = self.input_tokens(tokens.reshape(B * R, C, -1), context_actions.reshape(B * R, C),
+                                 context_returns_to_go.reshape(B * R, C),
+                                 context_timesteps.reshape(B * R))
+        visible = context_valid.bool()[:, :, None].expand(B, R, C * k).reshape(B, R * C * k)
+        return x.reshape(B, R * C * k, -1), visible
+
+    def forward_tokens(self, state_tokens: torch.Tensor, actions: torch.Tensor,
+                       returns_to_go: torch.Tensor, timesteps: torch.Tensor,
+                       at_step: torch.Tensor | None = None,
+                       memory: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """DT's `forward_tokens`, each block also reading `memory` (tokens, visible)."""
+        x, k = self.input_tokens(state_tokens, actions, returns_to_go, timesteps)
+        tokens, visible = memory if memory is not None else (None, None)
+        for block in self.blocks:
+            x = block(x, tokens, visible)
+        logits = self.head(self.ln_f(x))[:, k - 2::k]
+        if at_step is None:
+            return logits
+        return logits[torch.arange(len(logits), device=logits.device), at_step.long()]
+
+
+def radt_config(base: ModelConfig, retrieved: int, subtrajectory_length: int) -> RetrievalConfig:
+    return RetrievalConfig(**base.to_dict(), retrieved=retrieved,
+                           subtrajectory_length=subtrajectory_length)
+
+
+def load_radt(path: str | Path, device: str | torch.device = "cpu"
+              ) -> tuple[RetrievalDecisionTransformer, Mapping[str, Any]]:
+    """A trained `radt` from `model.pt`, in eval mode, and its payload (what it retrieves from)."""
+    payload = load_torch_file(path, device)
+    config = payload["config"]
+    if "retrieved" not in config:
+        raise ValueError(f"{path}: not a radt model (its config has no retrieval settings)")
+    model = RetrievalDecisionTransformer(RetrievalConfig(**config))
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), payload

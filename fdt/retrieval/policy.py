@@ -1,0 +1,167 @@
+"""`radt` as a rollout policy: at every step the current windows query the memory.
+
+The live episodes' windows are queried together (one embedder pass, one index search per step);
+the query is the frozen embedder's mean representation of each window's steps so far, the same
+as the memory's keys. The memory's sub-trajectories are kept as the model's state tokens,
+encoded once when the policy is made, so a step encodes only the new states. In RA-DT's
+in-context mode (`eval_cache`), each finished episode's sub-trajectories join the memory for the
+episodes that start after it (their own trajectory is not excluded: at evaluation there is none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fdt.evaluation.policies import ModelPolicy
+from fdt.models.trainer import WindowBatches
+from fdt.models.transformer import DecisionTransformer
+from fdt.retrieval.memory import mean_state_embedding, subtrajectory_starts
+from fdt.retrieval.model import RetrievalDecisionTransformer
+from fdt.retrieval.retrieve import Retriever
+
+
+@dataclass
+class MemoryItems:
+    """The memory's sub-trajectories as the model reads them: state tokens (N, C, d), actions
+    and returns-to-go (N, C), timesteps (N,) of their first steps."""
+
+    state_tokens: torch.Tensor
+    actions: torch.Tensor
+    returns_to_go: torch.Tensor
+    timesteps: torch.Tensor
+
+    def extend(self, other: MemoryItems) -> None:
+        for name in ("state_tokens", "actions", "returns_to_go", "timesteps"):
+            setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
+
+
+@torch.inference_mode()
+def memory_items(model: RetrievalDecisionTransformer, batches: WindowBatches, starts: np.ndarray,
+                 length: int, batch_size: int = 256) -> MemoryItems:
+    """The sub-trajectories beginning at `starts` (training-set rows), encoded by the model."""
+    parts = []
+    for first in range(0, len(starts), batch_size):
+        chunk = torch.as_tensor(np.array(starts[first:first + batch_size]), device=batches.device)
+        window = batches.windows(chunk, length)
+        states = window["states"]
+        B, C = states.shape[:2]
+        tokens = model.encode_states(states.reshape(B * C, *states.shape[2:])).reshape(B, C, -1)
+        parts.append(MemoryItems(tokens, window["actions"], window["returns_to_go"],
+                                 window["timesteps"]))
+    items = parts[0]
+    for part in parts[1:]:
+        items.extend(part)
+    return items
+
+
+@dataclass
+class EpisodeHistory:
+    """What the eval cache keeps of a live episode, step by step."""
+
+    model_tokens: list[torch.Tensor] = field(default_factory=list)
+    query_tokens: list[torch.Tensor] = field(default_factory=list)
+    actions: list[int] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+
+
+class RetrievalPolicy(ModelPolicy):
+    """ModelPolicy for `radt`: the windows also keep the embedder's state tokens (the queries),
+    and each step's logits read the retrieved sub-trajectories."""
+
+    def __init__(self, model: RetrievalDecisionTransformer, embedder: DecisionTransformer,
+                 retriever: Retriever, items: MemoryItems, device: str | torch.device = "cpu", *,
+                 timestep: str = "reference", slots: int = 64, eval_cache: bool = False) -> None:
+        super().__init__(model, device, timestep=timestep, slots=slots)
+        self.embedder = embedder.to(device).eval()
+        self.retriever, self.items = retriever, items
+        self.query_states = torch.zeros((slots, self.k, embedder.config.n_embd),
+                                        device=self.device)
+        self.eval_cache = eval_cache
+        self.histories: dict[int, EpisodeHistory] = {}
+        self.cached_episodes = 0
+
+    def state_windows(self, states: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        kept = super().state_windows(states)
+        return [*kept, (self.query_states, self.embedder.encode_states(states))]
+
+    @torch.inference_mode()
+    def observe(self, slots: Sequence[int], stacks: np.ndarray) -> None:
+        super().observe(slots, stacks)
+        if self.eval_cache:
+            index = torch.tensor(list(slots), device=self.device)
+            last = self.length[index] - 1
+            for row, slot in enumerate(slots):
+                history = self.histories.setdefault(slot, EpisodeHistory())
+                history.model_tokens.append(self.states[slot, last[row]].clone())
+                history.query_tokens.append(self.query_states[slot, last[row]].clone())
+
+    def begin(self, slot: int, target: float) -> None:
+        super().begin(slot, target)
+        self.histories.pop(slot, None)
+
+    def record(self, slot: int, action: int, reward: float) -> None:
+        super().record(slot, action, reward)
+        if self.eval_cache:
+            history = self.histories[slot]
+            history.actions.append(action)
+            history.rewards.append(reward)
+
+    def end(self, slot: int) -> None:
+        super().end(slot)
+        history = self.histories.pop(slot, None)
+        if self.eval_cache and history is not None:
+            self.add_episode(history)
+
+    @torch.inference_mode()
+    def add_episode(self, history: EpisodeHistory) -> None:
+        """RA-DT's eval cache: the finished episode's sub-trajectories join the memory."""
+        steps = len(history.actions)
+        C = self.model.config.subtrajectory_length
+        starts, _ = subtrajectory_starts(np.array([steps]), C)
+        if len(starts) == 0:
+            return
+        # clipped, as the training set's rewards (and so the memory's returns) are
+        rewards = np.clip(np.asarray(history.rewards, dtype=np.float64), -1.0, 1.0)
+        rtg = torch.from_numpy(np.cumsum(rewards[::-1])[::-1].astype(np.float32)).to(self.device)
+        actions = torch.tensor(history.actions, device=self.device)
+        rows = torch.from_numpy(starts).to(self.device)[:, None] + torch.arange(C,
+                                                                                 device=self.device)
+        model_tokens = torch.stack(history.model_tokens[:steps])[rows]
+        query_tokens = torch.stack(history.query_tokens[:steps])[rows]
+        first = torch.from_numpy(starts).to(self.device)
+        keys = mean_state_embedding(self.embedder, {"state_tokens": query_tokens,
+                                                    "actions": actions[rows],
+                                                    "returns_to_go": rtg[rows],
+                                                    "timesteps": first})
+        self.retriever.add(keys.cpu().numpy(), self.retriever.new_trajectory(),
+                           float(rewards.sum()))
+        self.items.extend(MemoryItems(model_tokens, actions[rows], rtg[rows], first))
+        self.cached_episodes += 1
+
+    @torch.inference_mode()
+    def logits(self, slots: Sequence[int]) -> np.ndarray:
+        index = torch.tensor(list(slots), device=self.device)
+        lengths = self.length[index]
+        t = int(lengths.max())
+        last = lengths - 1
+        step = self.step[index]
+        actions, returns = self.actions[index, :t], self.returns[index, :t]
+        query = mean_state_embedding(self.embedder, {
+            "state_tokens": self.query_states[index, :t], "actions": actions,
+            "returns_to_go": returns, "timesteps": step - last}, lengths)
+        retrieved = self.retriever.retrieve(query.cpu().numpy())
+        ids = torch.from_numpy(np.maximum(retrieved.ids, 0)).to(self.device)
+        memory = self.model.retrieved_tokens(
+            context_actions=self.items.actions[ids],
+            context_returns_to_go=self.items.returns_to_go[ids],
+            context_timesteps=self.items.timesteps[ids],
+            context_valid=torch.from_numpy(retrieved.valid).to(self.device),
+            context_state_tokens=self.items.state_tokens[ids])
+        timesteps = step if self.timestep == "reference" else step - last
+        out = self.model.forward_tokens(self.states[index, :t], actions, returns, timesteps,
+                                        at_step=last, memory=memory)
+        return out.float().cpu().numpy()

@@ -1,0 +1,125 @@
+"""Retrieval as RA-DT does it (ml-jku/RA-DT, src/buffers/cache.py), on the memory's index.
+
+For each query: the `top_k` most similar keys; candidates too similar to the query (inner product
+above `sim_cutoff`: near-copies, RA-DT's `filter_by_similarity`) and, during training, those of the
+query's own trajectory (`exclude_same_trjs`) are dropped; the rest are scored by
+`dist_weight` x similarity + `return_weight` x trajectory return, each min-max normalised over the
+row's candidates (RA-DT's `reweight_retrieved_trjs`), and the best `reweight_top_k` are kept.
+Parameter names are RA-DT's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fdt.retrieval.index import IndexParams, build_index, search
+from fdt.settings import defaults
+
+_RETRIEVAL = defaults("retrieval")
+
+
+@dataclass(frozen=True)
+class RetrievalParams:
+    top_k: int = _RETRIEVAL["top_k"]
+    reweight_top_k: int = _RETRIEVAL["reweight_top_k"]  # k_keep: sub-trajectories read
+    dist_weight: float = _RETRIEVAL["dist_weight"]
+    return_weight: float = _RETRIEVAL["return_weight"]
+    sim_cutoff: float | None = _RETRIEVAL["sim_cutoff"]
+    exclude_same_trjs: bool = _RETRIEVAL["exclude_same_trjs"]
+
+
+def min_max_norm(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each row scaled to [0, 1] over its valid entries (RA-DT's `min_max_norm_values`)."""
+    low = np.where(valid, values, np.inf).min(axis=1, keepdims=True)
+    high = np.where(valid, values, -np.inf).max(axis=1, keepdims=True)
+    scaled = (values - low) / (high - low + 1e-8)
+    return np.where(valid, scaled, 0.0)
+
+
+def drop_candidates(similarity: np.ndarray, ids: np.ndarray, drop: np.ndarray,
+                    keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `keep` candidates of each row (in their order) that are not dropped; id -1 and
+    similarity -inf fill rows with fewer."""
+    valid = (ids >= 0) & ~drop
+    order = np.argsort(~valid, axis=1, kind="stable")[:, :keep]  # valid ones first, in order
+    ids = np.take_along_axis(np.where(valid, ids, -1), order, axis=1)
+    similarity = np.take_along_axis(np.where(valid, similarity, -np.inf), order, axis=1)
+    return similarity, ids
+
+
+def reweight_retrieved_trjs(similarity: np.ndarray, ids: np.ndarray, total_return: np.ndarray,
+                            k: int, dist_weight: float = 1.0,
+                            return_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Score = dist_weight x normalised similarity + return_weight x normalised trajectory return
+    over each row's valid candidates (id >= 0); the best k by score, best first (ties: the more
+    similar first). Invalid candidates score -1 and come last."""
+    valid = ids >= 0
+    score = dist_weight * min_max_norm(np.where(valid, similarity, 0.0), valid)
+    if return_weight:
+        returns = np.where(valid, total_return[np.maximum(ids, 0)], 0.0)
+        score = score + return_weight * min_max_norm(returns, valid)
+    score = np.where(valid, score, -1.0)
+    order = np.argsort(-score, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(score, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+@dataclass
+class Retrieved:
+    ids: np.ndarray  # (B, k_keep) memory items, -1 where none
+    score: np.ndarray  # (B, k_keep)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.ids >= 0
+
+
+class Retriever:
+    """The memory's keys in an index, with what retrieval needs of each item."""
+
+    def __init__(self, keys: np.ndarray, trajectory: np.ndarray, total_return: np.ndarray,
+                 params: RetrievalParams | None = None,
+                 index_params: IndexParams | None = None) -> None:
+        params = params or RetrievalParams()
+        if params.reweight_top_k > params.top_k:
+            raise ValueError(f"retrieval.reweight_top_k ({params.reweight_top_k}) must not exceed "
+                             f"retrieval.top_k ({params.top_k})")
+        self.params = params
+        self.index = build_index(keys, index_params or IndexParams())
+        self.trajectory = np.asarray(trajectory, dtype=np.int64)
+        self.total_return = np.asarray(total_return, dtype=np.float32)
+        # Own-trajectory items are over-fetched, then dropped: at most this many per query.
+        self.most_per_trajectory = int(np.bincount(self.trajectory).max()) if len(keys) else 0
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def retrieve(self, queries: np.ndarray, query_trajectory: np.ndarray | None = None) -> Retrieved:
+        """The kept items of each query (B, d); with `query_trajectory` (training, when
+        `exclude_same_trjs`), none of the query's own trajectory."""
+        p = self.params
+        exclude = p.exclude_same_trjs and query_trajectory is not None
+        fetch = p.top_k + (self.most_per_trajectory if exclude else 0)
+        similarity, ids = search(self.index, queries, fetch)
+        drop = np.zeros(ids.shape, dtype=bool)
+        if p.sim_cutoff is not None:
+            drop |= similarity > p.sim_cutoff
+        if exclude:
+            drop |= self.trajectory[np.maximum(ids, 0)] == np.asarray(query_trajectory)[:, None]
+        similarity, ids = drop_candidates(similarity, ids, drop, p.top_k)
+        score, kept = reweight_retrieved_trjs(similarity, ids, self.total_return,
+                                              p.reweight_top_k, p.dist_weight, p.return_weight)
+        return Retrieved(kept, score)
+
+    def new_trajectory(self) -> int:
+        """A trajectory number no item has yet (for items added at evaluation)."""
+        return int(self.trajectory.max()) + 1 if len(self.trajectory) else 0
+
+    def add(self, keys: np.ndarray, trajectory: int, total_return: float) -> None:
+        """More items, of one new trajectory (RA-DT's eval cache: a finished episode)."""
+        self.index.add(np.ascontiguousarray(keys, dtype=np.float32))
+        self.trajectory = np.concatenate([self.trajectory, np.full(len(keys), trajectory)])
+        self.total_return = np.concatenate([self.total_return,
+                                            np.full(len(keys), total_return, np.float32)])
+        self.most_per_trajectory = max(self.most_per_trajectory, len(keys))

@@ -1,0 +1,202 @@
+"""RA-DT's pieces on hand-built cases: sub-trajectories, the index, dedup, self-exclusion,
+reweighting, and the model's attention pattern."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fdt.models.transformer import ModelConfig
+from fdt.retrieval.index import IndexParams, build_index, recall, search
+from fdt.retrieval.memory import deduplicate_keys, normalise, subtrajectory_starts
+from fdt.retrieval.model import RetrievalDecisionTransformer, radt_config
+from fdt.retrieval.retrieve import (
+    RetrievalParams,
+    Retriever,
+    drop_candidates,
+    min_max_norm,
+    reweight_retrieved_trjs,
+)
+
+
+def test_subtrajectories_never_cross_trajectory_ends() -> None:
+    # trajectories [0, 7), [7, 10), [10, 18), [18, 19): pieces of 3 rows
+    starts, trajectory = subtrajectory_starts(np.array([7, 10, 18, 19]), 3)
+    assert starts.tolist() == [0, 3, 7, 10, 13]
+    assert trajectory.tolist() == [0, 0, 1, 2, 2]
+    ends = np.array([7, 10, 18, 19])
+    for start, t in zip(starts, trajectory):
+        first = 0 if t == 0 else ends[t - 1]
+        assert first <= start and start + 3 <= ends[t]
+    # every trajectory at least C long is covered by whole pieces only
+    starts, _ = subtrajectory_starts(np.array([4, 8]), 4)
+    assert starts.tolist() == [0, 4]
+    assert subtrajectory_starts(np.array([2, 3]), 5)[0].tolist() == []
+
+
+# Unit keys in the plane: angles 0, 10, 90, 180 and 45 degrees.
+ANGLES = np.radians([0.0, 10.0, 90.0, 180.0, 45.0])
+KEYS = np.stack([np.cos(ANGLES), np.sin(ANGLES)], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw", "ivf"])
+def test_index_returns_the_hand_computed_neighbours(kind: str) -> None:
+    index = build_index(KEYS, IndexParams(kind=kind, nlist=1, nprobe=1))
+    query = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    similarity, ids = search(index, query, 3)
+    # query 0 degrees: 0 (cos 0 = 1), 10 (0.985), 45 (0.707); query 90: 90, 45, 10 (0.174)
+    assert ids.tolist() == [[0, 1, 4], [2, 4, 1]]
+    np.testing.assert_allclose(similarity, [[1.0, np.cos(np.radians(10)), np.sqrt(0.5)],
+                                            [1.0, np.sqrt(0.5), np.sin(np.radians(10))]],
+                               atol=1e-6)
+    # more than there are: -1 ids, -inf similarity
+    similarity, ids = search(build_index(KEYS[:2]), query[:1], 3)
+    assert ids.tolist() == [[0, 1]]
+
+
+def test_recall_counts_the_exact_neighbours_found() -> None:
+    exact = np.array([[0, 1, 2], [3, 4, 5]])
+    assert recall(np.array([[2, 1, 0], [3, 9, 8]]), exact) == 4 / 6
+    assert recall(exact, exact) == 1.0
+
+
+def test_deduplication_removes_near_copies_of_other_trajectories() -> None:
+    keys = normalise(np.array([[1.0, 0.0], [1.0, 0.001], [1.0, 0.002], [0.0, 1.0],
+                               [0.0, 1.0]], dtype=np.float32))
+    # items 0 and 1 are near-copies in other trajectories, 2 is 0's near-copy in its own
+    # trajectory (kept), 3 and 4 are exact copies of two trajectories
+    trajectory = np.array([0, 1, 0, 2, 3])
+    kept = deduplicate_keys(keys, trajectory, sim_cutoff=0.98)
+    assert kept.tolist() == [True, False, True, True, False]
+    assert deduplicate_keys(keys, trajectory, sim_cutoff=1.5).all()
+
+
+def test_min_max_norm_over_valid_entries() -> None:
+    values = np.array([[2.0, 4.0, 3.0, 100.0]])
+    valid = np.array([[True, True, True, False]])
+    np.testing.assert_allclose(min_max_norm(values, valid), [[0.0, 1.0, 0.5, 0.0]], atol=1e-6)
+
+
+def test_reweighting_mixes_similarity_and_return() -> None:
+    similarity = np.array([[0.9, 0.7, 0.5]], dtype=np.float32)
+    ids = np.array([[0, 1, 2]])
+    total_return = np.array([1.0, 9.0, 5.0], dtype=np.float32)
+    # similarity only: the nearest
+    score, kept = reweight_retrieved_trjs(similarity, ids, total_return, k=1, return_weight=0.0)
+    assert kept.tolist() == [[0]]
+    # normalised similarity [1, 0.5, 0] + normalised return [0, 1, 0.5] = [1, 1.5, 0.5]
+    score, kept = reweight_retrieved_trjs(similarity, ids, total_return, k=3)
+    assert kept.tolist() == [[1, 0, 2]]
+    np.testing.assert_allclose(score, [[1.5, 1.0, 0.5]], atol=1e-5)
+    # return three times as heavy: [1, 3.5, 1.5]
+    score, kept = reweight_retrieved_trjs(similarity, ids, total_return, k=2, return_weight=3.0)
+    assert kept.tolist() == [[1, 2]]
+    np.testing.assert_allclose(score, [[3.5, 1.5]], atol=1e-5)
+    # an invalid candidate is never kept before a valid one; normalised over the valid two
+    score, kept = reweight_retrieved_trjs(similarity, np.array([[-1, 1, 2]]), total_return, k=3)
+    assert kept.tolist() == [[1, 2, -1]]
+    np.testing.assert_allclose(score, [[2.0, 0.0, -1.0]], atol=1e-5)
+
+
+def test_drop_candidates_keeps_the_order_of_the_rest() -> None:
+    similarity = np.array([[0.9, 0.8, 0.7, 0.6]])
+    ids = np.array([[5, 6, 7, 8]])
+    kept_sim, kept = drop_candidates(similarity, ids, np.array([[True, False, True, False]]), 3)
+    assert kept.tolist() == [[6, 8, -1]]
+    assert kept_sim[0, :2].tolist() == pytest.approx([0.8, 0.6]) and kept_sim[0, 2] == -np.inf
+
+
+def test_retriever_excludes_own_trajectory_and_near_copies() -> None:
+    trajectory = np.array([0, 0, 1, 2, 3])
+    total_return = np.array([0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    params = RetrievalParams(top_k=2, reweight_top_k=1, return_weight=0.0, sim_cutoff=None)
+    retriever = Retriever(KEYS, trajectory, total_return, params)
+    query = np.array([[1.0, 0.0]], dtype=np.float32)
+    assert retriever.retrieve(query).ids.tolist() == [[0]]
+    # a window of trajectory 0 never reads items 0 and 1: the next nearest is 45 degrees
+    assert retriever.retrieve(query, np.array([0])).ids.tolist() == [[4]]
+    # the near-copy cutoff drops 0 (1.0) and 1 (0.985 > 0.98)
+    cutoff = Retriever(KEYS, trajectory, total_return,
+                       RetrievalParams(top_k=3, reweight_top_k=1, return_weight=0.0,
+                                       sim_cutoff=0.98))
+    assert cutoff.retrieve(query).ids.tolist() == [[4]]
+    # with the return weighted, the higher-return candidate among the top_k wins: scores of
+    # 0, 1, 4 are [1, 0.95, 0] + 2 x [0, 0, 1]
+    rich = Retriever(KEYS, trajectory, np.array([0, 0, 0, 0, 9], np.float32),
+                     RetrievalParams(top_k=3, reweight_top_k=2, return_weight=2.0,
+                                     sim_cutoff=None))
+    assert rich.retrieve(query).ids.tolist() == [[4, 0]]
+    # added items (an evaluation episode) are found
+    retriever.add(np.array([[1.0, 0.0]], np.float32), retriever.new_trajectory(), 3.0)
+    assert retriever.new_trajectory() == 5
+    assert sorted(retriever.retrieve(query, np.array([0])).ids.tolist()[0]) == [5]
+
+
+def _radt(retrieved: int = 2, length: int = 3) -> RetrievalDecisionTransformer:
+    torch.manual_seed(0)
+    base = ModelConfig(num_actions=4, context_length=4, max_timestep=20, n_layer=2, n_head=2,
+                       n_embd=16, dropout=0.0)
+    return RetrievalDecisionTransformer(radt_config(base, retrieved, length)).eval()
+
+
+def _inputs(B: int = 2, T: int = 4, R: int = 2, C: int = 3, seed: int = 0) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    own = (torch.randint(0, 256, (B, T, 4, 84, 84), generator=g, dtype=torch.uint8),
+           torch.randint(0, 4, (B, T), generator=g), torch.rand(B, T, generator=g) * 5,
+           torch.tensor([0, 3])[:B])
+    context = {"context_states": torch.randint(0, 256, (B, R, C, 4, 84, 84), generator=g,
+                                               dtype=torch.uint8),
+               "context_actions": torch.randint(0, 4, (B, R, C), generator=g),
+               "context_returns_to_go": torch.rand(B, R, C, generator=g),
+               "context_timesteps": torch.tensor([[0, 5], [2, 7]])[:B],
+               "context_valid": torch.ones(B, R, dtype=torch.bool)}
+    return own, context
+
+
+@torch.no_grad()
+def test_radt_is_causal_over_its_own_tokens_and_every_position_sees_the_retrieved() -> None:
+    model = _radt()
+    (states, actions, rtg, timesteps), context = _inputs()
+    logits = model(states, actions, rtg, timesteps, **context)
+    assert logits.shape == (2, 4, 4)
+    # a later step's change leaves the earlier steps' logits as they were
+    later = states.clone()
+    later[:, 2] = 255 - later[:, 2]
+    changed = model(later, actions, rtg, timesteps, **context)
+    torch.testing.assert_close(changed[:, :2], logits[:, :2])
+    assert not torch.allclose(changed[:, 2:], logits[:, 2:])
+    # any retrieved token reaches every position, the first included
+    other = dict(context, context_actions=(context["context_actions"] + 1) % 4)
+    moved = model(states, actions, rtg, timesteps, **other)
+    assert (moved - logits).abs().amax(dim=-1).gt(1e-6).all()
+    # a row with nothing valid reads nothing: the same as no retrieval at all for that row
+    empty = dict(context, context_valid=torch.tensor([[False, False], [True, True]]))
+    none = model(states, actions, rtg, timesteps, **empty)
+    alone = model(states[:1], actions[:1], rtg[:1], timesteps[:1])
+    torch.testing.assert_close(none[:1], alone)
+    torch.testing.assert_close(none[1:], logits[1:])
+    # an invalid item is not read: changing it changes nothing
+    half = dict(context, context_valid=torch.tensor([[True, False], [True, False]]))
+    states_b = context["context_states"].clone()
+    states_b[:, 1] = 0
+    torch.testing.assert_close(model(states, actions, rtg, timesteps, **half),
+                               model(states, actions, rtg, timesteps,
+                                     **dict(half, context_states=states_b)))
+
+
+@torch.no_grad()
+def test_radt_state_tokens_and_one_step_logits_agree_with_the_full_pass() -> None:
+    model = _radt()
+    (states, actions, rtg, timesteps), context = _inputs()
+    full = model(states, actions, rtg, timesteps, **context)
+    B, R, C = context["context_actions"].shape
+    tokens = model.encode_states(context["context_states"].reshape(B * R * C, 4, 84, 84))
+    memory = model.retrieved_tokens(
+        context["context_actions"], context["context_returns_to_go"],
+        context["context_timesteps"], context["context_valid"],
+        context_state_tokens=tokens.reshape(B, R, C, -1))
+    own = model.encode_states(states.reshape(-1, 4, 84, 84)).reshape(2, 4, -1)
+    at = model.forward_tokens(own[:, :3], actions[:, :2], rtg[:, :3], timesteps,
+                              at_step=torch.tensor([2, 1]), memory=memory)
+    torch.testing.assert_close(at, torch.stack([full[0, 2], full[1, 1]]), atol=1e-5, rtol=1e-5)

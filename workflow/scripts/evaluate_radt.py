@@ -1,0 +1,36 @@
+"""Evaluate one trained RA-DT (radt) in Atari: the other models' protocol, retrieving per step."""
+
+from pathlib import Path
+
+from fdt.io import log_to
+
+log_to(snakemake.log[0])
+
+from fdt.device import resolve_device, set_job_threads
+from fdt.evaluation.stage import EvalParams
+from fdt.keys import record_stage
+from fdt.retrieval.evaluation import evaluate_radt
+from fdt.settings import params_from
+from fdt.tracking import track_finished_stage
+
+p = snakemake.params
+wc = snakemake.wildcards
+inputs = snakemake.input
+set_job_threads(snakemake.threads)
+e = p.evaluation
+params = params_from(EvalParams, e, p.run, targets=tuple(float(t) for t in e["targets"]),
+                     device=str(resolve_device(p.run["device"])))
+out_dir = Path(snakemake.output.episodes).parent
+summary = evaluate_radt(inputs.model, inputs.embedder, Path(inputs.memory).parent,
+                        Path(inputs.manifest).parent, wc.game, params, out_dir,
+                        train_seed=int(wc.seed), eval_cache=e["eval_cache"])
+record_stage(out_dir, "evaluate", e, p.input_keys, p.code,
+             wc.key, details={"seed": int(wc.seed), **p.run})
+scores = {f"{r['setup']}.target{r['target']:g}": r for r in summary["scores"]}
+track_finished_stage(f"{wc.game}-radt-seed{wc.seed}-eval",
+                     {"game": wc.game, "model": "radt", "key": wc.key, "seed": wc.seed,
+                      "stage": "evaluate", "model_key": p.input_keys[0]},
+                     {**e, "key": wc.key},
+                     {**{k: v for k, v in summary.items() if k != "params"}, "scores": scores})
+print({k: summary[k] for k in ("episodes", "env_steps", "env_steps_per_s", "memory_items")},
+      flush=True)
