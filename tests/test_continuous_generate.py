@@ -104,9 +104,8 @@ def deterministic_model() -> ContinuousDecisionTransformer:
 def test_batched_evaluation_plays_the_same_episodes_as_one_at_a_time() -> None:
     model = deterministic_model()
     prompting = Prompting(np.zeros(4, np.float32), np.ones(4, np.float32), 0.01)
-    kwargs = dict(targets=[100.0, 30.0], episodes=3, seed=5, prompting=prompting, device=torch.device("cpu"))
-    batched = evaluate_targets(model, lambda: make_env(ENV), parallel=6, **kwargs)
-    alone = evaluate_targets(model, lambda: make_env(ENV), parallel=1, **kwargs)
+    batched, alone = (evaluate_targets(model, lambda: make_env(ENV), [100.0, 30.0], 3, parallel, 5,
+                                       prompting, torch.device("cpu")) for parallel in (6, 1))
     assert [(r.target, r.episode, r.seed) for r in batched] == [(100.0, 0, 5), (100.0, 1, 6), (100.0, 2, 7),
                                                                  (30.0, 0, 5), (30.0, 1, 6), (30.0, 2, 7)]
     for a, b in zip(batched, alone):
@@ -130,6 +129,12 @@ def test_training_resumes_where_it_stopped(tmp_path: Path) -> None:
         pass
 
     class KillAfterCheckpoint:
+        def start(self, run_id: str | None = None) -> str:
+            return "run-1"
+
+        def log_params(self, params: dict) -> None:
+            pass
+
         def log_metrics(self, metrics: dict, step: int) -> None:
             if step == 4 and "loss" in metrics:
                 raise Killed

@@ -27,6 +27,7 @@ from fdt.io import atomic_path, write_json
 from fdt.models.trainer import lr_multiplier
 from fdt.settings import defaults
 from fdt.torchfile import load_torch_file
+from fdt.tracking import flat_values, mlflow_names
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,10 @@ def train_dt(episodes: Episodes, sizes: TaskSizes, make_env: Callable[[], Any], 
     prompting = Prompting(sampler.state_mean, sampler.state_std, params.reward_scale)
     curve: list[dict] = []
     evaluations: list[dict] = []
-    step = _resume(out / "checkpoint.pt", model, optimizer, schedule, sampler, curve, evaluations)
+    step, run_id = _resume(out / "checkpoint.pt", model, optimizer, schedule, sampler, curve, evaluations)
+    if tracker is not None:  # a resumed job continues its MLflow run
+        run_id = tracker.start(run_id)
+        tracker.log_params(mlflow_names(flat_values({**asdict(params), "transitions": len(episodes)})))
 
     def evaluate(at: int) -> None:
         results = evaluate_targets(model, make_env, params.target_returns, params.eval_episodes,
@@ -156,14 +160,15 @@ def train_dt(episodes: Episodes, sizes: TaskSizes, make_env: Callable[[], Any], 
             evaluate(step)
         if step % params.checkpoint_every == 0 and step < params.update_steps:
             _save_checkpoint(out / "checkpoint.pt", step, model, optimizer, schedule, sampler, curve,
-                             evaluations)
+                             evaluations, run_id)
     evaluate(step)
     return _finish(out, model, sizes, params, prompting, references, curve, evaluations)
 
 
 def _save_checkpoint(path: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     schedule: Any, sampler: SequenceSampler, curve: list, evaluations: list) -> None:
-    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     schedule: Any, sampler: SequenceSampler, curve: list, evaluations: list,
+                     run_id: str | None) -> None:
+    state = {"step": step, "tracking_run_id": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict(), "sampler_rng": sampler.rng.bit_generator.state,
              "torch_rng": torch.get_rng_state(), "curve": curve, "evaluations": evaluations}
     with atomic_path(path) as tmp:
@@ -171,10 +176,11 @@ def _save_checkpoint(path: Path, step: int, model: torch.nn.Module, optimizer: t
 
 
 def _resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
-            sampler: SequenceSampler, curve: list, evaluations: list) -> int:
-    """Restore an interrupted run's checkpoint, if there is one; the step it had reached."""
+            sampler: SequenceSampler, curve: list, evaluations: list) -> tuple[int, str | None]:
+    """Restore an interrupted run's checkpoint, if there is one; the step it had reached and its
+    MLflow run."""
     if not path.is_file():
-        return 0
+        return 0, None
     state = load_torch_file(path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -184,7 +190,7 @@ def _resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     curve.extend(state["curve"])
     evaluations.extend(state["evaluations"])
     log.info("resumed from %s at step %d", path, state["step"])
-    return int(state["step"])
+    return int(state["step"]), state["tracking_run_id"]
 
 
 def _finish(out: Path, model: ContinuousDecisionTransformer, sizes: TaskSizes, params: DTParams,

@@ -20,7 +20,7 @@ from fdt.device import set_job_threads
 from fdt.io import write_json
 from fdt.keys import record_stage
 from fdt.settings import params_from
-from fdt.tracking import job_run
+from fdt.tracking import flat_values, job_run, mlflow_names
 
 p = snakemake.params
 settings, env_id = p.behaviour, snakemake.wildcards.env
@@ -34,7 +34,8 @@ with job_run(f"{env_id}-behaviour", {"env": env_id, "key": snakemake.wildcards.k
                                      "stage": "continuous_behaviour"},
              experiment="continuous") as tracker:
     if tracker is not None:
-        tracker.log_params(settings)
+        tracker.start()
+        tracker.log_params(mlflow_names(flat_values(settings)))
 
     def progress(step: int, point: dict) -> None:
         log.info("step %d/%d: %s", step, params.steps, point)

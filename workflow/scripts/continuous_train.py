@@ -43,8 +43,6 @@ with job_run(f"{wc.dataset}-dt-seed{seed}", {"dataset": p.model["dataset"], "env
                                                "key": wc.key, "seed": seed,
                                                "stage": "continuous_train"},
              experiment="continuous") as tracker:
-    if tracker is not None:
-        tracker.log_params({k: v for k, v in p.model.items() if k != "target_returns"})
     metrics = train_dt(episodes, sizes, lambda: make_env(env_id), params, info["references"],
                        out_dir, tracker)
 record_stage(out_dir, "continuous_train", p.model, p.input_keys, p.code, wc.key,
