@@ -18,6 +18,7 @@ include: "workflow/rules/mine.smk"
 include: "workflow/rules/oracle.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/agents.smk"
+include: "workflow/rules/preferences.smk"
 include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/continuous.smk"
 include: "workflow/rules/teacher.smk"
@@ -34,6 +35,7 @@ rule all:
         f"{report_dir()}/scores.csv",
         agent_targets(),
         agents_report_targets(),
+        preferences_report_targets(),
         retrieval_report_targets(),
         continuous_report_targets(),
         queries_targets(),

@@ -103,6 +103,7 @@ def _check_semantics(config: dict[str, Any], origin: str) -> None:
     _check_mining_games(config, origin)
     _check_statistics_set(config, origin)
     _check_agents(config, origin, buffers)
+    _check_preferences(config, origin)
     _check_retrieval(config, origin)
     missing = [g for g in config["games"] if g not in config["evaluation"]["targets"]]
     if missing:
@@ -311,6 +312,33 @@ def _check_retrieval(config: Mapping[str, Any], origin: str) -> None:
             raise ConfigError(f"config error in {origin} at retrieval.subtrajectory_length: "
                               f"{r['subtrajectory_length']}-step sub-trajectories do not fit "
                               f"{game}'s context length {context} (the model's positions)")
+
+
+def _check_preferences(config: Mapping[str, Any], origin: str) -> None:
+    """dt_pref's settings that only make sense together (fdt.preferences)."""
+    if "dt_pref" not in config["models"]:
+        return
+    p = config["preferences"]
+    where = f"config error in {origin} at preferences"
+    if p["reward_model"]["loss"] == "ordinal" and p["mode"] != "tree":
+        raise ConfigError(f"{where}.reward_model.loss: the ordinal loss regresses on the sort "
+                          f"tree's order, but preferences.mode is {p['mode']!r} (use mode: tree, "
+                          "or loss: bradley_terry)")
+    if p["source"] == "file":
+        if not p["file"] or not Path(p["file"]).is_file():
+            raise ConfigError(f"{where}.file: source 'file' needs the comparisons JSON the "
+                              f"feedback app exported; {p['file']!r} is not a file")
+        if len(config["seeds"]) != 1:
+            raise ConfigError(f"{where}.file: a comparisons file answers one seed's clip bundle, "
+                              f"but seeds has {len(config['seeds'])} ({config['seeds']})")
+    low = [b for b in [p["budget"], *p["sweep"]] if b < p["min_comparisons"]]
+    if low:
+        raise ConfigError(f"{where}.budget: budgets {low} are below preferences.min_comparisons "
+                          f"({p['min_comparisons']}): too few comparisons for a reward model")
+    training_clips = p["clips"] - round(p["heldout_fraction"] * p["clips"])
+    if training_clips < 2:
+        raise ConfigError(f"{where}.clips: {p['clips']} clips leave {training_clips} to learn from "
+                          f"after holding out {p['heldout_fraction']:g} of them")
 
 
 def train_settings(config: Mapping[str, Any], game: str) -> dict[str, Any]:

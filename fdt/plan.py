@@ -9,6 +9,7 @@ them from it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,11 @@ STAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
     "report": ("report.py",),
     "agent": ("train_agent.py",),
     "agents_report": ("report_agents.py",),
+    "preference_clips": ("pref_clips.py",),
+    "preference_comparisons": ("pref_comparisons.py",),
+    "preference_reward": ("pref_reward_model.py",),
+    "preference_relabel": ("pref_relabel.py",),
+    "preferences_report": ("pref_report.py",),
     "memory": ("build_memory.py",),
     "train_radt": ("train_radt.py",),
     "evaluate_radt": ("evaluate_radt.py",),
@@ -137,6 +143,8 @@ class StagePlan:
 
     def model(self, game: str, model: str) -> Stage:
         """What decides a model's weights for a game (the seed is the folder below the key)."""
+        if model == "dt_pref":  # DT on the training set relabelled by a learnt reward
+            return self.preference_model(game, self.config["preferences"]["budget"])
         settings = train_settings(self.config, game)
         params = {"model": model, **{k: v for k, v in settings.items() if k not in TRAIN_RUN_SETTINGS}}
         inputs = [self.dataset(game).key]
@@ -428,3 +436,62 @@ class StagePlan:
         if self.config["agents"]["names"]:
             inputs.append(self.agents_report().key)
         return Stage({"description": self.description()}, tuple(inputs), self.code["site"])
+
+    # --- preferences (rl-teacher): a reward learnt from clip comparisons, DT trained on it ---
+    def preference_budgets(self) -> list[int]:
+        """The comparison budgets: dt_pref's (preferences.budget) and the sweep's."""
+        p = self.config["preferences"]
+        return sorted({p["budget"], *p["sweep"]})
+
+    def preference_clips(self, game: str) -> Stage:
+        """The clip bundle of a game's training set (the seed is the folder below the key)."""
+        p = self.config["preferences"]
+        params = {"game": game, **{k: p[k] for k in ("clips", "clip_length", "heldout_fraction")}}
+        return Stage(params, (self.dataset(game).key,), self.code["preference_clips"])
+
+    def preference_comparisons(self, game: str, budget: int) -> Stage:
+        """Synthetic comparisons are decided by the labeller's settings; imported ones by the
+        file's digest, so a new export makes a new folder."""
+        p = self.config["preferences"]
+        params: dict[str, Any] = {"source": p["source"], "mode": p["mode"], "budget": budget,
+                                  "heldout_comparisons": p["heldout_comparisons"]}
+        if p["source"] == "synthetic":
+            params["noise"] = p["noise"]
+        else:
+            params["file_sha256"] = hashlib.sha256(Path(p["file"]).read_bytes()).hexdigest()
+        return Stage(params, (self.preference_clips(game).key,),
+                     self.code["preference_comparisons"])
+
+    def preference_reward(self, game: str, budget: int) -> Stage:
+        p = self.config["preferences"]
+        params = {"min_comparisons": p["min_comparisons"],
+                  **{k: v for k, v in p["reward_model"].items() if k != "device"}}
+        return Stage(params, (self.preference_comparisons(game, budget).key,),
+                     self.code["preference_reward"])
+
+    def preference_relabel(self, game: str, budget: int) -> Stage:
+        """The training set relabelled by the reward model (fdt.preferences.relabel)."""
+        return Stage({"game": game}, (self.dataset(game).key, self.preference_reward(game, budget).key),
+                     self.code["preference_relabel"])
+
+    def preference_model(self, game: str, budget: int) -> Stage:
+        """dt_pref: the trainer's plain DT on the relabelled training set."""
+        settings = train_settings(self.config, game)
+        params = {"model": "dt", "rewards": "preferences",
+                  **{k: v for k, v in settings.items() if k not in TRAIN_RUN_SETTINGS}}
+        return Stage(params, (self.preference_relabel(game, budget).key,), self.code["train"])
+
+    def preference_evaluation(self, game: str, budget: int) -> Stage:
+        """dt_pref scored by the true game score under the usual protocol."""
+        usual = self.evaluation(game, "dt")
+        return Stage(usual.params, (self.preference_model(game, budget).key,), usual.code)
+
+    def preferences_report(self) -> Stage:
+        """Score against comparisons, the reward models' accuracy: keyed by what it gathers."""
+        games, budgets = self.config["games"], self.preference_budgets()
+        params = {"games": games, "budgets": budgets, "seeds": self.config["seeds"]}
+        inputs = [self.preference_evaluation(g, b).key for g in games for b in budgets]
+        inputs += [self.preference_reward(g, b).key for g in games for b in budgets]
+        if "dt" in self.config["models"]:  # the true reward's DT, for comparison
+            inputs += [self.evaluation(g, "dt").key for g in games]
+        return Stage(params, tuple(inputs), self.code["preferences_report"])

@@ -85,7 +85,7 @@ def test_defaults_are_filled() -> None:
      r"at oracle\.labels_path: oracle kind 'published' needs the folder"),
     ({"models": ["fdt"], "oracle": {"kind": "dopamine", "source": {"kind": "local"}}},
      r"at oracle\.source\.path: oracle source kind 'local' needs it"),
-    ({"models": ["gpt"]}, r"at models\.0: 'gpt' is not one of \['dt', 'bc', 'fdt'\]"),
+    ({"models": ["gpt"]}, r"at models\.0: 'gpt' is not one of \['dt', 'bc', 'fdt'"),  # and the added models
     ({"oracle": {"format": "onnx"}}, r"at oracle\.format: 'onnx' is not one of"),
     ({"games": ["Breakout", "MsPacman"], "models": ["dt", "fdt"],
       "evaluation": {"targets": {"Breakout": [90], "MsPacman": [3000]}}},

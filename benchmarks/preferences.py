@@ -1,0 +1,150 @@
+"""Preferences: the reward model's training rate and the sort tree's comparisons per clip, side by
+side in one run.
+
+    python benchmarks/preferences.py                 # CPU (torch's default threads)
+    python benchmarks/preferences.py --device cuda   # a GPU
+
+Reward model: minibatch updates of fdt.preferences.reward_model on random clips (speed does not
+depend on the values), Bradley-Terry (two clips per comparison) and ordinal (one clip per
+target), one member and an ensemble of three, beside the same update with the Nature torso (the
+oracle's and the agents' CNN) in place of our small CNN, and the relabelling's prediction rate.
+
+Sort tree: comparisons per inserted clip for trees of n clips with distinct true returns, inserted
+in random order and in ascending order (an unbalanced binary tree's worst case, n/2 per clip on
+average), against log2(n), the least any comparison sort needs on average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fdt.oracle.c51 import NatureTorso
+from fdt.preferences.comparisons import synthetic_labeller
+from fdt.preferences.reward_model import (
+    RewardNet,
+    RewardParams,
+    TrainingData,
+    predict_rewards,
+    train_reward_model,
+)
+from fdt.preferences.tree import sort_clips
+from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
+
+
+class NatureReward(nn.Module):
+    """The same per-step reward head on the Nature torso, for comparison."""
+
+    def __init__(self, num_actions: int) -> None:
+        super().__init__()
+        self.num_actions = num_actions
+        self.torso = NatureTorso()
+        self.out = nn.Linear(512 + num_actions, 1)
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        one_hot = F.one_hot(actions.long(), self.num_actions).float()
+        return self.out(torch.cat([self.torso(states), one_hot], 1)).squeeze(1)
+
+
+def random_clips(count: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    states = rng.integers(0, 256, (count, length, STACK_SIZE, *FRAME_SHAPE), dtype=np.uint8)
+    return states, rng.integers(0, 4, (count, length))
+
+
+def training_rate(loss: str, ensemble: int, states: np.ndarray, actions: np.ndarray,
+                  updates: int, batch: int, device: torch.device) -> float:
+    """Clips per second through fdt.preferences.reward_model.train_reward_model."""
+    n = len(states)
+    rng = np.random.default_rng(1)
+    if loss == "bradley_terry":
+        indices = rng.integers(0, n, (4 * n, 2))
+    else:
+        indices = rng.integers(0, n, 4 * n)
+    data = TrainingData(states, actions, indices, rng.random(len(indices)).astype(np.float32))
+    params = RewardParams(seed=0, loss=loss, ensemble=ensemble, updates=updates, batch_size=batch)
+    _, fit = train_reward_model(data, params, 4, device, progress=False)
+    return fit["clips_per_s"]
+
+
+def network_rate(net: nn.Module, states: np.ndarray, actions: np.ndarray, batch: int,
+                 updates: int, device: torch.device) -> float:
+    """Clips per second of forward, backward and Adam step of a per-step reward network."""
+    net = net.to(device)
+    optimizer = torch.optim.Adam(net.parameters())
+    s = torch.from_numpy(states[:batch]).to(device).flatten(0, 1)
+    a = torch.from_numpy(actions[:batch]).to(device).flatten()
+
+    def step() -> None:
+        loss = net(s, a).square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for _ in range(updates):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return batch * updates / (time.perf_counter() - started)
+
+
+def comparisons_per_clip(n: int, ascending: bool) -> float:
+    values = list(range(n))
+    order = values if ascending else list(np.random.default_rng(n).permutation(n))
+    tree, _ = sort_clips(order, synthetic_labeller(values, 0.0, np.random.default_rng(0)))
+    return len(tree.comparisons) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--updates", type=int, default=10, help="timed updates per setting")
+    parser.add_argument("--clip-length", type=int, default=22)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, clips of "
+          f"{args.clip_length} steps, batch {args.batch_size}")
+    states, actions = random_clips(64, args.clip_length)
+
+    print(f"\n{'reward model update':<34} {'clips/s':>9} {'vs ordinal x1':>14}")
+    base = training_rate("ordinal", 1, states, actions, args.updates, args.batch_size, device)
+    for loss, members in (("ordinal", 1), ("bradley_terry", 1), ("ordinal", 3),
+                          ("bradley_terry", 3)):
+        rate = base if (loss, members) == ("ordinal", 1) else training_rate(
+            loss, members, states, actions, args.updates, args.batch_size, device)
+        print(f"{loss + ' x' + str(members):<34} {rate:>9.1f} {rate / base:>14.2f}")
+    ours = network_rate(RewardNet(4), states, actions, args.batch_size, args.updates, device)
+    nature = network_rate(NatureReward(4), states, actions, args.batch_size, args.updates, device)
+    print(f"{'our CNN (network only)':<34} {ours:>9.1f}")
+    print(f"{'Nature torso (network only)':<34} {nature:>9.1f}   ours is {ours / nature:.1f}x faster")
+
+    rows = len(states) * args.clip_length
+    frames = states.reshape(rows, STACK_SIZE, *FRAME_SHAPE)[:, -1]
+    stacks = np.arange(rows * STACK_SIZE).reshape(rows, STACK_SIZE) % rows
+    started = time.perf_counter()
+    predict_rewards(RewardNet(4).to(device).eval(), frames, stacks, actions.reshape(-1), device)
+    print(f"relabelling: {rows / (time.perf_counter() - started):,.0f} rows/s predicted")
+
+    print(f"\n{'sort tree, n clips':<20} {'log2 n':>7} {'random order':>13} {'ascending':>10} "
+          f"{'random / log2 n':>16}")
+    for n in (100, 1000, 10000):
+        shuffled, ascending = comparisons_per_clip(n, False), comparisons_per_clip(n, True)
+        print(f"{n:<20} {math.log2(n):>7.2f} {shuffled:>13.2f} {ascending:>10.2f} "
+              f"{shuffled / math.log2(n):>16.2f}")
+    print("an unbalanced tree would take n/2 comparisons per clip in ascending order "
+          "(50, 500, 5000)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""dt_pref through the workflow on the tiny demo config: clips, synthetic comparisons at two
+budgets, reward models, relabelled training sets, dt_pref trained and scored, the report section."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+from fdt.config import validate_config
+from fdt.plan import StagePlan
+from tests.conftest import REPO
+from tests.test_workflow import TINY, snakemake
+
+PREFERENCES = {"clips": 16, "clip_length": 4, "heldout_fraction": 0.25, "heldout_comparisons": 10,
+               "budget": 15, "sweep": [8], "min_comparisons": 5,
+               "reward_model": {"loss": "ordinal", "updates": 10, "batch_size": 4}}
+
+
+@pytest.mark.slow
+def test_dt_pref_end_to_end(tmp_path: Path) -> None:
+    tiny = {**copy.deepcopy(TINY), "models": ["dt", "dt_pref"], "preferences": PREFERENCES}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, tiny)
+    plan = StagePlan(validate_config(config))
+    section = f"results/report/preferences/{plan.preferences_report().key}/section.json"
+    done = snakemake(tmp_path, section)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    folder = (tmp_path / section).parent
+    described = json.loads((tmp_path / section).read_text())
+    assert described["title"].startswith("Learning a reward from preferences")
+    assert [t["csv"] for t in described["tables"]] == ["preferences.csv"]
+    assert (folder / described["figures"][0]["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(folder / "preferences.csv")
+    assert table["budget"].tolist() == [8, 15] and (table["seeds"] == 1).all()
+    assert (table["comparisons"] >= table["budget"]).all()  # tree mode ends its last insertion
+    assert table["heldout_accuracy"].between(0, 1).all()
+    assert table["dt_return"].notna().all()  # plain DT's score beside
+
+    for budget in (8, 15):
+        dataset = tmp_path / f"results/Breakout/preferences/dataset/" \
+                             f"{plan.preference_relabel('Breakout', budget).key}/seed7"
+        relabelled = json.loads((dataset / "manifest.json").read_text())
+        original = json.loads((tmp_path / f"results/Breakout/dataset/{plan.dataset('Breakout').key}"
+                                          "/seed7/manifest.json").read_text())
+        assert relabelled["max_return"] == pytest.approx(original["max_return"], rel=1e-5)
+        assert relabelled["arrays"]["frames"] == original["arrays"]["frames"]
+        model = tmp_path / f"results/Breakout/models/dt_pref/" \
+                           f"{plan.preference_model('Breakout', budget).key}/seed7"
+        assert json.loads((model / "params.json").read_text())["inputs"] == [
+            plan.preference_relabel("Breakout", budget).key]
+    comparisons = json.loads((tmp_path / "results/Breakout/preferences/comparisons/"
+                              f"{plan.preference_comparisons('Breakout', 15).key}/seed7/"
+                              "params.json").read_text())
+    assert len(comparisons["details"]["digest"]) == 16
+
+    again = snakemake(tmp_path, "--dry-run", section)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -1,0 +1,346 @@
+# Learning a reward from preferences (rl-teacher; model dt_pref): clips of each seed's training
+# set, comparisons (the synthetic labeller or the feedback app's export, in pairs or through the
+# sort tree), a reward model, the training set relabelled by it, DT trained on that and scored
+# by the true game score, and the report section. Every comparison budget (preferences.budget
+# and preferences.sweep) has its own comparisons, reward model, relabelled set and dt_pref; the
+# dt_pref of models is preferences.budget's. What decides each folder: fdt.plan.StagePlan.
+PREFERENCES = config["preferences"]
+
+
+def pref_budget(game, key, stage, what):
+    """The budget whose folder key this is (several budgets share a rule)."""
+    for budget in PLAN.preference_budgets():
+        if stage(game, budget).key == key:
+            return budget
+    raise ValueError(
+        f"{what}: key {key} is not the current config's for any comparison budget "
+        f"({PLAN.preference_budgets()}); old folders are kept but only the current "
+        "config's are built"
+    )
+
+
+def pref_stage(stage, wildcards):
+    """The planned stage of a budgeted rule's folder (several budgets share the rule)."""
+    game = wildcards.game
+    budget = pref_budget(game, wildcards.key, stage, f"{stage.__name__} of {game}")
+    return stage(game, budget)
+
+
+def pref_clips_dir(game, seed):
+    return (
+        f"results/{game}/preferences/clips/{PLAN.preference_clips(game).key}/seed{seed}"
+    )
+
+
+def pref_comparisons_dir(game, budget, seed):
+    key = PLAN.preference_comparisons(game, budget).key
+    return f"results/{game}/preferences/comparisons/{key}/seed{seed}"
+
+
+def pref_reward_dir(game, budget, seed):
+    key = PLAN.preference_reward(game, budget).key
+    return f"results/{game}/preferences/reward/{key}/seed{seed}"
+
+
+def pref_dataset_dir(game, budget, seed):
+    key = PLAN.preference_relabel(game, budget).key
+    return f"results/{game}/preferences/dataset/{key}/seed{seed}"
+
+
+def pref_model_dir(game, budget, seed):
+    key = PLAN.preference_model(game, budget).key
+    return f"results/{game}/models/dt_pref/{key}/seed{seed}"
+
+
+def pref_eval_dir(game, budget, seed):
+    key = PLAN.preference_evaluation(game, budget).key
+    return f"results/{game}/eval/dt_pref/{key}/seed{seed}"
+
+
+def pref_clips_inputs(wildcards):
+    game = wildcards.game
+    expect_key(wildcards.key, PLAN.preference_clips(game).key, f"clips of {game}")
+    folder = dataset_dir(game, wildcards.seed)
+    return {
+        "manifest": f"{folder}/manifest.json",
+        "arrays": training_set_arrays(folder),
+    }
+
+
+def pref_comparisons_inputs(wildcards):
+    game = wildcards.game
+    pref_budget(
+        game, wildcards.key, PLAN.preference_comparisons, f"comparisons of {game}"
+    )
+    inputs = {"clips": f"{pref_clips_dir(game, wildcards.seed)}/clips.json"}
+    if PREFERENCES["source"] == "file":
+        inputs["file"] = PREFERENCES["file"]
+    return inputs
+
+
+def pref_reward_inputs(wildcards):
+    game = wildcards.game
+    budget = pref_budget(
+        game, wildcards.key, PLAN.preference_reward, f"reward model of {game}"
+    )
+    folder = dataset_dir(game, wildcards.seed)
+    return {
+        "clips": f"{pref_clips_dir(game, wildcards.seed)}/clips.json",
+        "comparisons": f"{pref_comparisons_dir(game, budget, wildcards.seed)}/comparisons.json",
+        "manifest": f"{folder}/manifest.json",
+        "arrays": training_set_arrays(folder),
+    }
+
+
+def pref_relabel_inputs(wildcards):
+    game = wildcards.game
+    budget = pref_budget(
+        game, wildcards.key, PLAN.preference_relabel, f"relabelled set of {game}"
+    )
+    folder = dataset_dir(game, wildcards.seed)
+    return {
+        "reward_model": f"{pref_reward_dir(game, budget, wildcards.seed)}/reward_model.pt",
+        "manifest": f"{folder}/manifest.json",
+        "arrays": training_set_arrays(folder),
+    }
+
+
+def pref_train_inputs(wildcards):
+    game = wildcards.game
+    budget = pref_budget(
+        game, wildcards.key, PLAN.preference_model, f"dt_pref of {game}"
+    )
+    folder = pref_dataset_dir(game, budget, wildcards.seed)
+    return {
+        "manifest": f"{folder}/manifest.json",
+        "arrays": training_set_arrays(folder),
+    }
+
+
+def pref_eval_inputs(wildcards):
+    game = wildcards.game
+    budget = pref_budget(
+        game,
+        wildcards.key,
+        PLAN.preference_evaluation,
+        f"evaluation of dt_pref on {game}",
+    )
+    return {"model": f"{pref_model_dir(game, budget, wildcards.seed)}/model.pt"}
+
+
+def pref_runs():
+    """Per (game, budget, seed): the files the report reads."""
+    return [
+        {
+            "game": game,
+            "budget": budget,
+            "seed": seed,
+            "comparisons": f"{pref_comparisons_dir(game, budget, seed)}/comparisons.json",
+            "metrics": f"{pref_reward_dir(game, budget, seed)}/metrics.json",
+            "manifest": f"{pref_dataset_dir(game, budget, seed)}/manifest.json",
+            "episodes": f"{pref_eval_dir(game, budget, seed)}/episodes.parquet",
+        }
+        for game in GAMES
+        for budget in PLAN.preference_budgets()
+        for seed in SEEDS
+    ]
+
+
+def pref_baseline():
+    """Plain DT's episodes per game, when dt is among the models."""
+    if "dt" not in MODELS:
+        return {game: [] for game in GAMES}
+    return {
+        game: [f"{eval_dir(game, 'dt', seed)}/episodes.parquet" for seed in SEEDS]
+        for game in GAMES
+    }
+
+
+def preferences_report_dir(key=None):
+    return f"results/report/preferences/{key or PLAN.preferences_report().key}"
+
+
+def preferences_report_inputs(wildcards):
+    expect_key(wildcards.key, PLAN.preferences_report().key, "preferences report")
+    runs = pref_runs()
+    return {
+        "files": [
+            run[k]
+            for run in runs
+            for k in ("comparisons", "metrics", "manifest", "episodes")
+        ],
+        "baseline": [path for paths in pref_baseline().values() for path in paths],
+    }
+
+
+def preferences_report_targets():
+    """The preferences section, when dt_pref is among the models."""
+    if "dt_pref" not in MODELS:
+        return []
+    return [f"{preferences_report_dir()}/section.json"]
+
+
+rule preference_clips:
+    input:
+        unpack(pref_clips_inputs),
+    output:
+        clips="results/{game}/preferences/clips/{key}/seed{seed}/clips.json",
+        params="results/{game}/preferences/clips/{key}/seed{seed}/params.json",
+    log:
+        "logs/preference_clips/{game}_{key}_{seed}.log",
+    conda:
+        "../envs/fdt.yaml"
+    params:
+        clips=lambda wc: PLAN.preference_clips(wc.game).params,
+        input_keys=lambda wc: list(PLAN.preference_clips(wc.game).inputs),
+        code=CODE["preference_clips"],
+    script:
+        "../scripts/pref_clips.py"
+
+
+rule preference_comparisons:
+    input:
+        unpack(pref_comparisons_inputs),
+    output:
+        comparisons="results/{game}/preferences/comparisons/{key}/seed{seed}/comparisons.json",
+        params="results/{game}/preferences/comparisons/{key}/seed{seed}/params.json",
+    log:
+        "logs/preference_comparisons/{game}_{key}_{seed}.log",
+    conda:
+        "../envs/fdt.yaml"
+    params:
+        comparisons=lambda wc: pref_stage(PLAN.preference_comparisons, wc).params,
+        file=PREFERENCES["file"],
+        input_keys=lambda wc: list(pref_stage(PLAN.preference_comparisons, wc).inputs),
+        code=CODE["preference_comparisons"],
+    script:
+        "../scripts/pref_comparisons.py"
+
+
+rule preference_reward:
+    input:
+        unpack(pref_reward_inputs),
+    output:
+        model="results/{game}/preferences/reward/{key}/seed{seed}/reward_model.pt",
+        metrics="results/{game}/preferences/reward/{key}/seed{seed}/metrics.json",
+        params="results/{game}/preferences/reward/{key}/seed{seed}/params.json",
+    log:
+        "logs/preference_reward/{game}_{key}_{seed}.log",
+    conda:
+        "../envs/fdt.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        reward=lambda wc: pref_stage(PLAN.preference_reward, wc).params,
+        run={"device": PREFERENCES["reward_model"]["device"]},
+        input_keys=lambda wc: list(pref_stage(PLAN.preference_reward, wc).inputs),
+        code=CODE["preference_reward"],
+    script:
+        "../scripts/pref_reward_model.py"
+
+
+rule preference_relabel:
+    input:
+        unpack(pref_relabel_inputs),
+    output:
+        manifest="results/{game}/preferences/dataset/{key}/seed{seed}/manifest.json",
+        arrays=training_set_arrays(
+            "results/{game}/preferences/dataset/{key}/seed{seed}"
+        ),
+        params="results/{game}/preferences/dataset/{key}/seed{seed}/params.json",
+    log:
+        "logs/preference_relabel/{game}_{key}_{seed}.log",
+    conda:
+        "../envs/fdt.yaml"
+    threads: config["train"]["threads"]
+    params:
+        relabel=lambda wc: pref_stage(PLAN.preference_relabel, wc).params,
+        device=PREFERENCES["reward_model"]["device"],
+        input_keys=lambda wc: list(pref_stage(PLAN.preference_relabel, wc).inputs),
+        code=CODE["preference_relabel"],
+    script:
+        "../scripts/pref_relabel.py"
+
+
+rule train_pref:
+    input:
+        unpack(pref_train_inputs),
+    output:
+        model="results/{game}/models/{model}/{key}/seed{seed}/model.pt",
+        metrics="results/{game}/models/{model}/{key}/seed{seed}/metrics.json",
+        curve="results/{game}/models/{model}/{key}/seed{seed}/curve.csv",
+        params="results/{game}/models/{model}/{key}/seed{seed}/params.json",
+    log:
+        "logs/train/{game}_{model}_{key}_{seed}.log",
+    wildcard_constraints:
+        model="dt_pref",
+    conda:
+        "../envs/fdt.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        train=lambda wc: pref_stage(PLAN.preference_model, wc).params,
+        run=lambda wc: PLAN.run_settings(wc.game),
+        dataset_key=lambda wc: pref_stage(PLAN.preference_model, wc).inputs[0],
+        input_keys=lambda wc: list(pref_stage(PLAN.preference_model, wc).inputs),
+        code=CODE["train"],
+    script:
+        "../scripts/train_model.py"
+
+
+rule evaluate_pref:
+    input:
+        unpack(pref_eval_inputs),
+    output:
+        episodes="results/{game}/eval/{model}/{key}/seed{seed}/episodes.parquet",
+        summary="results/{game}/eval/{model}/{key}/seed{seed}/summary.json",
+        params="results/{game}/eval/{model}/{key}/seed{seed}/params.json",
+    log:
+        "logs/evaluate/{game}_{model}_{key}_{seed}.log",
+    wildcard_constraints:
+        model="dt_pref",
+    conda:
+        "../envs/fdt.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    params:
+        evaluation=lambda wc: pref_stage(PLAN.preference_evaluation, wc).params,
+        run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
+        input_keys=lambda wc: list(pref_stage(PLAN.preference_evaluation, wc).inputs),
+        code=CODE["evaluate"],
+    script:
+        "../scripts/evaluate_model.py"
+
+
+rule preferences_report:
+    input:
+        unpack(preferences_report_inputs),
+    output:
+        table=report(
+            "results/report/preferences/{key}/preferences.csv",
+            caption="../report/preferences.rst",
+            category="Preferences",
+        ),
+        figure=report(
+            "results/report/preferences/{key}/score_vs_comparisons.png",
+            caption="../report/preferences.rst",
+            category="Preferences",
+        ),
+        section="results/report/preferences/{key}/section.json",
+        params="results/report/preferences/{key}/params.json",
+    log:
+        "logs/preferences_report/{key}.log",
+    conda:
+        "../envs/fdt.yaml"
+    params:
+        report=lambda wc: PLAN.preferences_report().params,
+        settings=PREFERENCES,
+        runs=lambda wc: pref_runs(),
+        baseline=lambda wc: pref_baseline(),
+        input_keys=lambda wc: list(PLAN.preferences_report().inputs),
+        code=CODE["preferences_report"],
+    script:
+        "../scripts/pref_report.py"
