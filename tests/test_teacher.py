@@ -386,3 +386,41 @@ def test_bundle_json_round_trips(tiny) -> None:
     assert json.loads(text)["bundle_id"] == tiny.bundle["bundle_id"]
     assert io.BytesIO((tiny.bundle_dir / "stacks" / "q0000.png").read_bytes()).read(8) == (
         b"\x89PNG\r\n\x1a\n")
+
+
+def test_noise_budget_runs_are_found_and_tabulated(tiny, tmp_path: Path) -> None:
+    import pandas as pd
+
+    root = tmp_path / "results" / "Breakout"
+
+    def record(folder: str, **fields: object) -> Path:
+        path = root / folder / "seed7"
+        path.mkdir(parents=True)
+        (path / "params.json").write_text(json.dumps(fields))
+        return path
+
+    for key, epsilon in (("L1", 0.1), ("L2", 0.0)):
+        record(f"teacher/labels/{key}", stage="teacher_labels", key=key, params={
+            "kind": "synthetic", "epsilon": epsilon, "budget": 5, "schedule": "rank"})
+    for model, labels in (("M1", "L1"), ("M2", "L2"), ("M3", "oracle")):
+        record(f"models/fdt/{model}", key=model, inputs=["dataset", labels])
+    for run, model, returns in (("E1", "M1", [1.0, 3.0]), ("E2", "M2", [4.0, 6.0]),
+                                ("E3", "M3", [9.0])):
+        folder = record(f"eval/fdt/{run}", key=run, inputs=[model])
+        pd.DataFrame({"return": returns, "train_seed": 7}).to_parquet(folder / "episodes.parquet")
+    section = build_teacher_report([("Breakout", 7, tiny.bundle_dir)], [None], tmp_path / "results",
+                                   tmp_path / "report", "synthetic")
+    study = pd.read_csv(tmp_path / "report" / "noise_budget.csv")
+    assert study[["epsilon", "budget", "labels_key", "episodes", "mean_return"]].values.tolist() == [
+        [0.0, 5, "L2", 2, 5.0], [0.1, 5, "L1", 2, 2.0]]
+    assert study["std_return"].round(4).tolist() == [1.4142, 1.4142]
+    assert [f["png"] for f in section["figures"]] == ["noise_budget.png"]
+    assert (tmp_path / "report" / "noise_budget.png").read_bytes()[:4] == b"\x89PNG"
+    assert section["tables"][-1]["csv"] == "noise_budget.csv"
+
+
+def test_serve_refuses_a_bundle_of_another_training_set(tiny, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    other = training_set(tmp_path / "other", seed=1)
+    assert main(["serve", str(tiny.bundle_dir), "--training-set", str(other)]) == 2
+    assert "was built from training set" in capsys.readouterr().err

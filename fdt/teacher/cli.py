@@ -1,6 +1,7 @@
 """`fdt-feedback`: serve a query bundle for labelling, export its answers, summarise them.
 
     fdt-feedback serve QUERIES [--db answers.sqlite] [--host 127.0.0.1] [--port 8000]
+                       [--answers-per-query 1] [--training-set DATASET]
     fdt-feedback export DB OUT.json
     fdt-feedback summary DB QUERIES
 
@@ -14,7 +15,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from fdt.teacher.bundle import BundleError, load_bundle
+from fdt.teacher.bundle import BundleError, check_training_set, load_bundle
 from fdt.teacher.store import StoreError
 
 
@@ -29,6 +30,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--answers-per-query", type=int, default=1,
                        help="labellers asked per query (a majority decides; default %(default)s)")
+    serve.add_argument("--training-set", help="refuse the bundle unless it was built from this "
+                       "training set (its folder, results/{Game}/dataset/{key}/seed{S})")
     export = commands.add_parser("export", help="write a database's answers as JSON")
     export.add_argument("db")
     export.add_argument("out")
@@ -44,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from fdt.teacher.app import serve
 
+            if args.training_set:
+                check_training_set(load_bundle(args.queries), args.training_set)
             serve(args.queries, args.db, host=args.host, port=args.port,
                   answers_per_query=args.answers_per_query)
         elif args.command == "export":

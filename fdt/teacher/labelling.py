@@ -123,6 +123,9 @@ class LabellingPages:
             question = "<h2 id='question'>Was this action good here?</h2>" + buttons
         return (f"<p class='progress' id='progress'>{p['answers']} of {p['budget']} answers in "
                 f"(budget); {p['mine']} yours</p>"
+                f"<p class='progress' id='where'>{html.escape(context.bundle['game'])}, query "
+                f"{query['id']}: replay index {query['replay_index']} (buffer {query['buffer']}, "
+                f"slot {query['slot']})</p>"
                 "<div class='media'>"
                 f"<figure><img id='clip' src='/media/{query['clip']}' alt='clip around the state'>"
                 "<figcaption>the state is framed red</figcaption></figure>"
