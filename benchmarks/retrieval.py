@@ -48,11 +48,10 @@ def synthetic_memory(n: int, width: int, items_per_trajectory: int, seed: int = 
     return normalise(keys), trajectory, returns
 
 
-def model_inputs(batch: int, K: int, R: int, C: int, actions: int = 4):
+def model_inputs(batch: int, K: int, R: int, C: int, width: int, actions: int = 4):
     own = (torch.randint(0, 256, (batch, K, 4, 84, 84), dtype=torch.uint8),
            torch.randint(0, actions, (batch, K)), torch.rand(batch, K), torch.zeros(batch))
-    context = {"context_states": torch.randint(0, 256, (batch, R, C, 4, 84, 84),
-                                               dtype=torch.uint8),
+    context = {"context_features": torch.randn(batch, R, C, width),
                "context_actions": torch.randint(0, actions, (batch, R, C)),
                "context_returns_to_go": torch.rand(batch, R, C),
                "context_timesteps": torch.zeros(batch, R, dtype=torch.long),
@@ -61,9 +60,10 @@ def model_inputs(batch: int, K: int, R: int, C: int, actions: int = 4):
 
 
 def training_step_seconds(config: ModelConfig, batch: int, R: int, C: int, repeat: int) -> float:
-    model = RetrievalDecisionTransformer(radt_config(config, R, C))
+    model = RetrievalDecisionTransformer(radt_config(config, R, C, config.n_embd))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    (states, actions, rtg, timesteps), context = model_inputs(batch, config.context_length, R, C)
+    (states, actions, rtg, timesteps), context = model_inputs(batch, config.context_length, R, C,
+                                                              config.n_embd)
 
     def step() -> None:
         logits = model(states, actions, rtg, timesteps, **context)
@@ -77,13 +77,19 @@ def training_step_seconds(config: ModelConfig, batch: int, R: int, C: int, repea
 
 
 def build_rate(config: ModelConfig, batch: int, C: int) -> float:
-    """Sub-trajectories embedded per second by the frozen DT (frames already gathered)."""
+    """Sub-trajectories per second through the memory build: each of its C rows' stacks encoded
+    once, its key (one window of C steps) and its rows' C queries (windows of K = C steps)."""
     model = DecisionTransformer(config).eval()
-    (states, actions, rtg, timesteps), _ = model_inputs(batch, C, 1, 1)
-    seconds = best_of(lambda: mean_state_embedding(
-        model, {"states": states, "actions": actions, "returns_to_go": rtg,
-                "timesteps": timesteps}), 2)
-    return batch / seconds
+    (states, actions, rtg, timesteps), _ = model_inputs(batch, C, 1, 1, config.n_embd)
+
+    @torch.inference_mode()
+    def build() -> None:
+        tokens = model.encode_states(states.reshape(-1, 4, 84, 84)).reshape(batch, C, -1)
+        for _ in range(1 + C):  # the key, then the C queries
+            mean_state_embedding(model, {"state_tokens": tokens, "actions": actions,
+                                         "returns_to_go": rtg, "timesteps": timesteps})
+
+    return batch / best_of(build, 2)
 
 
 def retrieval_seconds(retriever: Retriever, train_queries: np.ndarray, own: np.ndarray,
@@ -114,7 +120,7 @@ def main() -> None:
           f"{args.batch}, {args.envs} envs; top_k {params.top_k}, keep {params.reweight_top_k}")
     step = training_step_seconds(config, args.batch, R, C, repeat=1 if not args.quick else 2)
     print(f"radt training step (forward + backward, batch {args.batch}): {step * 1e3:.0f} ms")
-    rate = build_rate(config, 256, C)
+    rate = build_rate(config, 32, C)
     print(f"memory build: {rate:,.0f} sub-trajectories/s embedded ({C} steps each)")
     rng = np.random.default_rng(1)
     header = (f"{'keys':>10} {'index':>6} {'build s':>8} {'batch ms':>9} {'share':>7} "

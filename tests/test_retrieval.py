@@ -137,7 +137,7 @@ def _radt(retrieved: int = 2, length: int = 3) -> RetrievalDecisionTransformer:
     torch.manual_seed(0)
     base = ModelConfig(num_actions=4, context_length=4, max_timestep=20, n_layer=2, n_head=2,
                        n_embd=16, dropout=0.0)
-    return RetrievalDecisionTransformer(radt_config(base, retrieved, length)).eval()
+    return RetrievalDecisionTransformer(radt_config(base, retrieved, length, 8)).eval()
 
 
 def _inputs(B: int = 2, T: int = 4, R: int = 2, C: int = 3, seed: int = 0) -> tuple:
@@ -145,8 +145,7 @@ def _inputs(B: int = 2, T: int = 4, R: int = 2, C: int = 3, seed: int = 0) -> tu
     own = (torch.randint(0, 256, (B, T, 4, 84, 84), generator=g, dtype=torch.uint8),
            torch.randint(0, 4, (B, T), generator=g), torch.rand(B, T, generator=g) * 5,
            torch.tensor([0, 3])[:B])
-    context = {"context_states": torch.randint(0, 256, (B, R, C, 4, 84, 84), generator=g,
-                                               dtype=torch.uint8),
+    context = {"context_features": torch.randn(B, R, C, 8, generator=g),
                "context_actions": torch.randint(0, 4, (B, R, C), generator=g),
                "context_returns_to_go": torch.rand(B, R, C, generator=g),
                "context_timesteps": torch.tensor([[0, 5], [2, 7]])[:B],
@@ -178,24 +177,24 @@ def test_radt_is_causal_over_its_own_tokens_and_every_position_sees_the_retrieve
     torch.testing.assert_close(none[1:], logits[1:])
     # an invalid item is not read: changing it changes nothing
     half = dict(context, context_valid=torch.tensor([[True, False], [True, False]]))
-    states_b = context["context_states"].clone()
-    states_b[:, 1] = 0
+    features = context["context_features"].clone()
+    features[:, 1] = 0
     torch.testing.assert_close(model(states, actions, rtg, timesteps, **half),
                                model(states, actions, rtg, timesteps,
-                                     **dict(half, context_states=states_b)))
+                                     **dict(half, context_features=features)))
+    # features of another width than the memory the model was built for: one sentence
+    with pytest.raises(ValueError, match="state features of width 6, but the model reads a "
+                                         "memory of width 8"):
+        model(states, actions, rtg, timesteps,
+              **dict(context, context_features=torch.zeros(2, 2, 3, 6)))
 
 
 @torch.no_grad()
-def test_radt_state_tokens_and_one_step_logits_agree_with_the_full_pass() -> None:
+def test_radt_one_step_logits_agree_with_the_full_pass() -> None:
     model = _radt()
     (states, actions, rtg, timesteps), context = _inputs()
     full = model(states, actions, rtg, timesteps, **context)
-    B, R, C = context["context_actions"].shape
-    tokens = model.encode_states(context["context_states"].reshape(B * R * C, 4, 84, 84))
-    memory = model.retrieved_tokens(
-        context["context_actions"], context["context_returns_to_go"],
-        context["context_timesteps"], context["context_valid"],
-        context_state_tokens=tokens.reshape(B, R, C, -1))
+    memory = model.retrieved_tokens(**context)
     own = model.encode_states(states.reshape(-1, 4, 84, 84)).reshape(2, 4, -1)
     at = model.forward_tokens(own[:, :3], actions[:, :2], rtg[:, :3], timesteps,
                               at_step=torch.tensor([2, 1]), memory=memory)

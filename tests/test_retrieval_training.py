@@ -63,14 +63,18 @@ def test_memory_holds_the_mean_state_embedding_of_each_piece(training_set: Path,
     # key 3 by hand: the embedder's hidden states at the two state tokens, averaged, normalised
     embedder = _embedder(data)
     window = WindowBatches(data, 2, torch.device("cpu")).windows(torch.tensor([starts[3]]))
-    tokens = embedder.encode_states(window["states"].reshape(2, 4, 84, 84)).reshape(1, 2, -1)
     with torch.no_grad():
+        tokens = embedder.encode_states(window["states"].reshape(2, 4, 84, 84)).reshape(1, 2, -1)
         hidden = embedder.state_hidden_states(tokens, window["actions"], window["returns_to_go"],
                                               window["timesteps"])[0].mean(0)
     np.testing.assert_allclose(keys[3], (hidden / hidden.norm()).numpy(), atol=1e-5)
     # one query per training window (n - 3K = 14), each the embedding of its window
     assert m.arrays["queries"].shape == (14, 16)
     assert m.manifest["embedding_model"] == "dt-key" and m.manifest["width"] == 16
+    # the state features: the embedder's state token of every row, each stack encoded once
+    assert m.arrays["state_features"].shape == (len(data), 16)
+    np.testing.assert_allclose(m.arrays["state_features"][starts[3]:starts[3] + 2],
+                               tokens[0].numpy(), atol=1e-5)
 
 
 def test_bad_memory_is_one_sentence_before_training(training_set: Path, memory: Path,  # noqa: F811
@@ -121,6 +125,7 @@ def test_radt_trains_with_the_trainer_and_saves_what_it_retrieves_with(
                 == own[:, None]).any()
     model, payload = load_radt(tmp_path / "radt" / MODEL)
     assert model.config.retrieved == 2 and model.config.subtrajectory_length == 2
+    assert model.config.memory_width == 16
     assert payload["retrieval"]["top_k"] == 4 and payload["memory"]["embedding_model"] == "dt-key"
     # other retrieval settings are other weights: a checkpoint of these is not resumed
     other = RetrievalTraining(Memory(memory), RetrievalParams(top_k=3, reweight_top_k=2))
@@ -167,12 +172,12 @@ def _policy(training_set: Path, memory: Path, slots: int,  # noqa: F811
     torch.manual_seed(2)
     base = ModelConfig(num_actions=4, context_length=2, max_timestep=data.max_timestep,
                        n_layer=1, n_head=2, n_embd=16, dropout=0.0)
-    model = RetrievalDecisionTransformer(radt_config(base, 2, 2)).eval()
+    model = RetrievalDecisionTransformer(radt_config(base, 2, 2, 16)).eval()
     m = Memory(memory).arrays
     retriever = Retriever(np.asarray(m["keys"]), np.asarray(m["trajectory"]),
                           np.asarray(m["total_return"]), RETRIEVAL, IndexParams())
-    items = memory_items(model, WindowBatches(data, 2, torch.device("cpu")),
-                         np.asarray(m["start"]), 2)
+    items = memory_items(WindowBatches(data, 2, torch.device("cpu")),
+                         torch.as_tensor(np.array(m["state_features"])), np.asarray(m["start"]), 2)
     return RetrievalPolicy(model, _embedder(data), retriever, items, slots=slots,
                            eval_cache=eval_cache)
 
@@ -216,4 +221,6 @@ def test_eval_cache_adds_finished_episodes_to_the_memory(
     # returns-to-go of the clipped rewards (2.0 counts as 1), from each step to the end
     assert policy.items.returns_to_go[-2:].tolist() == [[1.0, 0.0], [0.0, 0.0]]
     assert policy.items.timesteps[-2:].tolist() == [0, 2]
+    # the added items' features are the embedder's state tokens of the episode's steps
+    assert policy.items.features.shape[1:] == (2, 16)
     assert policy.retriever.total_return[-1] == 1.0

@@ -30,6 +30,10 @@ def retrieval_policy(model_path: str | Path, embedder_path: str | Path, memory_d
     memory = Memory(memory_dir)
     data = TrainingSet(training_set, verify=False)
     memory.check_for(data, embedder.config.n_embd)
+    if model.config.memory_width != memory.width:
+        raise RetrievalError(f"{model_path}: reads state features of width "
+                             f"{model.config.memory_width}, but {memory.folder} holds width "
+                             f"{memory.width}")
     if payload["memory"]["training_set"] != memory.manifest.get("training_set"):
         raise RetrievalError(f"{model_path}: trained with a memory of training set "
                              f"{payload['memory']['training_set']}, but {memory.folder} is of "
@@ -40,7 +44,8 @@ def retrieval_policy(model_path: str | Path, embedder_path: str | Path, memory_d
                           params_from(RetrievalParams, payload["retrieval"]),
                           params_from(IndexParams, payload["index"]))
     batches = WindowBatches(data, model.config.context_length, device)
-    items = memory_items(model, batches, np.asarray(arrays["start"]),
+    features = torch.as_tensor(np.array(arrays["state_features"]), device=device)
+    items = memory_items(batches, features, np.asarray(arrays["start"]),
                          model.config.subtrajectory_length)
     return RetrievalPolicy(model, embedder, retriever, items, device, timestep=params.timestep,
                            slots=params.envs, eval_cache=eval_cache)

@@ -10,8 +10,14 @@ of its trajectory (for reweighting) and the key of the model that embedded it. I
 query of every training window (the same embedding of the window's K steps): the embedder is
 frozen, so a window's query never changes and training reads it instead of running the embedder.
 
+The embedder's state encoder sees each row's frame stack once (`state_features`, one vector per
+training-set row); keys and queries are its transformer over those features. The features are
+also what radt reads of a retrieved sub-trajectory's states, as RA-DT's Procgen models read
+images encoded by a frozen encoder (`img_is_encoded`), so retrieval adds no encoder work.
+
 Files (one `.npy` each, written atomically, `manifest.json` last): keys (N, d) float32,
-trajectory (N,) int64, start (N,) int64, total_return (N,) float32, queries (W, d) float32.
+trajectory (N,) int64, start (N,) int64, total_return (N,) float32, queries (W, d) float32,
+state_features (n, d) float32.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from fdt.settings import defaults
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-ARRAYS = ("keys", "trajectory", "start", "total_return", "queries")
+ARRAYS = ("keys", "trajectory", "start", "total_return", "queries", "state_features")
 
 
 class RetrievalError(ValueError):
@@ -78,13 +84,9 @@ def mean_state_embedding(model: DecisionTransformer, window: Mapping[str, torch.
                          lengths: torch.Tensor | None = None) -> torch.Tensor:
     """RA-DT's `mean` representation of windows (B, T): the mean of the model's last hidden
     states at the state tokens (over each row's first `lengths` steps when given), L2-normalised.
-    Windows may be given as frames (`states`) or as the model's state tokens (`state_tokens`)."""
-    tokens = window.get("state_tokens")
-    if tokens is None:
-        states = window["states"]
-        B, T = states.shape[:2]
-        tokens = model.encode_states(states.reshape(B * T, *states.shape[2:])).reshape(B, T, -1)
-    hidden = model.state_hidden_states(tokens, window["actions"], window["returns_to_go"],
+    Windows are given as the model's state tokens (`state_tokens`, B, T, d)."""
+    hidden = model.state_hidden_states(window["state_tokens"], window["actions"],
+                                       window["returns_to_go"],
                                        window["timesteps"]).float()
     if lengths is not None:
         steps = torch.arange(hidden.shape[1], device=hidden.device)
@@ -95,15 +97,40 @@ def mean_state_embedding(model: DecisionTransformer, window: Mapping[str, torch.
     return torch.nn.functional.normalize(hidden, dim=1)
 
 
-def embed_windows(model: DecisionTransformer, batches: WindowBatches, starts: np.ndarray,
-                  length: int, batch_size: int, desc: str, progress: bool = True) -> np.ndarray:
+@torch.inference_mode()
+def encode_rows(model: DecisionTransformer, batches: WindowBatches, batch_size: int,
+                progress: bool = True) -> torch.Tensor:
+    """The model's state token (n, d) of every training-set row, each frame stack encoded once."""
+    rows = torch.arange(len(batches.actions), device=batches.device)
+    out = torch.empty((len(rows), model.config.n_embd), device=batches.device)
+    with tqdm(total=len(rows), desc="state features", unit="row", disable=not progress) as bar:
+        for first in range(0, len(rows), batch_size):
+            states = batches.windows(rows[first:first + batch_size], 1)["states"][:, 0]
+            out[first:first + len(states)] = model.encode_states(states)
+            bar.update(len(states))
+    return out
+
+
+def feature_windows(batches: WindowBatches, features: torch.Tensor, starts: torch.Tensor,
+                    length: int) -> dict[str, torch.Tensor]:
+    """Windows of `length` rows beginning at `starts` (any shape S) with the rows' state features
+    in place of frames: state_tokens (*S, length, d), actions and returns-to-go (*S, length),
+    timesteps (*S)."""
+    rows = starts[..., None] + torch.arange(length, device=starts.device)
+    return {"state_tokens": features[rows], "actions": batches.actions[rows],
+            "returns_to_go": batches.returns_to_go[rows], "timesteps": batches.timesteps[starts]}
+
+
+def embed_windows(model: DecisionTransformer, batches: WindowBatches, features: torch.Tensor,
+                  starts: np.ndarray, length: int, batch_size: int, desc: str,
+                  progress: bool = True) -> np.ndarray:
     """Keys (N, d) of the windows of `length` rows beginning at `starts`, in batches."""
     out = np.empty((len(starts), model.config.n_embd), dtype=np.float32)
-    device = batches.device
     with tqdm(total=len(starts), desc=desc, unit="window", disable=not progress) as bar:
         for first in range(0, len(starts), batch_size):
-            chunk = torch.from_numpy(starts[first:first + batch_size]).to(device)
-            window = batches.windows(chunk, length)
+            chunk = torch.as_tensor(np.array(starts[first:first + batch_size]),
+                                    device=batches.device)
+            window = feature_windows(batches, features, chunk, length)
             out[first:first + len(chunk)] = mean_state_embedding(model, window).cpu().numpy()
             bar.update(len(chunk))
     return out
@@ -149,9 +176,10 @@ def build_memory(training_set: str | Path, embedder: DecisionTransformer, out_di
             f"and {params.context_length}-step queries")
     embedder = embedder.to(device).eval()
     batches = WindowBatches(data, params.context_length, device)
-    keys = embed_windows(embedder, batches, starts, params.subtrajectory_length,
+    features = encode_rows(embedder, batches, params.embed_batch_size, progress)
+    keys = embed_windows(embedder, batches, features, starts, params.subtrajectory_length,
                          params.embed_batch_size, "memory keys", progress)
-    queries = embed_windows(embedder, batches, batches.starts.cpu().numpy(),
+    queries = embed_windows(embedder, batches, features, batches.starts.cpu().numpy(),
                             params.context_length, params.embed_batch_size, "window queries",
                             progress)
     embedded = len(starts)
@@ -164,7 +192,8 @@ def build_memory(training_set: str | Path, embedder: DecisionTransformer, out_di
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = save_arrays(out_dir, {"keys": keys, "trajectory": trajectory, "start": starts,
-                                    "total_return": total_return, "queries": queries})
+                                    "total_return": total_return, "queries": queries,
+                                    "state_features": features.cpu().numpy()})
     manifest = {
         "format_version": FORMAT_VERSION,
         "params": asdict(params),
@@ -199,7 +228,7 @@ class Memory:
         if len(self.keys) == 0:
             raise RetrievalError(f"{self.folder}: the memory holds no sub-trajectory")
         width = self.manifest["width"]
-        for name in ("keys", "queries"):
+        for name in ("keys", "queries", "state_features"):
             if self.arrays[name].shape[1] != width:
                 raise RetrievalError(f"{self.folder}/{name}.npy: vectors of width "
                                    f"{self.arrays[name].shape[1]}, the manifest says {width}")

@@ -2,10 +2,12 @@
 
 As RA-DT's GPT-2 with `add_cross_attention`, every block reads its input by causal self-attention,
 then by cross-attention over the retrieved tokens, then its MLP (each sub-layer pre-LN, residual).
-The retrieved sub-trajectories are tokenised by the model's own embeddings, as its own window is:
-(return-to-go, state, action) per step, with the per-token and global (first-step) position
-embeddings. The model's own tokens stay causal among themselves, while every position may read
-every retrieved token; a window with nothing retrieved reads nothing (its cross-attention adds 0).
+The retrieved sub-trajectories are tokenised as its own window is, (return-to-go, state, action)
+per step with the per-token and global (first-step) position embeddings, by the model's own
+return and action embeddings; their states arrive encoded by the memory's frozen encoder (as
+RA-DT's Procgen models read images encoded by a frozen encoder) and pass a learnt projection.
+The model's own tokens stay causal among themselves, while every position may read every
+retrieved token; a window with nothing retrieved reads nothing (its cross-attention adds 0).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fdt.torchfile import load_torch_file
 class RetrievalConfig(ModelConfig):
     retrieved: int = 1  # sub-trajectories read per window (RA-DT's reweight_top_k)
     subtrajectory_length: int = 1  # C, steps per retrieved sub-trajectory
+    memory_width: int = 1  # width of the memory's state features (its embedder's)
 
 
 class CrossAttention(nn.Module):
@@ -79,6 +82,8 @@ class RetrievalDecisionTransformer(DecisionTransformer):
         super().__init__(config)
         self.blocks = nn.ModuleList(RetrievalBlock(config) for _ in range(config.n_layer))
         self.blocks.apply(_normal_init)
+        self.memory_states = nn.Sequential(nn.Linear(config.memory_width, config.n_embd),
+                                           nn.Tanh())
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor,
                 timesteps: torch.Tensor, **context: torch.Tensor) -> torch.Tensor:
@@ -93,21 +98,19 @@ class RetrievalDecisionTransformer(DecisionTransformer):
         return self.forward_tokens(state_tokens.reshape(B, T, -1), actions, returns_to_go,
                                    timesteps, memory=memory)
 
-    def retrieved_tokens(self, context_actions: torch.Tensor, context_returns_to_go: torch.Tensor,
-                         context_timesteps: torch.Tensor, context_valid: torch.Tensor,
-                         context_states: torch.Tensor | None = None,
-                         context_state_tokens: torch.Tensor | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    def retrieved_tokens(self, context_features: torch.Tensor, context_actions: torch.Tensor,
+                         context_returns_to_go: torch.Tensor, context_timesteps: torch.Tensor,
+                         context_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens (B, R*3C, n_embd) of R retrieved sub-trajectories of C steps per row, and which
-        are visible (B, R*3C): states (B, R, C, 4, 84, 84) or their state tokens (B, R, C, d),
-        actions and returns-to-go (B, R, C), timesteps (B, R) of their first steps, valid (B, R)."""
+        are visible (B, R*3C): state features (B, R, C, memory_width), actions and
+        returns-to-go (B, R, C), timesteps (B, R) of their first steps, valid (B, R)."""
         B, R, C = context_actions.shape
-        if context_state_tokens is not None:
-            tokens = context_state_tokens
-        else:
-            tokens = self.encode_states(context_states.reshape(B * R * C, STACK_SIZE,
-                                                               *FRAME_SHAPE))
-        x, k = self.input_tokens(tokens.reshape(B * R, C, -1), context_actions.reshape(B * R, C),
+        if context_features.shape[-1] != self.config.memory_width:
+            raise ValueError(f"state features of width {context_features.shape[-1]}, but the "
+                             f"model reads a memory of width {self.config.memory_width}")
+        tokens = self.memory_states(context_features.reshape(B * R, C, -1).to(
+            self.pos_emb.dtype))
+        x, k = self.input_tokens(tokens, context_actions.reshape(B * R, C),
                                  context_returns_to_go.reshape(B * R, C),
                                  context_timesteps.reshape(B * R))
         visible = context_valid.bool()[:, :, None].expand(B, R, C * k).reshape(B, R * C * k)
@@ -128,9 +131,10 @@ class RetrievalDecisionTransformer(DecisionTransformer):
         return logits[torch.arange(len(logits), device=logits.device), at_step.long()]
 
 
-def radt_config(base: ModelConfig, retrieved: int, subtrajectory_length: int) -> RetrievalConfig:
+def radt_config(base: ModelConfig, retrieved: int, subtrajectory_length: int,
+                memory_width: int) -> RetrievalConfig:
     return RetrievalConfig(**base.to_dict(), retrieved=retrieved,
-                           subtrajectory_length=subtrajectory_length)
+                           subtrajectory_length=subtrajectory_length, memory_width=memory_width)
 
 
 def load_radt(path: str | Path, device: str | torch.device = "cpu"

@@ -2,8 +2,9 @@
 
 The live episodes' windows are queried together (one embedder pass, one index search per step);
 the query is the frozen embedder's mean representation of each window's steps so far, the same
-as the memory's keys. The memory's sub-trajectories are kept as the model's state tokens,
-encoded once when the policy is made, so a step encodes only the new states. In RA-DT's
+as the memory's keys. The memory's sub-trajectories are read as the memory's state features (the
+embedder's state tokens), the same the policy keeps of each new state for its queries, so a step
+encodes only the new states, once by each model. In RA-DT's
 in-context mode (`eval_cache`), each finished episode's sub-trajectories join the memory for the
 episodes that start after it (their own trajectory is not excluded: at evaluation there is none).
 """
@@ -19,50 +20,44 @@ import torch
 from fdt.evaluation.policies import ModelPolicy
 from fdt.models.trainer import WindowBatches
 from fdt.models.transformer import DecisionTransformer
-from fdt.retrieval.memory import mean_state_embedding, subtrajectory_starts
+from fdt.retrieval.memory import (
+    feature_windows,
+    mean_state_embedding,
+    subtrajectory_starts,
+)
 from fdt.retrieval.model import RetrievalDecisionTransformer
 from fdt.retrieval.retrieve import Retriever
 
 
 @dataclass
 class MemoryItems:
-    """The memory's sub-trajectories as the model reads them: state tokens (N, C, d), actions
+    """The memory's sub-trajectories as the model reads them: state features (N, C, d), actions
     and returns-to-go (N, C), timesteps (N,) of their first steps."""
 
-    state_tokens: torch.Tensor
+    features: torch.Tensor
     actions: torch.Tensor
     returns_to_go: torch.Tensor
     timesteps: torch.Tensor
 
     def extend(self, other: MemoryItems) -> None:
-        for name in ("state_tokens", "actions", "returns_to_go", "timesteps"):
+        for name in ("features", "actions", "returns_to_go", "timesteps"):
             setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
 
 
-@torch.inference_mode()
-def memory_items(model: RetrievalDecisionTransformer, batches: WindowBatches, starts: np.ndarray,
-                 length: int, batch_size: int = 256) -> MemoryItems:
-    """The sub-trajectories beginning at `starts` (training-set rows), encoded by the model."""
-    parts = []
-    for first in range(0, len(starts), batch_size):
-        chunk = torch.as_tensor(np.array(starts[first:first + batch_size]), device=batches.device)
-        window = batches.windows(chunk, length)
-        states = window["states"]
-        B, C = states.shape[:2]
-        tokens = model.encode_states(states.reshape(B * C, *states.shape[2:])).reshape(B, C, -1)
-        parts.append(MemoryItems(tokens, window["actions"], window["returns_to_go"],
-                                 window["timesteps"]))
-    items = parts[0]
-    for part in parts[1:]:
-        items.extend(part)
-    return items
+def memory_items(batches: WindowBatches, features: torch.Tensor, starts: np.ndarray,
+                 length: int) -> MemoryItems:
+    """The sub-trajectories beginning at `starts` (training-set rows), with their rows' state
+    features."""
+    window = feature_windows(batches, features, torch.as_tensor(np.array(starts),
+                                                                device=batches.device), length)
+    return MemoryItems(window["state_tokens"], window["actions"], window["returns_to_go"],
+                       window["timesteps"])
 
 
 @dataclass
 class EpisodeHistory:
     """What the eval cache keeps of a live episode, step by step."""
 
-    model_tokens: list[torch.Tensor] = field(default_factory=list)
     query_tokens: list[torch.Tensor] = field(default_factory=list)
     actions: list[int] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
@@ -96,7 +91,6 @@ class RetrievalPolicy(ModelPolicy):
             last = self.length[index] - 1
             for row, slot in enumerate(slots):
                 history = self.histories.setdefault(slot, EpisodeHistory())
-                history.model_tokens.append(self.states[slot, last[row]].clone())
                 history.query_tokens.append(self.query_states[slot, last[row]].clone())
 
     def begin(self, slot: int, target: float) -> None:
@@ -130,7 +124,6 @@ class RetrievalPolicy(ModelPolicy):
         actions = torch.tensor(history.actions, device=self.device)
         rows = torch.from_numpy(starts).to(self.device)[:, None] + torch.arange(C,
                                                                                  device=self.device)
-        model_tokens = torch.stack(history.model_tokens[:steps])[rows]
         query_tokens = torch.stack(history.query_tokens[:steps])[rows]
         first = torch.from_numpy(starts).to(self.device)
         keys = mean_state_embedding(self.embedder, {"state_tokens": query_tokens,
@@ -139,7 +132,7 @@ class RetrievalPolicy(ModelPolicy):
                                                     "timesteps": first})
         self.retriever.add(keys.cpu().numpy(), self.retriever.new_trajectory(),
                            float(rewards.sum()))
-        self.items.extend(MemoryItems(model_tokens, actions[rows], rtg[rows], first))
+        self.items.extend(MemoryItems(query_tokens, actions[rows], rtg[rows], first))
         self.cached_episodes += 1
 
     @torch.inference_mode()
@@ -160,7 +153,7 @@ class RetrievalPolicy(ModelPolicy):
             context_returns_to_go=self.items.returns_to_go[ids],
             context_timesteps=self.items.timesteps[ids],
             context_valid=torch.from_numpy(retrieved.valid).to(self.device),
-            context_state_tokens=self.items.state_tokens[ids])
+            context_features=self.items.features[ids])
         timesteps = step if self.timestep == "reference" else step - last
         out = self.model.forward_tokens(self.states[index, :t], actions, returns, timesteps,
                                         at_step=last, memory=memory)

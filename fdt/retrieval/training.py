@@ -20,18 +20,20 @@ from fdt.keys import canonical_json
 from fdt.models.trainer import TrainParams, WindowBatches
 from fdt.models.transformer import ModelConfig
 from fdt.retrieval.index import IndexParams
-from fdt.retrieval.memory import Memory, RetrievalError
+from fdt.retrieval.memory import Memory, RetrievalError, feature_windows
 from fdt.retrieval.model import RetrievalDecisionTransformer, radt_config
 from fdt.retrieval.retrieve import RetrievalParams, Retrieved, Retriever
 
 
-def context_inputs(batches: WindowBatches, memory_start: np.ndarray, retrieved: Retrieved,
-                   length: int) -> dict[str, torch.Tensor]:
-    """The retrieved sub-trajectories of a batch as the model's `context_*` inputs; rows of
-    nothing retrieved point at row 0 and are marked invalid."""
+def context_inputs(batches: WindowBatches, features: torch.Tensor, memory_start: np.ndarray,
+                   retrieved: Retrieved, length: int) -> dict[str, torch.Tensor]:
+    """The retrieved sub-trajectories of a batch as the model's `context_*` inputs (the memory's
+    state features, the training set's actions, returns-to-go and timesteps); rows of nothing
+    retrieved point at row 0 and are marked invalid."""
     starts = np.where(retrieved.valid, memory_start[np.maximum(retrieved.ids, 0)], 0)
-    window = batches.windows(torch.from_numpy(starts).to(batches.device), length)
-    return {"context_states": window["states"], "context_actions": window["actions"],
+    window = feature_windows(batches, features, torch.from_numpy(starts).to(batches.device),
+                             length)
+    return {"context_features": window["state_tokens"], "context_actions": window["actions"],
             "context_returns_to_go": window["returns_to_go"],
             "context_timesteps": window["timesteps"],
             "context_valid": torch.from_numpy(retrieved.valid).to(batches.device)}
@@ -65,12 +67,14 @@ class RetrievalTraining:
 
     def build_model(self, config: ModelConfig) -> RetrievalDecisionTransformer:
         return RetrievalDecisionTransformer(radt_config(
-            config, self.params.reweight_top_k, self.memory.subtrajectory_length))
+            config, self.params.reweight_top_k, self.memory.subtrajectory_length,
+            self.memory.width))
 
     def prepare(self, batches: WindowBatches) -> None:
         m = self.memory.arrays
         self.batches = batches
         self.start = np.asarray(m["start"])
+        self.features = torch.as_tensor(np.array(m["state_features"]), device=batches.device)
         self.queries = np.asarray(m["queries"])
         if len(self.queries) != len(batches):
             raise RetrievalError(f"{self.memory.folder}: {len(self.queries)} window queries, but "
@@ -89,7 +93,7 @@ class RetrievalTraining:
     def inputs(self, samples: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.batches is not None, "prepare() first"
         retrieved = self.retrieve(samples.cpu().numpy())
-        return context_inputs(self.batches, self.start, retrieved,
+        return context_inputs(self.batches, self.features, self.start, retrieved,
                               self.memory.subtrajectory_length)
 
     def digest(self) -> str:
