@@ -12,5 +12,7 @@ FDT in place of the oracle's.
   labellers, ties dropped) and the answers' digest that keys it.
 - `fdt.teacher.synthetic`: rl-teacher's synthetic labeller: another oracle's labels with flip
   noise and a label budget.
+- `fdt.teacher.report`: the report section (bundles, labellers' agreement, FDT's score against
+  the synthetic labeller's noise and budget where such runs exist).
 - `fdt.teacher.cli`: `fdt-feedback serve|export|summary` (also `python -m fdt.teacher`).
 """

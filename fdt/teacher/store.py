@@ -78,8 +78,11 @@ class Store:
         self.queries = {q["id"]: q for q in bundle["queries"]}
         self.order = [q["id"] for q in bundle["queries"]]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.connect() as conn:
+        conn = self.connect()
+        try:
             conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+        finally:
+            conn.close()
         self.ensure_tables(SCHEMA)
         self._claim_bundle()
 
