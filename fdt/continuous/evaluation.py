@@ -61,18 +61,18 @@ def play_group(model: ContinuousDecisionTransformer, envs: Sequence[Any], target
         predicted = model(states[rows, begin:step + 1], actions[rows, begin:step + 1],
                           returns[rows, begin:step + 1], time_steps[rows, begin:step + 1])[:, -1]
         chosen = predicted.cpu().numpy()
-        still = []
-        for row, action in zip(live, chosen):
-            observation, reward, terminated, truncated, _ = envs[row].step(action)
-            scores[row] += reward
-            lengths[row] += 1
-            actions[row, step] = torch.as_tensor(action, device=device)
-            states[row, step + 1] = (torch.as_tensor(observation, dtype=torch.float32, device=device)
-                                     - mean) / std
-            returns[row, step + 1] = returns[row, step] - reward * prompting.reward_scale
-            if not (terminated or truncated):
-                still.append(row)
-        live = np.asarray(still, dtype=np.int64)
+        stepped = [envs[row].step(action) for row, action in zip(live, chosen)]
+        observations = np.stack([o for o, *_ in stepped])
+        rewards = np.array([r for _, r, *_ in stepped], dtype=np.float64)
+        scores[live] += rewards
+        lengths[live] += 1
+        # one write per array for all live episodes, not one per episode
+        actions[rows, step] = predicted
+        states[rows, step + 1] = (torch.as_tensor(observations, dtype=torch.float32, device=device)
+                                  - mean) / std
+        returns[rows, step + 1] = returns[rows, step] - torch.as_tensor(
+            rewards * prompting.reward_scale, dtype=torch.float32, device=device)
+        live = live[[not (terminated or truncated) for *_, terminated, truncated, _ in stepped]]
     return [(float(s), int(length)) for s, length in zip(scores, lengths)]
 
 
