@@ -430,12 +430,27 @@ class StagePlan:
                                      f"iterations of {a['steps_per_iteration']} updates")
         return out
 
+    def report_sections(self) -> dict[str, Stage]:
+        """Each system's report stage, in the page's order, for the systems this config runs."""
+        c, models = self.config, self.config["models"]
+        sections = {"fdt": self.report()}
+        if c["agents"]["names"]:
+            sections["agents"] = self.agents_report()
+        if c["teacher"]["queries"] > 0 and "fdt" in models:
+            sections["teacher"] = self.teacher_report()
+        if "radt" in models:
+            sections["retrieval"] = self.retrieval_report()
+        if "dt_pref" in models:
+            sections["preferences"] = self.preferences_report()
+        if self.continuous_datasets():
+            sections["continuous"] = self.continuous_report()
+        return sections
+
     def site(self) -> Stage:
         """The HTML report: the description and every system's report section."""
-        inputs = [self.report().key]
-        if self.config["agents"]["names"]:
-            inputs.append(self.agents_report().key)
-        return Stage({"description": self.description()}, tuple(inputs), self.code["site"])
+        sections = self.report_sections()
+        return Stage({"description": self.description(), "sections": list(sections)},
+                     tuple(stage.key for stage in sections.values()), self.code["site"])
 
     # --- preferences (rl-teacher): a reward learnt from clip comparisons, DT trained on it ---
     def preference_budgets(self) -> list[int]:

@@ -349,12 +349,18 @@ def report_inputs(wildcards):
 
 
 def site_sections(wildcards):
-    """Every system's section, in the order the page shows them."""
+    """Every system's section, in the order the page shows them (the systems the config runs:
+    fdt.plan.StagePlan.report_sections)."""
     expect_key(wildcards.key, PLAN.site().key, "HTML report")
-    sections = [f"{report_dir()}/section.json"]
-    if config["agents"]["names"]:
-        sections.append(f"{agents_report_dir()}/section.json")
-    return sections
+    folders = {
+        "fdt": report_dir,
+        "agents": agents_report_dir,
+        "teacher": teacher_report_dir,
+        "retrieval": retrieval_report_dir,
+        "preferences": preferences_report_dir,
+        "continuous": continuous_report_dir,
+    }
+    return [f"{folders[system]()}/section.json" for system in PLAN.report_sections()]
 
 
 def site_target():
