@@ -80,13 +80,13 @@ def test_an_imported_file_keys_the_comparisons_by_its_bytes(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"mode": "pairs"}, r"preferences\.reward_model\.loss: the ordinal loss regresses on the sort "
-                        r"tree's order, but preferences\.mode is 'pairs'"),
+    ({"mode": "pairs"}, (r"preferences\.reward_model\.loss: the ordinal loss regresses on the sort "
+                        r"tree's order, but preferences\.mode is 'pairs'")),
     ({"source": "file", "file": "/nonexistent/export.json"},
-     r"preferences\.file: source 'file' needs the comparisons JSON the feedback app exported; "
-     r"'/nonexistent/export\.json' is not a file"),
-    ({"budget": 5}, r"preferences\.budget: budgets \[5\] are below preferences\.min_comparisons "
-                    r"\(10\): too few comparisons"),
+     (r"preferences\.file: source 'file' needs the comparisons JSON the feedback app exported; "
+     r"'/nonexistent/export\.json' is not a file")),
+    ({"budget": 5}, (r"preferences\.budget: budgets \[5\] are below preferences\.min_comparisons "
+                    r"\(10\): too few comparisons")),
     ({"sweep": [3]}, r"budgets \[3\] are below"),
     ({"clips": 4, "heldout_fraction": 0.9}, r"preferences\.clips: 4 clips leave 0 to learn from"),
 ])

@@ -33,7 +33,13 @@ from fdt.dataset.training_set import TrainingSet
 from fdt.preferences.clips import ClipBundle, clip_frames, read_bundle
 from fdt.preferences.comparisons import FORMAT_VERSION, Answer, Comparison
 from fdt.preferences.tree import SortTree, SortTreeError
-from fdt.teacher.app import TeacherContext, error_page, form_fields, page, require_labeller
+from fdt.teacher.app import (
+    TeacherContext,
+    error_page,
+    form_fields,
+    page,
+    require_labeller,
+)
 from fdt.teacher.clips import ClipSettings, clip_gif
 
 TABLES = """
@@ -55,13 +61,13 @@ class ComparisonPages:
     tables = TABLES
 
     def __init__(self, clips: str | Path, training_set: str | Path, seed: int = 0,
-                 settings: ClipSettings = ClipSettings()) -> None:
+                 settings: ClipSettings | None = None) -> None:
         self.bundle: ClipBundle = read_bundle(clips)
         self.data = TrainingSet(training_set, verify=False)
         if self.data.manifest.get("key") not in (None, self.bundle.dataset_key):
             raise ValueError(f"{clips}: clips of training set {self.bundle.dataset_key}, but "
                              f"{training_set} is training set {self.data.manifest.get('key')}")
-        self.settings = settings
+        self.settings = settings or ClipSettings()
         self.clips = {c.id: c for c in self.bundle.clips}
         rng = np.random.default_rng(seed)
         training = self.bundle.training_ids
