@@ -14,9 +14,12 @@ tables and a link on the home page; everything else is shared:
   `data-key="x"` is pressed by the key x on every page.
 
 Extension point: a new family (e.g. clip comparisons, a sort tree) is a module with a class
-implementing `PageFamily`, added to `FAMILIES` below (or passed to `create_app(families=...)`);
-its paths must not clash with the shared ones (/, /login, /logout, /media) or another family's.
-The labelling family (fdt.teacher.labelling) is the worked example.
+implementing `PageFamily`, added to `default_families()` below (or passed to
+`create_app(families=...)`); its paths must not clash with the shared ones (/, /login, /logout,
+/media/clips, /media/stacks) or another family's. A family that shows data of its own (another
+bundle of clips) takes it in its constructor and mounts its media among its routes, e.g.
+`Mount("/media/pairs", app=StaticFiles(directory=...))`. The labelling family
+(fdt.teacher.labelling) is the worked example.
 """
 
 from __future__ import annotations
