@@ -23,6 +23,7 @@ from fdt.continuous.evaluation import Prompting, evaluate_targets
 from fdt.continuous.generate import generate, references, save_policies
 from fdt.continuous.minari_source import (
     check_minari_folder,
+    minari_dataset,
     minari_references,
     read_minari,
 )
@@ -209,6 +210,23 @@ def test_minari_dataset_read_from_a_local_folder(tmp_path: Path) -> None:
     assert episodes.actions[episodes.starts()].ravel().tolist() == [-0.5, 0.0, 0.5]
     assert set(episodes.policies()) == {"constant"}
     assert episodes.terminated.sum() == 3
+    checked, references = minari_dataset(tmp_path, "test/pendulum/simple-v0", 2)
+    assert len(checked) == len(episodes) and references["random"] == 1.0
+    assert references["source"].startswith("Minari metadata")
+
+    metadata_file = tmp_path / "test/pendulum/simple-v0/data/metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    metadata["ref_min_score"] = metadata["ref_max_score"] = None  # none: measured instead
+    metadata_file.write_text(json.dumps(metadata))
+    _, references = minari_dataset(tmp_path, "test/pendulum/simple-v0", 2)
+    assert references["expert"] == max(rewards) and references["random"] > 0
+    spec = json.loads(metadata["env_spec"])
+    metadata["env_spec"] = json.dumps({**spec, "id": "Hopper-v5"})  # another task's sizes
+    metadata_file.write_text(json.dumps(metadata))
+    with pytest.raises(ContinuousInputError, match="Minari dataset 'test/pendulum/simple-v0': "
+                                                   "observations of size 4 and actions of size 1 "
+                                                   "do not match environment 'Hopper-v5'"):
+        minari_dataset(tmp_path, "test/pendulum/simple-v0", 2)
 
     os.remove(tmp_path / "test/pendulum/simple-v0/data/main_data.hdf5")
     with pytest.raises(ContinuousInputError, match="HDF5 format but .*main_data.hdf5 is missing"):

@@ -10,8 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from fdt.continuous.environments import ContinuousInputError
+from fdt.continuous.environments import (
+    ContinuousInputError,
+    check_environment,
+    check_sizes,
+    make_env,
+    task_sizes,
+)
 from fdt.continuous.episodes import Episodes
+from fdt.continuous.generate import reference_return
 
 
 def data_folder(root: str | Path, dataset_id: str) -> Path:
@@ -86,3 +93,23 @@ def read_minari(root: str | Path, dataset_id: str) -> Episodes:
                     joined["actions"].astype(np.float32), joined["rewards"].astype(np.float32),
                     joined["terminated"].astype(bool), joined["truncated"].astype(bool),
                     np.full(len(joined["step"]), str(policy)))
+
+
+def minari_dataset(root: str | Path, dataset_id: str, reference_episodes: int
+                   ) -> tuple[Episodes, dict[str, Any]]:
+    """A local Minari dataset checked against its environment, and the normalisation's
+    references: Minari's own when the dataset has them, else a random policy's mean return and
+    the dataset's best episode."""
+    where = f"Minari dataset {dataset_id!r}"
+    metadata = check_minari_folder(root, dataset_id)  # before any work
+    env_id = minari_env_id(metadata)
+    check_environment(env_id, where)
+    env = make_env(env_id)
+    episodes = read_minari(root, dataset_id)
+    check_sizes(env_id, task_sizes(env), episodes.observation_size, episodes.action_size, where)
+    references = minari_references(metadata)
+    if references is not None:
+        return episodes, {**references, "source": "Minari metadata (ref_min_score, ref_max_score)"}
+    return episodes, {"random": reference_return(env, "random", None, reference_episodes, 0),
+                      "expert": float(episodes.returns().max()),
+                      "source": "random policy's mean return; the dataset's best episode"}

@@ -8,20 +8,10 @@ from fdt.io import log_to
 
 log_to(snakemake.log[0])
 
-from fdt.continuous.environments import (
-    check_environment,
-    check_sizes,
-    d4rl_reference,
-    make_env,
-    task_sizes,
-)
+from fdt.continuous.environments import check_environment, d4rl_reference, make_env
 from fdt.continuous.episodes import write_episodes
-from fdt.continuous.generate import dataset_summary, generate, reference_return
-from fdt.continuous.minari_source import (
-    check_minari_folder,
-    minari_references,
-    read_minari,
-)
+from fdt.continuous.generate import dataset_summary, generate
+from fdt.continuous.minari_source import minari_dataset
 from fdt.io import read_json, write_json
 from fdt.keys import record_stage
 
@@ -29,18 +19,7 @@ p = snakemake.params
 settings = p.dataset
 out_dir = Path(snakemake.output.episodes).parent
 if settings["source"] == "minari":
-    metadata = check_minari_folder(settings["path"], settings["dataset"])  # before any work
-    episodes = read_minari(settings["path"], settings["dataset"])
-    check_environment(episodes.env_id, f"Minari dataset {settings['dataset']!r}")
-    env = make_env(episodes.env_id)
-    check_sizes(episodes.env_id, task_sizes(env), episodes.observation_size, episodes.action_size,
-                f"Minari dataset {settings['dataset']!r}")
-    refs = minari_references(metadata)
-    if refs is None:  # no reference scores in the dataset: a random policy's, and its best episode
-        refs = {"random": reference_return(env, "random", None, settings["reference_episodes"], 0),
-                "expert": float(episodes.returns().max()), "source": "random rollouts; best episode"}
-    else:
-        refs["source"] = "Minari metadata (ref_min_score, ref_max_score)"
+    episodes, refs = minari_dataset(settings["path"], settings["dataset"], settings["reference_episodes"])
     seeds = {}
 else:
     env_id, quality = settings["env"], settings["quality"]
