@@ -29,7 +29,13 @@ from fdt.preferences.reward_model import (
     pair_accuracy,
     rank_accuracy,
 )
-from fdt.preferences.stage import replay_tree, reward_training_data, split_imported
+from fdt.preferences.stage import (
+    ComparisonParams,
+    make_comparisons,
+    replay_tree,
+    reward_training_data,
+    split_imported,
+)
 from fdt.preferences.tree import SortTree, SortTreeError, sort_clips
 
 
@@ -242,6 +248,22 @@ def test_imported_comparisons_split_by_the_held_out_clips(tmp_path: Path) -> Non
     train, heldout, dropped = split_imported(path, bundle)
     assert train == [Comparison(0, 1, Answer.LEFT)] and heldout == [Comparison(4, 5, Answer.RIGHT)]
     assert dropped == 1
+
+
+def test_an_imported_export_rebuilds_its_sort_tree(tmp_path: Path) -> None:
+    bundle = bundle_of(7, heldout=(6,))
+    people = order_labeller({0: 2, 1: 0, 2: 1, 3: 2, 4: 3, 5: 1})
+    tree, _ = sort_clips([0, 1, 2, 3, 4, 5], people, name="ann")
+    export = tmp_path / "export.json"
+    write_comparisons(export, bundle.digest, tree.comparisons, [])
+    params = ComparisonParams(seed=0, source="file", mode="tree", budget=100, file=str(export))
+    summary = make_comparisons(bundle, params, tmp_path / "out")
+    again = SortTree.from_dict(json.loads((tmp_path / "out" / "tree.json").read_text()))
+    assert again.ordinals() == tree.ordinals() == {1: 0, 2: 1, 5: 1, 0: 2, 3: 2, 4: 3}
+    assert summary["tree_size"] == 4 and summary["comparisons"] == len(tree.comparisons)
+    assert summary["answers"]["equal"] == 2 and summary["true_order_accuracy"] < 1  # returns = ids
+    train, _, _ = read_comparisons(tmp_path / "out" / "comparisons.json", bundle.digest, bundle.ids)
+    assert all(c.labeller == "ann" for c in train)
 
 
 def test_too_few_comparisons_is_a_clear_error() -> None:

@@ -44,20 +44,24 @@ from fdt.preferences.reward_model import (
     train_reward_model,
 )
 from fdt.preferences.tree import SortTree, sort_clips
+from fdt.settings import defaults
 
 log = logging.getLogger(__name__)
 
 SYNTHETIC_LABELLER = "synthetic"
 
 
+_PREFERENCES = defaults("preferences")  # the schema's, the one place they live
+
+
 @dataclass(frozen=True)
 class ComparisonParams:
     seed: int
-    source: str  # synthetic | file
-    mode: str  # tree | pairs
-    budget: int
-    noise: float
-    heldout_comparisons: int
+    source: str = _PREFERENCES["source"]  # synthetic | file
+    mode: str = _PREFERENCES["mode"]  # tree | pairs
+    budget: int = _PREFERENCES["budget"]
+    noise: float = _PREFERENCES["noise"]  # synthetic only
+    heldout_comparisons: int = _PREFERENCES["heldout_comparisons"]  # synthetic only
     file: str | None = None
 
 
