@@ -62,6 +62,33 @@ def test_behaviour_run_keeps_its_whole_replay_and_snapshots(behaviour: tuple[Pat
     assert sum(1 for point in run.curve if "evaluation_return" in point) == 3
 
 
+def test_behaviour_run_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """Killed at step 80 (its last checkpoint at an episode end after step 30), rerun: the same
+    replay, snapshots, curve and final policy as a run that was never stopped."""
+    params = SACParams(steps=120, start_steps=50, batch_size=8, hidden=8, eval_every=40,
+                       eval_episodes=1, seed=4)
+    whole = train_behaviour(make_env(ENV), make_env(ENV), params)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_80(step: int, _point: dict) -> None:
+        if step == 80:
+            raise Killed
+
+    checkpoint = tmp_path / "behaviour.pt"
+    with pytest.raises(Killed):
+        train_behaviour(make_env(ENV), make_env(ENV), params, kill_at_80, checkpoint, checkpoint_every=30)
+    assert checkpoint.is_file()
+    resumed = train_behaviour(make_env(ENV), make_env(ENV), params, None, checkpoint, checkpoint_every=30)
+    assert not checkpoint.exists()
+    for name in ("episode", "step", "observations", "actions", "rewards", "terminated", "truncated", "policy"):
+        assert np.array_equal(getattr(whole.replay, name), getattr(resumed.replay, name)), name
+    assert [s[:2] for s in whole.snapshots] == [s[:2] for s in resumed.snapshots]
+    assert all(torch.equal(whole.snapshots[-1][2][k], resumed.snapshots[-1][2][k]) for k in whole.snapshots[-1][2])
+    assert json.dumps(whole.curve) == json.dumps(resumed.curve)
+
+
 def test_medium_is_the_snapshot_nearest_a_third_of_the_final() -> None:
     snapshots = [(10, 5.0, {}), (20, 31.0, {}), (30, 36.0, {}), (40, 100.0, {})]
     assert medium_snapshot(snapshots, 1 / 3)[0] == 20  # |31 - 33.3| < |36 - 33.3|

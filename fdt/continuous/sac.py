@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fdt.continuous.episodes import EpisodeRecorder, Episodes
+from fdt.io import atomic_path
 from fdt.settings import defaults
+from fdt.torchfile import load_torch_file
 
 LOG_STD_RANGE = (-20.0, 2.0)
 
@@ -189,9 +192,12 @@ class BehaviourRun:
 
 
 def train_behaviour(env: Any, eval_env: Any, params: SACParams,
-                    progress: Callable[[int, dict[str, float]], None] | None = None) -> BehaviourRun:
+                    progress: Callable[[int, dict[str, float]], None] | None = None,
+                    checkpoint: Path | None = None, checkpoint_every: int = 10_000) -> BehaviourRun:
     """Train SAC online for `params.steps` steps; every `eval_every` steps (and at the end) score
-    the deterministic policy on `eval_episodes` episodes and keep its weights."""
+    the deterministic policy on `eval_episodes` episodes and keep its weights. With `checkpoint`,
+    the whole state is saved at the first episode end after every `checkpoint_every` steps, and a
+    run finding one resumes from it (episode i is reset with seed + i, so it plays the same)."""
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
     env.action_space.seed(params.seed)
@@ -201,10 +207,16 @@ def train_behaviour(env: Any, eval_env: Any, params: SACParams,
     agent = SAC(observation_size, action_size, max_action, params)
     buffer = ReplayBuffer(observation_size, action_size, params.steps)
     record = EpisodeRecorder(env.spec.id)
-    snapshots, curve = [], []
-    episode, t, score, loss = 0, 0, 0.0, float("nan")
-    observation, _ = env.reset(seed=params.seed)
-    for step in range(1, params.steps + 1):
+    snapshots: list[tuple[int, float, dict[str, torch.Tensor]]] = []
+    curve: list[dict[str, float]] = []
+    done_steps, episode, loss = 0, 0, float("nan")
+    if checkpoint is not None and checkpoint.is_file():
+        done_steps, episode, loss = _restore(checkpoint, agent, buffer, record, snapshots, curve,
+                                              rng, env)
+    last_saved = done_steps
+    t, score = 0, 0.0
+    observation, _ = env.reset(seed=params.seed + episode)
+    for step in range(done_steps + 1, params.steps + 1):
         random_phase = step <= params.start_steps
         action = env.action_space.sample() if random_phase else agent.actor.act(observation, False)
         next_observation, reward, terminated, truncated, _ = env.step(action)
@@ -216,7 +228,7 @@ def train_behaviour(env: Any, eval_env: Any, params: SACParams,
         if terminated or truncated:
             curve.append({"step": step, "episode_return": score, "critic_loss": loss})
             episode, t, score = episode + 1, 0, 0.0
-            observation, _ = env.reset()
+            observation, _ = env.reset(seed=params.seed + episode)
         if step > params.start_steps:
             loss = agent.update(buffer.sample(params.batch_size, rng))
         if step % params.eval_every == 0 or step == params.steps:
@@ -226,7 +238,61 @@ def train_behaviour(env: Any, eval_env: Any, params: SACParams,
             curve.append({"step": step, "evaluation_return": float(scored)})
             if progress is not None:
                 progress(step, curve[-1])
+        if checkpoint is not None and t == 0 and step - last_saved >= checkpoint_every and step < params.steps:
+            _save(checkpoint, step, episode, loss, agent, buffer, record, snapshots, curve, rng, env)
+            last_saved = step
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     return BehaviourRun(record.episodes(), snapshots, curve)
+
+
+_MODULES = ("actor", "critic", "target", "actor_optimizer", "critic_optimizer", "alpha_optimizer")
+
+
+def _save(path: Path, step: int, episode: int, loss: float, agent: SAC, buffer: ReplayBuffer,
+          record: EpisodeRecorder, snapshots: list, curve: list, rng: np.random.Generator,
+          env: Any) -> None:
+    n = buffer.size
+    state = {
+        "step": step, "episode": episode, "loss": loss, "log_alpha": agent.log_alpha.detach().clone(),
+        **{name: getattr(agent, name).state_dict() for name in _MODULES},
+        "buffer": {name: torch.from_numpy(getattr(buffer, name)[:n].copy()) for name in _BUFFER},
+        "replay": {name: torch.from_numpy(np.asarray(record.columns[name], dtype=dtype).copy())
+                   for name, dtype in _REPLAY.items()},
+        "policy": [str(p) for p in record.columns["policy"]],
+        "snapshots": snapshots, "curve": curve,
+        "rng": rng.bit_generator.state, "action_rng": env.action_space.np_random.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _restore(path: Path, agent: SAC, buffer: ReplayBuffer, record: EpisodeRecorder, snapshots: list,
+             curve: list, rng: np.random.Generator, env: Any) -> tuple[int, int, float]:
+    state = load_torch_file(path)
+    for name in _MODULES:
+        getattr(agent, name).load_state_dict(state[name])
+    with torch.no_grad():
+        agent.log_alpha.copy_(state["log_alpha"])
+    for name in _BUFFER:
+        values = state["buffer"][name].numpy()
+        getattr(buffer, name)[:len(values)] = values
+    buffer.size = len(state["buffer"]["rewards"])
+    for name in _REPLAY:
+        record.columns[name] = list(state["replay"][name].numpy())
+    record.columns["policy"] = list(state["policy"])
+    snapshots.extend(state["snapshots"])
+    curve.extend(state["curve"])
+    rng.bit_generator.state = state["rng"]
+    env.action_space.np_random.bit_generator.state = state["action_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), int(state["episode"]), float(state["loss"])
+
+
+_BUFFER = ("observations", "next_observations", "actions", "rewards", "terminated")
+_REPLAY = {"episode": np.int64, "step": np.int64, "observations": np.float32, "actions": np.float32,
+           "rewards": np.float32, "terminated": bool, "truncated": bool}
 
 
 def medium_snapshot(snapshots: list[tuple[int, float, dict[str, torch.Tensor]]],

@@ -22,6 +22,7 @@ rule continuous_behaviour:
     threads: CONTINUOUS_RUN["threads"]
     params:
         behaviour=continuous_behaviour_params,
+        run=CONTINUOUS_RUN,
         input_keys=[],
         code=CODE["continuous_behaviour"],
     script:

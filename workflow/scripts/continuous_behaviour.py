@@ -43,7 +43,8 @@ with job_run(f"{env_id}-behaviour", {"env": env_id, "key": snakemake.wildcards.k
             tracker.log_metrics({"evaluation_return": point["evaluation_return"]}, step=step)
 
     env = make_env(env_id)
-    run = train_behaviour(env, make_env(env_id), params, progress)
+    run = train_behaviour(env, make_env(env_id), params, progress, out_dir / "checkpoint.pt",
+                          p.run["checkpoint_every"])  # a rerun resumes an interrupted one
     write_episodes(snakemake.output.replay, run.replay,
                    {"seed": params.seed, "policies": ["random", "sac-replay"]})
     chosen = save_policies(snakemake.output.policies, env, run, params, settings["medium_fraction"])
