@@ -44,8 +44,9 @@ def test_continuous_workflow_end_to_end(tmp_path: Path) -> None:
 
     section = json.loads((report / "section.json").read_text())
     assert [t["csv"] for t in section["tables"]] == ["scores.csv", "datasets.csv"]
-    assert [f["png"] for f in section["figures"]] == ["score_per_target.png", "learning_curves.png"]
-    for name in ("scores.csv", "datasets.csv", "score_per_target.png", "learning_curves.png"):
+    assert [f["png"] for f in section["figures"]] == ["score_per_target.png", "learning_curves.png",
+                                                      "behaviour.png"]
+    for name in ("scores.csv", "datasets.csv", "score_per_target.png", "learning_curves.png", "behaviour.png"):
         assert (report / name).stat().st_size > 0, name
     assert "InvertedPendulum-v5/medium" in section["summary"]
 

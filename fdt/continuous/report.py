@@ -108,6 +108,29 @@ def plot_learning_curves(losses: pd.DataFrame, scores: pd.DataFrame, path: str |
     plt.close(fig)
 
 
+def plot_behaviour_curves(curves: dict[str, pd.DataFrame], path: str | Path) -> None:
+    """The SAC behaviour agents' training-episode returns and snapshot scores, one per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(5.5 * max(1, len(curves)), 3.6),
+                             squeeze=False)
+    for ax, (env_id, curve) in zip(axes[0], curves.items()):
+        episodes = curve.dropna(subset=["episode_return"]) if "episode_return" in curve else curve[:0]
+        snapshots = curve.dropna(subset=["evaluation_return"])
+        ax.plot(episodes["step"], episodes["episode_return"], alpha=0.4, label="training episodes")
+        ax.plot(snapshots["step"], snapshots["evaluation_return"], marker="o", label="snapshots (deterministic)")
+        ax.set(xlabel="environment step", ylabel="return", title=f"{env_id}: SAC behaviour agent")
+        ax.legend(fontsize=7)
+    if not curves:
+        axes[0, 0].set_title("no behaviour agent (Minari datasets)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+
+
 def summary_text(table: pd.DataFrame, datasets: pd.DataFrame, source: str) -> str:
     best = table.loc[table.groupby("dataset", sort=False)["normalized_mean"].idxmax()]
     scores = "; ".join(f"{r.dataset}: {r.normalized_mean:.1f} at target {r.target:g}"
@@ -122,7 +145,10 @@ def summary_text(table: pd.DataFrame, datasets: pd.DataFrame, source: str) -> st
             f"references are shown beside for another environment version. Best per dataset: {scores}.")
 
 
-def build_continuous_report(runs: Sequence[TrainedRun], out_dir: str | Path, source: str) -> dict[str, Any]:
+def build_continuous_report(runs: Sequence[TrainedRun], out_dir: str | Path, source: str,
+                            behaviour_curves: dict[str, str | Path] | None = None) -> dict[str, Any]:
+    """Write the section's tables, figures and section.json; `behaviour_curves`: each generated
+    task's SAC curve.csv."""
     out = Path(out_dir)
     table = final_scores(runs)
     write_csv(table, out / "scores.csv")
@@ -137,6 +163,8 @@ def build_continuous_report(runs: Sequence[TrainedRun], out_dir: str | Path, sou
     write_csv(losses, out / "learning_curves.csv")
     plot_score_per_target(table, out / "score_per_target.png")
     plot_learning_curves(losses, scores, out / "learning_curves.png")
+    behaviour = {env_id: pd.read_csv(path) for env_id, path in (behaviour_curves or {}).items()}
+    plot_behaviour_curves(behaviour, out / "behaviour.png")
     section = {
         "title": "Continuous control: Decision Transformer (CORL) on MuJoCo datasets",
         "summary": summary_text(table, datasets, source),
@@ -148,7 +176,11 @@ def build_continuous_report(runs: Sequence[TrainedRun], out_dir: str | Path, sou
                                 "target return the model was prompted with."},
                     {"title": "Learning curves", "png": "learning_curves.png",
                      "caption": "Training loss (action MSE) and the normalized score per target "
-                                "at each evaluation during training, mean over seeds."}],
+                                "at each evaluation during training, mean over seeds."}]
+                   + ([{"title": "Behaviour agents", "png": "behaviour.png",
+                        "caption": "The SAC agents whose replay, snapshots and final policy made the "
+                                   "datasets: training-episode returns and snapshot scores."}]
+                      if behaviour else []),
     }
     write_json(out / "section.json", section)
     return section

@@ -91,6 +91,7 @@ rule continuous_report:
         curves="results/report/continuous/{key}/learning_curves.csv",
         score_plot="results/report/continuous/{key}/score_per_target.png",
         curve_plot="results/report/continuous/{key}/learning_curves.png",
+        behaviour_plot="results/report/continuous/{key}/behaviour.png",
         params="results/report/continuous/{key}/params.json",
     log:
         "logs/continuous_report/{key}.log",
@@ -99,6 +100,7 @@ rule continuous_report:
     params:
         report=lambda wc: PLAN.continuous_report().params,
         runs=continuous_runs(),
+        envs=PLAN.continuous_envs(),
         input_keys=lambda wc: list(PLAN.continuous_report().inputs),
         code=CODE["continuous_report"],
     script:

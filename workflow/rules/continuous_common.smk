@@ -86,6 +86,10 @@ def continuous_report_inputs(wildcards):
         "infos": [
             f"{continuous_dataset_dir(name)}/info.json" for name, _ in continuous_runs()
         ],
+        "behaviour": [
+            f"{continuous_behaviour_dir(env)}/curve.csv"
+            for env in PLAN.continuous_envs()
+        ],
     }
 
 
