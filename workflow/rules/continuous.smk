@@ -25,6 +25,8 @@ rule continuous_behaviour:
         run=CONTINUOUS_RUN,
         input_keys=[],
         code=CODE["continuous_behaviour"],
+    message:
+        "continuous: train the SAC behaviour agent on {wildcards.env}"
     script:
         "../scripts/continuous_behaviour.py"
 
@@ -48,6 +50,8 @@ rule continuous_dataset:
             PLAN.continuous_dataset(CONTINUOUS_NAMES[wc.dataset]).inputs
         ),
         code=CODE["continuous_dataset"],
+    message:
+        "continuous: generate the {wildcards.dataset} dataset"
     script:
         "../scripts/continuous_dataset.py"
 
@@ -77,6 +81,8 @@ rule continuous_train:
             PLAN.continuous_model(CONTINUOUS_NAMES[wc.dataset]).inputs
         ),
         code=CODE["continuous_train"],
+    message:
+        "continuous: train and evaluate DT on {wildcards.dataset}, seed {wildcards.seed}"
     script:
         "../scripts/continuous_train.py"
 
@@ -103,5 +109,7 @@ rule continuous_report:
         envs=PLAN.continuous_envs(),
         input_keys=lambda wc: list(PLAN.continuous_report().inputs),
         code=CODE["continuous_report"],
+    message:
+        "continuous: tables and figures"
     script:
         "../scripts/continuous_report.py"

@@ -20,6 +20,8 @@ rule build_queries:
         teacher=lambda wc: PLAN.queries(wc.game).params,
         input_keys=lambda wc: list(PLAN.queries(wc.game).inputs),
         code=CODE["queries"],
+    message:
+        "feedback: the query bundle of {wildcards.game}'s important states, seed {wildcards.seed}"
     script:
         "../scripts/build_queries.py"
 
@@ -39,6 +41,8 @@ rule teacher_labels:
         labels=lambda wc: PLAN.teacher_labels(wc.game).params,
         input_keys=lambda wc: list(PLAN.teacher_labels(wc.game).inputs),
         code=CODE["teacher_labels"],
+    message:
+        "feedback: {wildcards.game}'s labels from people or the synthetic labeller, seed {wildcards.seed}"
     script:
         "../scripts/teacher_labels.py"
 
@@ -65,5 +69,7 @@ rule report_teacher:
         answers=lambda wc: [answers_file(g, s) for g in GAMES for s in SEEDS],
         # the noise/budget runs found in results/: a new one reruns the report
         study=lambda wc: fdt.teacher.report.noise_budget_runs("results", GAMES),
+    message:
+        "feedback: the labelling report"
     script:
         "../scripts/report_teacher.py"
