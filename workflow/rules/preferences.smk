@@ -23,6 +23,8 @@ rule preference_clips:
         clips=lambda wc: PLAN.preference_clips(wc.game).params,
         input_keys=lambda wc: list(PLAN.preference_clips(wc.game).inputs),
         code=CODE["preference_clips"],
+    message:
+        "preferences: draw the clips of {wildcards.game}, seed {wildcards.seed}"
     script:
         "../scripts/pref_clips.py"
 
@@ -42,6 +44,8 @@ rule preference_comparisons:
         file=PREFERENCES["file"],
         input_keys=lambda wc: list(pref_stage(PLAN.preference_comparisons, wc).inputs),
         code=CODE["preference_comparisons"],
+    message:
+        "preferences: compare clips of {wildcards.game} ({params.comparisons[source]}, {params.comparisons[mode]}, budget {params.comparisons[budget]}), seed {wildcards.seed}"
     script:
         "../scripts/pref_comparisons.py"
 
@@ -65,6 +69,8 @@ rule preference_reward:
         run={"device": PREFERENCES["reward_model"]["device"]},
         input_keys=lambda wc: list(pref_stage(PLAN.preference_reward, wc).inputs),
         code=CODE["preference_reward"],
+    message:
+        "preferences: train the reward model of {wildcards.game} ({params.reward[loss]}), seed {wildcards.seed}"
     script:
         "../scripts/pref_reward_model.py"
 
@@ -88,6 +94,8 @@ rule preference_relabel:
         device=PREFERENCES["reward_model"]["device"],
         input_keys=lambda wc: list(pref_stage(PLAN.preference_relabel, wc).inputs),
         code=CODE["preference_relabel"],
+    message:
+        "preferences: relabel the training set of {wildcards.game} with the learnt reward, seed {wildcards.seed}"
     script:
         "../scripts/pref_relabel.py"
 
@@ -115,6 +123,8 @@ rule train_pref:
         dataset_key=lambda wc: pref_stage(PLAN.preference_model, wc).inputs[0],
         input_keys=lambda wc: list(pref_stage(PLAN.preference_model, wc).inputs),
         code=CODE["train"],
+    message:
+        "train: dt_pref on {wildcards.game} (key {wildcards.key}), seed {wildcards.seed}"
     script:
         "../scripts/train_model.py"
 
@@ -140,6 +150,8 @@ rule evaluate_pref:
         run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
         input_keys=lambda wc: list(pref_stage(PLAN.preference_evaluation, wc).inputs),
         code=CODE["evaluate"],
+    message:
+        "evaluate: dt_pref on {wildcards.game} (key {wildcards.key}), seed {wildcards.seed}"
     script:
         "../scripts/evaluate_model.py"
 
@@ -171,5 +183,7 @@ rule preferences_report:
         baseline=lambda wc: pref_baseline(),
         input_keys=lambda wc: list(PLAN.preferences_report().inputs),
         code=CODE["preferences_report"],
+    message:
+        "preferences: score against comparisons, the report section"
     script:
         "../scripts/pref_report.py"
