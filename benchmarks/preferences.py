@@ -117,6 +117,7 @@ def main() -> None:
           f"{args.clip_length} steps, batch {args.batch_size}")
     states, actions = random_clips(64, args.clip_length)
 
+    training_rate("ordinal", 1, states, actions, 2, args.batch_size, device)  # warm up
     print(f"\n{'reward model update':<34} {'clips/s':>9} {'vs ordinal x1':>14}")
     base = training_rate("ordinal", 1, states, actions, args.updates, args.batch_size, device)
     for loss, members in (("ordinal", 1), ("bradley_terry", 1), ("ordinal", 3),

@@ -17,9 +17,9 @@ from fdt.dataset.training_set import TrainingSet
 from fdt.preferences.clips import draw_clips, write_bundle
 from fdt.preferences.stage import replay_tree
 from fdt.preferences.web import ComparisonPages
-from fdt.teacher.app import create_app, default_families
+from fdt.teacher.app import BackgroundServer, create_app, default_families
 from tests.teacher_data import world
-from tests.test_teacher_browser import ServerThread, browser, sign_in  # noqa: F401 (fixture)
+from tests.test_teacher_browser import browser, sign_in  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def pref_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     write_bundle(root / "clips.json", bundle)
     db = root / "answers.sqlite"
     pages = ComparisonPages(root / "clips.json", tiny.data)
-    with ServerThread(create_app(tiny.bundle_dir, db,
+    with BackgroundServer(create_app(tiny.bundle_dir, db,
                                  families=[*default_families(), pages])) as url:
         yield bundle, db, url
 
