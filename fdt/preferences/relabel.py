@@ -9,9 +9,9 @@ largest learnt return-to-go equals the training set's largest true return-to-go.
 targets then mean what they mean for DT.
 
 The relabelled set is a training set folder (same arrays and manifest) so the trainer reads it as
-it reads any: the frames and the other arrays are hard links to the original's (copies across
-file systems), `rewards.npy` and `returns_to_go.npy` are new, and the manifest says where they
-came from.
+it reads any: the frames and the other arrays are symbolic links to the original's (copies where
+links are refused), `rewards.npy` and `returns_to_go.npy` are new, and the manifest says where
+they came from.
 """
 
 from __future__ import annotations
@@ -92,10 +92,13 @@ def relabel_training_set(source: TrainingSet, reward_model: str | Path, out_dir:
 
 
 def link_or_copy(source: Path, target: Path) -> None:
-    """A hard link to an unchanged array (a copy where the file systems differ), atomically."""
+    """A relative symbolic link to an unchanged array (a copy where links are refused),
+    atomically. Not a hard link: Snakemake judges freshness by modification times, and a hard
+    link shares them with the original, so touching the relabelled set would make the training
+    set look newer than everything built from it."""
     with atomic_path(target) as tmp:
         try:
-            os.link(source, tmp)
+            os.symlink(os.path.relpath(source, target.parent), tmp)
         except OSError:
             shutil.copyfile(source, tmp)
 
