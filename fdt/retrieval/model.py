@@ -74,6 +74,15 @@ class RetrievalBlock(Block):
             x = x + self.cross(self.ln_cross(x), memory, visible)
         return x + self.mlp(self.ln2(x))
 
+    def forward_at(self, x: torch.Tensor, query: torch.Tensor, memory: torch.Tensor | None = None,
+                   visible: torch.Tensor | None = None) -> torch.Tensor:
+        """The block's output (B, C) at one position per row (eval: no dropout)."""
+        out = x[torch.arange(len(x), device=x.device), query] + self.attn.forward_at(self.ln1(x),
+                                                                                     query)
+        if memory is not None:
+            out = out + self.cross(self.ln_cross(out)[:, None], memory, visible)[:, 0]
+        return out + self.mlp(self.ln2(out))
+
 
 class RetrievalDecisionTransformer(DecisionTransformer):
     """DT whose blocks also read retrieved sub-trajectories (RA-DT)."""
@@ -123,12 +132,15 @@ class RetrievalDecisionTransformer(DecisionTransformer):
         """DT's `forward_tokens`, each block also reading `memory` (tokens, visible)."""
         x, k = self.input_tokens(state_tokens, actions, returns_to_go, timesteps)
         tokens, visible = memory if memory is not None else (None, None)
-        for block in self.blocks:
-            x = block(x, tokens, visible)
-        logits = self.head(self.ln_f(x))[:, k - 2::k]
         if at_step is None:
-            return logits
-        return logits[torch.arange(len(logits), device=logits.device), at_step.long()]
+            for block in self.blocks:
+                x = block(x, tokens, visible)
+            return self.head(self.ln_f(x))[:, k - 2::k]
+        for block in self.blocks[:-1]:
+            x = block(x, tokens, visible)
+        # the last block on the asked state tokens only, as DT's evaluator does
+        x = self.blocks[-1].forward_at(x, at_step.long() * k + k - 2, tokens, visible)
+        return self.head(self.ln_f(x))
 
 
 def radt_config(base: ModelConfig, retrieved: int, subtrajectory_length: int,
