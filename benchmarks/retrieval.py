@@ -122,7 +122,8 @@ def main() -> None:
     step = training_step_seconds(config, args.batch, R, C, repeat=1 if not args.quick else 2)
     print(f"radt training step (forward + backward, batch {args.batch}): {step * 1e3:.0f} ms")
     rate = build_rate(config, 32, C)
-    print(f"memory build: {rate:,.0f} sub-trajectories/s embedded ({C} steps each)")
+    print(f"memory build: {rate:,.1f} sub-trajectories/s of {C} steps ({rate * C:,.0f} "
+          "training-set rows/s: each row's stack encoded once, its window's query, 1/C of a key)")
     rng = np.random.default_rng(1)
     header = (f"{'keys':>10} {'index':>6} {'build s':>8} {'batch ms':>9} {'share':>7} "
               f"{'step ms':>8} {'recall':>7}")
