@@ -26,6 +26,8 @@ rule build_memory:
         embedder_key=lambda wc: PLAN.model(wc.game, "dt").key,
         input_keys=lambda wc: list(PLAN.memory(wc.game).inputs),
         code=CODE["memory"],
+    message:
+        "retrieval: build RA-DT's memory of {wildcards.game}'s training set, seed {wildcards.seed}"
     script:
         "../scripts/build_memory.py"
 
@@ -51,6 +53,8 @@ rule train_radt:
         dataset_key=lambda wc: PLAN.dataset(wc.game).key,
         input_keys=lambda wc: list(PLAN.model(wc.game, "radt").inputs),
         code=CODE["train_radt"],
+    message:
+        "train: radt on {wildcards.game}, seed {wildcards.seed}"
     script:
         "../scripts/train_radt.py"
 
@@ -74,6 +78,8 @@ rule evaluate_radt:
         run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
         input_keys=lambda wc: list(PLAN.evaluation(wc.game, "radt").inputs),
         code=CODE["evaluate_radt"],
+    message:
+        "evaluate: radt on {wildcards.game}, seed {wildcards.seed}"
     script:
         "../scripts/evaluate_radt.py"
 
@@ -96,5 +102,7 @@ rule report_retrieval:
         report=lambda wc: PLAN.retrieval_report().params,
         input_keys=lambda wc: list(PLAN.retrieval_report().inputs),
         code=CODE["retrieval_report"],
+    message:
+        "retrieval: RA-DT against DT"
     script:
         "../scripts/report_retrieval.py"
