@@ -27,19 +27,27 @@ def chromium_path() -> str | None:
 
 
 @contextmanager
-def open_page(url: str | None = None, **context: Any) -> Iterator[Any]:
-    """A Playwright page in headless system Chromium (at `url` if given); skips the test where
-    Chromium or Playwright is missing."""
+def launch_chromium() -> Iterator[Any]:
+    """A headless system Chromium under Playwright; skips the test where Chromium or Playwright
+    is missing."""
     executable = chromium_path()
     if executable is None:
         pytest.skip("no Chromium on this machine (apt-get install chromium; .ci/run does)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
+                                   "(pip install -e '.[test]')")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_context(**context).new_page()
-            if url is not None:
-                page.goto(url, wait_until="load")
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def open_page(url: str | None = None, **context: Any) -> Iterator[Any]:
+    """A page in headless system Chromium (at `url` if given)."""
+    with launch_chromium() as browser:
+        page = browser.new_context(**context).new_page()
+        if url is not None:
+            page.goto(url, wait_until="load")
+        yield page

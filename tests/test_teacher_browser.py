@@ -16,16 +16,10 @@ from PIL import Image
 
 from fdt.teacher.app import BackgroundServer, create_app
 from fdt.teacher.export import human_labels
+from tests.browser import chromium_path, launch_chromium
 from tests.teacher_data import world
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Flags that keep chromium off the network and out of the sandbox CI's root user cannot use.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
-                                     "(pip install -e '.[test]')")
-if not Path(CHROMIUM).is_file():
+if chromium_path() is None:
     pytest.skip("Debian's chromium is not installed (apt-get install -y chromium); the browser "
                 "tests drive it", allow_module_level=True)
 
@@ -41,10 +35,8 @@ def app_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with launch_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 def sign_in(browser, url: str, name: str):
