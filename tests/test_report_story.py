@@ -120,7 +120,9 @@ def story(episode_run: Path, tmp_path: Path) -> Path:
     images = tmp_path / "images"
     write_png(images / "contact_sheet.png", np.full((20, 30), 128, dtype=np.uint8))
     agreement = tmp_path / "agreement.json"
-    agreement.write_text(json.dumps({"count": 4, "agreement": 0.75}))
+    agreement.write_text(json.dumps({  # as fdt.oracle.labels writes it
+        "oracle": {"kind": "offline"}, "states": {"count": 4, "agreement": 0.75},
+        "transitions": {"count": 100, "agreement": 0.5}}))
     context = {"Breakout": {"behaviour": buffers, "random": random,
                             "curves": {"dt/1": curve, "fdt/1": curve},
                             "images": [images], "agreement": [agreement]}}
@@ -129,6 +131,7 @@ def story(episode_run: Path, tmp_path: Path) -> Path:
     assert summary["random"] == {"Breakout": 1.5} and summary["contact_sheets"] == ["Breakout"]
     oracle = pd.read_csv(report / "oracle.csv")
     assert oracle.loc[0, "agreement"] == 0.75 and oracle.loc[0, "labelled_states"] == 4
+    assert oracle.loc[0, "agreement_all_transitions"] == 0.5
     other = tmp_path / "other"
     other.mkdir()
     pd.DataFrame({"agent": ["dqn"], "mean": [3.5]}).to_csv(other / "agents.csv", index=False)

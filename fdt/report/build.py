@@ -95,13 +95,17 @@ def _oracle_table(oracle_files: Sequence[str | Path],
                                 "mean_return": record["mean_return"],
                                 "std_return": record["std_return"]}
     for game, parts in context.items():
+        # agreement.json (fdt.oracle.labels): on the mined states, and on every transition
         agreements = [json.loads(Path(p).read_text()) for p in parts.get("agreement", [])]
         if agreements:
             row = rows.setdefault(game, {"game": game})
-            row["labelled_states"] = sum(a["count"] for a in agreements) / len(agreements)
-            row["agreement"] = _mean([a["agreement"] for a in agreements])
+            states = [a["states"] for a in agreements]
+            row["labelled_states"] = sum(s["count"] for s in states) / len(states)
+            row["agreement"] = _mean([s["agreement"] for s in states])
+            every = [a["transitions"]["agreement"] for a in agreements if a.get("transitions")]
+            row["agreement_all_transitions"] = _mean(every)
     columns = ["game", "kind", "episodes", "mean_return", "std_return", "labelled_states",
-               "agreement"]
+               "agreement", "agreement_all_transitions"]
     return pd.DataFrame(list(rows.values()), columns=columns)
 
 
