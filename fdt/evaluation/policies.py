@@ -47,13 +47,11 @@ class Policy(Protocol):
     def logits(self, slots: Sequence[int]) -> np.ndarray: ...
 
 
-class UniformPolicy:
-    """Equal logits for every action: under the `sample` setup, a uniformly random action at
-    every step (the random policy a score is read against)."""
+class MemorylessPolicy:
+    """A policy that acts on the current state alone: it keeps nothing of an episode's returns,
+    actions or earlier states (the random policy; a Q-network, fdt.oracle.scoring.QPolicy)."""
 
-    def __init__(self, num_actions: int, slots: int) -> None:
-        self.num_actions = num_actions
-        self.slots = slots
+    slots: int
 
     def begin(self, slot: int, target: float) -> None:
         pass
@@ -66,6 +64,15 @@ class UniformPolicy:
 
     def observe(self, slots: Sequence[int], stacks: np.ndarray) -> None:
         pass
+
+
+class UniformPolicy(MemorylessPolicy):
+    """Equal logits for every action: under the `sample` setup, a uniformly random action at
+    every step (the random policy a score is read against)."""
+
+    def __init__(self, num_actions: int, slots: int) -> None:
+        self.num_actions = num_actions
+        self.slots = slots
 
     def logits(self, slots: Sequence[int]) -> np.ndarray:
         return np.zeros((len(slots), self.num_actions), dtype=np.float32)

@@ -10,26 +10,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fdt.evaluation.policies import MemorylessPolicy
 from fdt.oracle.c51 import C51Network, OracleError
 from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
 
 
-class QPolicy:
+class QPolicy(MemorylessPolicy):
     """A Q-network (the C51 oracle) as a policy for the rollouts: its Q-values are the logits (so
     argmax and epsilon-greedy act greedily on Q)."""
 
     def __init__(self, net: C51Network, slots: int) -> None:
         self.net, self.slots = net.eval(), slots
         self.stacks = np.zeros((slots, STACK_SIZE, *FRAME_SHAPE), np.uint8)
-
-    def begin(self, slot: int, target: float) -> None:
-        pass
-
-    def end(self, slot: int) -> None:
-        pass
-
-    def record(self, slot: int, action: int, reward: float) -> None:
-        pass
 
     def observe(self, slots: Sequence[int], stacks: np.ndarray) -> None:
         self.stacks[list(slots)] = stacks
