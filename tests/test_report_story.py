@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from fdt.evaluation.policies import UniformPolicy
-from fdt.evaluation.stage import EvalParams, evaluate_random
+from fdt.evaluation.play import EvalParams, evaluate_random
 from fdt.mining.images import write_png
 from fdt.report.build import build_report, has_target_sweep
 from fdt.report.context import behaviour_returns, random_scores

@@ -153,12 +153,12 @@ def planned_jobs(workdir: Path, change: dict | None = None,
 def test_only_stale_stages_rerun(tiny_run: Path) -> None:
     """Keys decide folders: a changed value schedules exactly the stages it feeds."""
     assert planned_jobs(tiny_run) == {}
-    downstream_of_fdt = {"train": 1, "evaluate": 1, "report": 1, "all": 1}
+    downstream_of_fdt = {"train": 1, "evaluate": 1, "report": 1, "report_html": 1, "all": 1}
     assert planned_jobs(tiny_run, {"fdt": {"lambda": 0.5}}) == downstream_of_fdt
     assert planned_jobs(tiny_run, {"mining": {"gamma": 0.95}}) == {
         "mine_states": 1, "label_states": 1, **downstream_of_fdt}
     assert planned_jobs(tiny_run, {"evaluation": {"episodes": 2}}) == {
-        "evaluate": 3, "report": 1, "all": 1}
+        "evaluate": 3, "evaluate_random": 1, "report": 1, "report_html": 1, "all": 1}
     assert planned_jobs(tiny_run, {"fdt": {"lambda": 0.1}}) == {}  # changed back: found again
     # Deleting one result reruns its job and what reads that job's outputs, nothing upstream or
     # beside it. (Snakemake regenerates a missing file only when something still needs it.)
@@ -186,7 +186,8 @@ def test_editing_a_module_reruns_only_its_stages(tiny_run: Path, tmp_path: Path)
     for folder in ("workflow", "fdt", "config", "profiles"):
         shutil.copytree(REPO / folder, copy / folder,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    reports = {"report": 1, "report_agents": 1, "all": 1}  # only their data path moved
+    # only their data path moved (and the HTML report gathers them)
+    reports = {"report": 1, "report_agents": 1, "report_html": 1, "all": 1}
     assert planned_jobs(tiny_run, repo=copy) == reports
     with open(copy / "fdt" / "models" / "trainer.py", "a") as f:
         f.write("\n# an edit\n")

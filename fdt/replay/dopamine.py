@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+import threading
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -198,13 +199,20 @@ class NpyHeader:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 
+# numpy parses a .npy header with ast.literal_eval; CPython 3.11.7 can fail that with "AST
+# constructor recursion depth mismatch" when threads parse at once (the fetch verifies files in
+# parallel), so headers are parsed one at a time.
+_HEADER_LOCK = threading.Lock()
+
+
 def read_npy_header(reader: GzipReader) -> NpyHeader:
     try:
         version = np.lib.format.read_magic(reader)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(reader)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(reader)
+        with _HEADER_LOCK:
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(reader)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(reader)
     except ReplayFormatError:
         raise
     except (ValueError, EOFError) as err:

@@ -7,7 +7,7 @@ from fdt.io import log_to
 log_to(snakemake.log[0])
 
 from fdt.device import set_job_threads
-from fdt.evaluation.stage import EvalParams, evaluate_random
+from fdt.evaluation.play import EvalParams, evaluate_random
 from fdt.keys import record_stage
 from fdt.settings import params_from
 
