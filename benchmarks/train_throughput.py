@@ -4,10 +4,13 @@
     python benchmarks/train_throughput.py --transitions 500000 --epochs 5   # the full run (GPU)
 
 It also runs, side by side in one process, our training step against a loop written after our
-reading of the reference's Atari trainer (kzl/decision-transformer, mingpt/trainer_atari.py): a
-torch Dataset that builds each window on its own (frames copied and converted to float per item),
-a DataLoader, and the same model with its encoder in the default (contiguous) layout; both at
-batch 32 and 128, context 30, the same number of steps, and prints the ratio of samples/s.
+reading of the reference's Atari trainer (kzl/decision-transformer, mingpt/trainer_atari.py and
+model_atari.py): a torch Dataset that builds each window on its own (frames copied and converted
+to float per item), a DataLoader, and the reference's model as we read it (separate key, query and
+value projections, attention scores masked by a stored triangle, softmax and dropout written out,
+tokens interleaved into a zero tensor, the encoder on contiguous floats). A third loop gives the
+reference's data path our model, so the two sources of the difference show apart. All at batch 32
+and 128, context 30, the same number of steps; it prints the ratios of samples/s.
 
 A synthetic training set (random frames, trajectories of 1,000 rows) of the requested size is
 written to --workdir; `fdt.models.trainer.train` then runs on it as the workflow runs it (samples/s and
@@ -20,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 import torch.nn.functional as F
 
 from fdt.dataset.training_set import (
@@ -118,8 +123,7 @@ def breakdown(folder: Path, params: TrainParams, repeats: int) -> dict[str, floa
 
     def encoder() -> None:
         with autocast:
-            frames = batch["states"].reshape(B * K, 4, 84, 84).float() / 255.0
-            out = model.state_encoder(frames)
+            out = model.encode_states(batch["states"].reshape(B * K, 4, 84, 84))
         out.float().sum().backward()
 
     def transformer() -> None:
@@ -169,22 +173,94 @@ class _ReferenceWindows(torch.utils.data.Dataset):
         end = int(self.ends[np.searchsorted(self.ends, idx, side="right")])
         idx = min(idx, end - self.k)
         rows = slice(idx, idx + self.k)
-        states = torch.tensor(self.frames[self.stacks[rows]], dtype=torch.float32) / 255.0
-        actions = torch.tensor(np.asarray(self.data.actions[rows]), dtype=torch.long)
-        rtgs = torch.tensor(np.asarray(self.data.returns_to_go[rows]), dtype=torch.float32)
-        return states, actions, rtgs, torch.tensor(int(self.data.timesteps[idx]))
+        states = torch.tensor(self.frames[self.stacks[rows]], dtype=torch.float32).reshape(self.k, -1)
+        states = states / 255.0
+        actions = torch.tensor(np.asarray(self.data.actions[rows]), dtype=torch.long).unsqueeze(1)
+        rtgs = torch.tensor(np.asarray(self.data.returns_to_go[rows]),
+                            dtype=torch.float32).unsqueeze(1)
+        timesteps = torch.tensor([[int(self.data.timesteps[idx])]], dtype=torch.int64)
+        return states, actions, rtgs, timesteps
+
+
+class _ReferenceAttention(nn.Module):
+    """Causal self-attention as the reference writes it: three projections, the scores masked
+    with a stored lower triangle, then softmax and dropout on the weights, all written out."""
+
+    def __init__(self, d: int, heads: int, positions: int, p: float) -> None:
+        super().__init__()
+        self.key, self.query, self.value, self.proj = (nn.Linear(d, d) for _ in range(4))
+        self.attn_drop, self.resid_drop = nn.Dropout(p), nn.Dropout(p)
+        self.register_buffer("mask", torch.tril(torch.ones(positions, positions))[None, None])
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        k, q, v = (f(x).view(B, T, self.heads, C // self.heads).transpose(1, 2)
+                   for f in (self.key, self.query, self.value))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
+        att = self.attn_drop(F.softmax(att.masked_fill(self.mask[:, :, :T, :T] == 0,
+                                                       float("-inf")), dim=-1))
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class _ReferenceBlock(nn.Module):
+    def __init__(self, d: int, heads: int, positions: int, p: float) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = _ReferenceAttention(d, heads, positions, p)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(p))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class _ReferenceDT(nn.Module):
+    """The reference's reward-conditioned GPT for Atari, as we read it, at our config's sizes."""
+
+    def __init__(self, num_actions: int, context_length: int, max_timestep: int, d: int = 128,
+                 layers: int = 6, heads: int = 8, p: float = 0.1) -> None:
+        super().__init__()
+        positions = 3 * context_length + 1
+        self.d = d
+        self.pos_emb = nn.Parameter(torch.zeros(1, positions, d))
+        self.global_pos_emb = nn.Parameter(torch.zeros(1, max_timestep + 1, d))
+        self.drop = nn.Dropout(p)
+        self.blocks = nn.Sequential(*[_ReferenceBlock(d, heads, positions, p)
+                                      for _ in range(layers)])
+        self.ln_f, self.head = nn.LayerNorm(d), nn.Linear(d, num_actions, bias=False)
+        self.state_encoder = nn.Sequential(
+            nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3136, d), nn.Tanh())
+        self.ret_emb = nn.Sequential(nn.Linear(1, d), nn.Tanh())
+        self.action_embeddings = nn.Sequential(nn.Embedding(num_actions, d), nn.Tanh())
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor, rtgs: torch.Tensor,
+                timesteps: torch.Tensor) -> torch.Tensor:
+        B, K = states.shape[:2]
+        state_tokens = self.state_encoder(
+            states.reshape(-1, 4, 84, 84).type(torch.float32).contiguous()).reshape(B, K, self.d)
+        tokens = torch.zeros(B, 3 * K, self.d)
+        tokens[:, ::3] = self.ret_emb(rtgs.type(torch.float32))
+        tokens[:, 1::3] = state_tokens
+        tokens[:, 2::3] = self.action_embeddings(actions.type(torch.long).squeeze(-1))
+        global_pos = torch.gather(torch.repeat_interleave(self.global_pos_emb, B, dim=0), 1,
+                                  torch.repeat_interleave(timesteps, self.d, dim=-1))
+        x = self.drop(tokens + global_pos + self.pos_emb[:, :3 * K])
+        return self.head(self.ln_f(self.blocks(x)))[:, 1::3]
 
 
 def compare_with_reference(folder: Path, batch_size: int, context_length: int, steps: int,
                            compiled: bool = False) -> dict[str, float]:
-    """samples/s of the reference-style loop and of ours, alternating, on the same model; with
-    `compiled`, also ours under torch.compile (its compile time is the first steps' extra)."""
+    """samples/s of the reference-style loop, of the reference's data path feeding our model, and
+    of ours, alternating; with `compiled`, also ours under torch.compile (its compile time is
+    the first step's extra)."""
     data = TrainingSet(folder, verify=False)
-    device = torch.device("cpu")
     config = model_config_for("dt", num_actions=data.num_actions, context_length=context_length,
                               max_timestep=data.max_timestep)
 
-    def optimise(model: DecisionTransformer, states, actions, rtgs, timesteps, opt) -> None:
+    def optimise(model: nn.Module, states, actions, rtgs, timesteps, opt) -> None:
         logits = model(states, actions, rtgs, timesteps)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), actions.reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -192,21 +268,32 @@ def compare_with_reference(folder: Path, batch_size: int, context_length: int, s
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    def reference() -> float:
+    def reference(own_model: bool) -> float:
+        """The reference's loader; its model as we read it, or (own_model) ours on the same
+        float windows (its encoder in the default layout, frames already scaled)."""
         torch.manual_seed(0)
-        model = DecisionTransformer(config).train()
-        model.state_encoder.to(memory_format=torch.contiguous_format)
-        model.encode_states = lambda s: model.state_encoder(s.float())  # frames already /255
+        if own_model:
+            model = DecisionTransformer(config).train()
+            model.state_encoder.to(memory_format=torch.contiguous_format)
+            model.encode_states = lambda s: model.state_encoder(s.float())  # frames already /255
+        else:
+            model = _ReferenceDT(data.num_actions, context_length, data.max_timestep).train()
         opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95))
         loader = torch.utils.data.DataLoader(_ReferenceWindows(data, context_length),
                                              batch_size=batch_size, shuffle=True)
         it = iter(loader)
-        optimise(model, *next(it), opt)  # warm up
+
+        def one_step() -> None:
+            states, actions, rtgs, timesteps = next(it)
+            if own_model:
+                states = states.reshape(-1, context_length, 4, 84, 84)
+                actions, rtgs, timesteps = actions[..., 0], rtgs[..., 0], timesteps[:, 0, 0]
+            optimise(model, states, actions, rtgs, timesteps, opt)
+
+        one_step()  # warm up
         started = time.perf_counter()
         for _ in range(steps):
-            states, actions, rtgs, timesteps = next(it)
-            optimise(model, states.reshape(-1, context_length, 4, 84, 84), actions, rtgs,
-                     timesteps, opt)
+            one_step()
         return steps * batch_size / (time.perf_counter() - started)
 
     compile_seconds: list[float] = []
@@ -216,7 +303,7 @@ def compare_with_reference(folder: Path, batch_size: int, context_length: int, s
         model = DecisionTransformer(config).train()
         forward = torch.compile(model) if with_compile else model
         opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95))
-        batches = WindowBatches(data, context_length, device)
+        batches = WindowBatches(data, context_length, torch.device("cpu"))
         order = batches.order(0, 0)
         b = batches.batch(order[:batch_size])
         started = time.perf_counter()
@@ -229,20 +316,24 @@ def compare_with_reference(folder: Path, batch_size: int, context_length: int, s
             optimise(forward, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
         return steps * batch_size / (time.perf_counter() - started)
 
-    rates: dict[str, list[float]] = {"reference": [], "ours": [], "ours_compiled": []}
-    for _ in range(2):  # alternate, so load changes hit all
-        rates["reference"].append(reference())
-        rates["ours"].append(ours())
-        if compiled:
-            rates["ours_compiled"].append(ours(with_compile=True))
-    ref, our = max(rates["reference"]), max(rates["ours"])
-    out = {"batch_size": batch_size, "reference_samples_per_s": round(ref, 1),
-           "ours_samples_per_s": round(our, 1), "ratio": round(our / ref, 2)}
+    loops = {"reference": lambda: reference(own_model=False),
+             "reference_loader_our_model": lambda: reference(own_model=True),
+             "ours": ours}
     if compiled:
-        best = max(rates["ours_compiled"])
-        out.update(ours_compiled_samples_per_s=round(best, 1),
-                   compiled_ratio=round(best / ref, 2),
-                   compile_seconds=round(compile_seconds[0], 1))
+        loops["ours_compiled"] = lambda: ours(with_compile=True)
+    rates: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(2):  # alternate, so load changes hit all
+        for name, loop in loops.items():
+            rates[name].append(loop())
+    best = {name: max(values) for name, values in rates.items()}
+    out: dict[str, float] = {"batch_size": batch_size}
+    for name, rate in best.items():
+        out[f"{name}_samples_per_s"] = round(rate, 1)
+    for name in ("reference_loader_our_model", "ours", "ours_compiled"):
+        if name in best:
+            out[f"{name}_over_reference"] = round(best[name] / best["reference"], 2)
+    if compiled:
+        out["compile_seconds"] = round(compile_seconds[0], 1)
     return out
 
 
