@@ -80,6 +80,7 @@ def test_defaults_are_filled() -> None:
      r"at oracle\.source\.url: url template 'gs://b/\{game\}/\{run\}' has no \{name\}"),
     ({"demo": {"capacity": 100, "max_episode_steps": 200, "final_rows": 10}}, r"at demo\.capacity: 100 rows cannot hold"),
     ({"replay": {"zstd_level": "high"}}, r"at replay\.zstd_level: 'high' is not of type 'integer'"),
+    ({"replay": {"zstd_level": -11}}, r"at replay\.zstd_level: -11 is less than the minimum of -10"),
     ({"sources": {}}, r"Additional properties are not allowed \('sources' was unexpected\)"),
     ({"models": ["fdt"], "oracle": {"kind": "published"}},
      r"at oracle\.labels_path: oracle kind 'published' needs the folder"),
