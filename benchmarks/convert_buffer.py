@@ -131,7 +131,7 @@ print(json.dumps({"seconds": time.perf_counter() - start, "code": fdt.__file__,
 """
 
 
-def convert(folder: Path, out: Path, code: Path | None = None, zstd_level: int = -1) -> dict[str, float]:
+def convert(folder: Path, out: Path, code: Path | None = None, zstd_level: int = 1) -> dict[str, float]:
     """convert_checkpoint in a child process; `code` is a copy of the repository to import."""
     env = dict(os.environ, PYTHONPATH=str(code)) if code else None
     child = subprocess.run([sys.executable, "-c", CHILD, str(folder.resolve()), str(out.resolve()),
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the three measurements")
     parser.add_argument("--workdir", type=Path, default=Path("resources/bench"))
     parser.add_argument("--compare-with", type=Path, help="another copy of the code to time too")
-    parser.add_argument("--zstd-levels", default="-1",
+    parser.add_argument("--zstd-levels", default="1",
                         help="comma-separated replay.zstd_level values to convert with, side by "
                              "side (the first is the reported `convert`; write --zstd-levels=-1,3 "
                              "when it is negative)")

@@ -169,7 +169,7 @@ def _table(columns: dict[str, np.ndarray], frames: np.ndarray) -> pa.Table:
 
 def convert_checkpoint(replay_dir: str | Path, number: int, out_path: str | Path, *,
                        with_previous: bool = False, with_following: bool = False,
-                       episode_cap: int = 27_000, row_group_rows: int = 4096, zstd_level: int = -1,
+                       episode_cap: int = 27_000, row_group_rows: int = 4096, zstd_level: int = 1,
                        provenance: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Convert checkpoint `number` of a Dopamine replay folder to one Parquet file.
 
