@@ -50,6 +50,9 @@ def sign_in(browser, url: str, name: str):
 
 def on_query(page, query_id: str, question: str = "Was this action good here?") -> None:
     page.wait_for_url(f"**/label/{query_id}*")
+    # "No" asks for the best action at the same URL, so the URL alone can match the page before
+    # the answer's redirect: wait for the question itself.
+    page.locator("#question", has_text=question).wait_for()
     assert page.inner_text("#question") == question
 
 
