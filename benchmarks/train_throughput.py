@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ from fdt.dataset.training_set import (
     save_arrays,
     timesteps_of,
 )
-from fdt.device import resolve_device
+from fdt.device import resolve_device, reusing_freed_memory
 from fdt.io import write_json
 from fdt.models.trainer import TrainParams, WindowBatches, train
 from fdt.models.transformer import DecisionTransformer, model_config_for, optimizer_groups
@@ -148,10 +149,12 @@ def breakdown(folder: Path, params: TrainParams, repeats: int) -> dict[str, floa
         loss.backward()
         step()
 
-    whole()  # gradients exist for the optimizer phase
-    phases = {name: 1000 * _timed(device, fn, repeats) for name, fn in
-              [("gather", gather), ("encoder_fwd_bwd", encoder),
-               ("transformer_fwd_bwd", transformer), ("optimizer", step), ("whole_step", whole)]}
+    with reusing_freed_memory():  # as `train` runs (it matters on the CPU only)
+        whole()  # gradients exist for the optimizer phase
+        phases = {name: 1000 * _timed(device, fn, repeats) for name, fn in
+                  [("gather", gather), ("encoder_fwd_bwd", encoder),
+                   ("transformer_fwd_bwd", transformer), ("optimizer", step),
+                   ("whole_step", whole)]}
     phases["samples_per_s_whole_step"] = params.batch_size / (phases["whole_step"] / 1000)
     return phases
 
@@ -251,80 +254,99 @@ class _ReferenceDT(nn.Module):
         return self.head(self.ln_f(self.blocks(x)))[:, 1::3]
 
 
+def _optimise(model: nn.Module, states, actions, rtgs, timesteps, opt) -> None:
+    logits = model(states, actions, rtgs, timesteps)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), actions.reshape(-1))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
+def _reference_rate(data: TrainingSet, config, batch_size: int, context_length: int, steps: int,
+                    own_model: bool) -> float:
+    """The reference's loader; its model as we read it, or (own_model) ours on the same float
+    windows (its encoder in the default layout, frames already scaled)."""
+    torch.manual_seed(0)
+    if own_model:
+        model = DecisionTransformer(config).train()
+        model.state_encoder.to(memory_format=torch.contiguous_format)
+        model.encode_states = lambda s: model.state_encoder(s.float())  # frames already /255
+    else:
+        model = _ReferenceDT(data.num_actions, context_length, data.max_timestep).train()
+    opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95))
+    loader = torch.utils.data.DataLoader(_ReferenceWindows(data, context_length),
+                                         batch_size=batch_size, shuffle=True)
+    it = iter(loader)
+
+    def one_step() -> None:
+        states, actions, rtgs, timesteps = next(it)
+        if own_model:
+            states = states.reshape(-1, context_length, 4, 84, 84)
+            actions, rtgs, timesteps = actions[..., 0], rtgs[..., 0], timesteps[:, 0, 0]
+        _optimise(model, states, actions, rtgs, timesteps, opt)
+
+    one_step()  # warm up
+    started = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    return steps * batch_size / (time.perf_counter() - started)
+
+
+def _our_rate(data: TrainingSet, config, batch_size: int, context_length: int, steps: int,
+              with_compile: bool) -> tuple[float, float]:
+    """Our training step as `train` runs it on the CPU (the allocator keeping freed memory);
+    samples/s and the first step's seconds (the compile time, with `with_compile`)."""
+    torch.manual_seed(0)
+    model = DecisionTransformer(config).train()
+    forward = torch.compile(model) if with_compile else model
+    opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95))
+    batches = WindowBatches(data, context_length, torch.device("cpu"))
+    order = batches.order(0, 0)
+    with reusing_freed_memory():
+        b = batches.batch(order[:batch_size])
+        started = time.perf_counter()
+        _optimise(forward, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        for k in range(steps):
+            b = batches.batch(order[(k + 1) * batch_size:(k + 2) * batch_size])
+            _optimise(forward, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
+        return steps * batch_size / (time.perf_counter() - started), first
+
+
+def _loop_rate(loop: str, folder: Path, batch_size: int, context_length: int,
+               steps: int) -> tuple[float, float]:
+    """One loop's samples/s (and first-step seconds), in the process that calls it."""
+    data = TrainingSet(folder, verify=False)
+    config = model_config_for("dt", num_actions=data.num_actions, context_length=context_length,
+                              max_timestep=data.max_timestep)
+    if loop.startswith("reference"):
+        own = loop == "reference_loader_our_model"
+        return _reference_rate(data, config, batch_size, context_length, steps, own), 0.0
+    return _our_rate(data, config, batch_size, context_length, steps, loop == "ours_compiled")
+
+
 def compare_with_reference(folder: Path, batch_size: int, context_length: int, steps: int,
                            compiled: bool = False) -> dict[str, float]:
     """samples/s of the reference-style loop, of the reference's data path feeding our model, and
     of ours, alternating; with `compiled`, also ours under torch.compile (its compile time is
-    the first step's extra)."""
-    data = TrainingSet(folder, verify=False)
-    config = model_config_for("dt", num_actions=data.num_actions, context_length=context_length,
-                              max_timestep=data.max_timestep)
-
-    def optimise(model: nn.Module, states, actions, rtgs, timesteps, opt) -> None:
-        logits = model(states, actions, rtgs, timesteps)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), actions.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-
-    def reference(own_model: bool) -> float:
-        """The reference's loader; its model as we read it, or (own_model) ours on the same
-        float windows (its encoder in the default layout, frames already scaled)."""
-        torch.manual_seed(0)
-        if own_model:
-            model = DecisionTransformer(config).train()
-            model.state_encoder.to(memory_format=torch.contiguous_format)
-            model.encode_states = lambda s: model.state_encoder(s.float())  # frames already /255
-        else:
-            model = _ReferenceDT(data.num_actions, context_length, data.max_timestep).train()
-        opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95))
-        loader = torch.utils.data.DataLoader(_ReferenceWindows(data, context_length),
-                                             batch_size=batch_size, shuffle=True)
-        it = iter(loader)
-
-        def one_step() -> None:
-            states, actions, rtgs, timesteps = next(it)
-            if own_model:
-                states = states.reshape(-1, context_length, 4, 84, 84)
-                actions, rtgs, timesteps = actions[..., 0], rtgs[..., 0], timesteps[:, 0, 0]
-            optimise(model, states, actions, rtgs, timesteps, opt)
-
-        one_step()  # warm up
-        started = time.perf_counter()
-        for _ in range(steps):
-            one_step()
-        return steps * batch_size / (time.perf_counter() - started)
-
-    compile_seconds: list[float] = []
-
-    def ours(with_compile: bool = False) -> float:
-        torch.manual_seed(0)
-        model = DecisionTransformer(config).train()
-        forward = torch.compile(model) if with_compile else model
-        opt = torch.optim.AdamW(optimizer_groups(model, 0.1), lr=6e-4, betas=(0.9, 0.95))
-        batches = WindowBatches(data, context_length, torch.device("cpu"))
-        order = batches.order(0, 0)
-        b = batches.batch(order[:batch_size])
-        started = time.perf_counter()
-        optimise(forward, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
-        if with_compile:
-            compile_seconds.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        for k in range(steps):
-            b = batches.batch(order[(k + 1) * batch_size:(k + 2) * batch_size])
-            optimise(forward, b["states"], b["actions"], b["returns_to_go"], b["timesteps"], opt)
-        return steps * batch_size / (time.perf_counter() - started)
-
-    loops = {"reference": lambda: reference(own_model=False),
-             "reference_loader_our_model": lambda: reference(own_model=True),
-             "ours": ours}
+    the first step's extra). Each loop runs in a fresh process, so each finds the allocator as
+    its own code leaves it (glibc's defaults for the reference, `train`'s setting for ours)."""
+    loops = ["reference", "reference_loader_our_model", "ours"]
     if compiled:
-        loops["ours_compiled"] = lambda: ours(with_compile=True)
+        loops.append("ours_compiled")
     rates: dict[str, list[float]] = {name: [] for name in loops}
+    compile_seconds: list[float] = []
+    spawn = multiprocessing.get_context("spawn")
     for _ in range(2):  # alternate, so load changes hit all
-        for name, loop in loops.items():
-            rates[name].append(loop())
+        for name in loops:
+            with spawn.Pool(1) as pool:
+                rate, first = pool.apply(_loop_rate, (name, folder, batch_size, context_length,
+                                                      steps))
+            rates[name].append(rate)
+            if name == "ours_compiled":
+                compile_seconds.append(first)
     best = {name: max(values) for name, values in rates.items()}
     out: dict[str, float] = {"batch_size": batch_size}
     for name, rate in best.items():

@@ -1,13 +1,17 @@
-"""Threads for a job: no more than the cores the machine's load leaves free."""
+"""Threads for a job (no more than the cores the machine's load leaves free), the allocator
+setting of CPU training, and the encoder's layout."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 
+import numpy as np
 import pytest
 import torch
 
-from fdt.device import usable_threads
+from fdt.device import reusing_freed_memory, usable_threads
 from fdt.models.transformer import DecisionTransformer, model_config_for
 
 
@@ -30,3 +34,37 @@ def test_channels_last_encoder_gives_the_contiguous_values() -> None:
     tokens = model.encode_states(states)
     contiguous = torch.nn.Sequential(*model.state_encoder).to(memory_format=torch.contiguous_format)
     assert torch.allclose(tokens, contiguous(states.float() / 255.0), atol=1e-6)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _mapped_bytes() -> int:
+    """Bytes glibc holds in blocks mapped one by one (not in its heap)."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    return int(libc.mallinfo2().hblkhd)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
+def test_large_blocks_come_from_the_heap_only_inside_the_block() -> None:
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("glibc older than 2.33 (no mallinfo2)")
+    size = 96 * 2**20  # above glibc's largest mapping threshold (32 MB)
+    before = _mapped_bytes()
+    block = np.ones(size, np.uint8)
+    assert _mapped_bytes() - before >= size  # glibc's default: mapped afresh
+    del block
+    with reusing_freed_memory() as changed:
+        assert changed
+        before = _mapped_bytes()
+        block = np.ones(size, np.uint8)
+        assert _mapped_bytes() - before < size  # from the heap, kept when freed
+        del block
+    before = _mapped_bytes()
+    block = np.ones(size, np.uint8)
+    assert _mapped_bytes() - before >= size  # the default is back
+    del block

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fdt.dataset.training_set import TrainingSet, window_starts
-from fdt.device import resolve_device
+from fdt.device import resolve_device, reusing_freed_memory
 from fdt.io import atomic_path, write_json
 from fdt.keys import canonical_json
 from fdt.models.feedback import Feedback, fdt_loss, load_feedback
@@ -286,7 +286,11 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
                desc=f"train {params.model} seed {params.seed}", mininterval=1.0,
                disable=not progress)
     model.train()
-    try:
+    cleanup = contextlib.ExitStack()
+    cleanup.callback(bar.close)
+    if device.type == "cpu":
+        cleanup.enter_context(reusing_freed_memory())
+    with cleanup:
         while state.epoch < params.epochs:
             epoch = state.epoch
             order = batches.order(params.seed, epoch)
@@ -349,8 +353,6 @@ def train(training_set: str | Path, out_dir: str | Path, params: TrainParams, *,
                 tracker.log_metrics({"epoch_loss": record["loss"],
                                      "epoch_samples_per_s": record["samples_per_s"]},
                                     step=state.step)
-    finally:
-        bar.close()
 
     metrics = _finish(out_dir, params, model, state, data, batches, device, final_tokens,
                       extension.payload() if extension is not None else {})

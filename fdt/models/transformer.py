@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fdt.models.dropout import Dropout, dropout
 from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
 from fdt.settings import defaults
 
@@ -64,15 +65,29 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.attn_dropout = config.dropout
-        self.resid_drop = nn.Dropout(config.dropout)
+        self.resid_drop = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        # Fused attention (flash / memory-efficient kernels on a GPU), causal.
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        if self.training and self.attn_dropout > 0 and x.device.type == "cpu":
+            y = self._attention_with_dropout(q, k, v)
+        else:  # fused attention (flash / memory-efficient kernels on a GPU), causal
+            p = self.attn_dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))
+
+    def _attention_with_dropout(self, q: torch.Tensor, k: torch.Tensor,
+                                v: torch.Tensor) -> torch.Tensor:
+        """Causal attention written out, for the CPU in training: its weights' dropout mask is
+        the largest of the step (B x heads x T x T), and `keep_scale` draws it 6x faster than
+        the fused kernel's fallback does. The same function as the fused path."""
+        B, H, T, hd = q.shape
+        future = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+        scores = torch.baddbmm(future, q.reshape(B * H, T, hd),
+                               k.reshape(B * H, T, hd).transpose(1, 2), alpha=hd ** -0.5)
+        weights = dropout(scores.softmax(-1), self.attn_dropout, True)
+        return torch.bmm(weights, v.reshape(B * H, T, hd)).view(B, H, T, hd)
 
     def forward_at(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         """Attention output (B, C) at one position per row (`query`), attending causally."""
@@ -98,7 +113,7 @@ class Block(nn.Module):
             nn.Linear(config.n_embd, 4 * config.n_embd),
             nn.GELU(),
             nn.Linear(4 * config.n_embd, config.n_embd),
-            nn.Dropout(config.dropout),
+            Dropout(config.dropout),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,7 +144,7 @@ class DecisionTransformer(nn.Module):
         d = config.n_embd
         self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size + 1, d))
         self.global_pos_emb = nn.Parameter(torch.zeros(1, config.max_timestep + 1, d))
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.blocks = nn.Sequential(*[Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.num_actions, bias=False)

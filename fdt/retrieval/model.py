@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fdt.models.dropout import Dropout
 from fdt.models.transformer import Block, DecisionTransformer, ModelConfig, _normal_init
 from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
 from fdt.torchfile import load_torch_file
@@ -43,7 +44,7 @@ class CrossAttention(nn.Module):
         self.key_value = nn.Linear(config.n_embd, 2 * config.n_embd)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
         self.attn_dropout = config.dropout
-        self.resid_drop = nn.Dropout(config.dropout)
+        self.resid_drop = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         """x (B, T, C) reads memory (B, M, C) where visible (B, M); rows that see nothing get 0."""
