@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from fdt.models.dropout import Dropout, dropout, keep_scale
-from fdt.models.transformer import CausalSelfAttention, model_config_for
+from fdt.models.transformer import CausalSelfAttention, DecisionTransformer, model_config_for
 
 
 @pytest.mark.parametrize("p", [0.1, 0.25, 0.5])
@@ -67,3 +67,15 @@ def test_attention_dropout_drops_weights_in_training_only() -> None:
     assert not torch.allclose(trained, evaluated)
     attention.attn_dropout, attention.resid_drop.p = 0.0, 0.0
     assert torch.allclose(attention(x), evaluated, atol=1e-6)
+
+
+def test_compiled_model_keeps_one_graph() -> None:
+    """Under torch.compile the masks are torch's own: no numpy call breaks the graph."""
+    torch.manual_seed(4)
+    model = DecisionTransformer(model_config_for("dt", num_actions=4, context_length=3,
+                                                 max_timestep=10, n_layer=1, n_head=2,
+                                                 n_embd=16)).train()
+    tokens, actions = torch.randn(2, 3, 16), torch.randint(0, 4, (2, 3))
+    explained = torch._dynamo.explain(model.forward_tokens)(tokens, actions, torch.randn(2, 3),
+                                                           torch.zeros(2, dtype=torch.long))
+    assert explained.graph_break_count == 0

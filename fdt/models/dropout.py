@@ -6,8 +6,8 @@ forward+backward. Here a mask element is one 16-bit word of numpy's PCG64 stream
 64-bit draw, 6x faster), dropped when the word falls in the lowest round(p * 65536) of 65,536
 values, so p is met to within 1/131,072. Each mask's PCG64 seed is drawn from torch's CPU
 generator, so `torch.manual_seed` and a saved torch RNG state still reproduce a run exactly.
-On other devices torch's own dropout is used (a GPU draws its masks fast, and fused attention
-applies them inside its kernel).
+On other devices, and under torch.compile, torch's own dropout is used (a GPU draws its masks
+fast, fused attention applies them inside its kernel, compiled code generates its own).
 """
 
 from __future__ import annotations
@@ -33,9 +33,15 @@ def keep_scale(shape: torch.Size | tuple[int, ...], p: float,
     return torch.where(drawn >= dropped_below, 1.0 / (1.0 - p), 0.0).to(dtype).reshape(shape)
 
 
+def cpu_masks(x: torch.Tensor) -> bool:
+    """Whether `x`'s dropout masks are drawn here: on the CPU, and not while torch.compile
+    traces (compiled code draws its own masks, and a numpy call would break its graph)."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """`F.dropout(x, p, training)`, with the CPU's masks drawn by `keep_scale`."""
-    if not training or p == 0.0 or x.device.type != "cpu":
+    if not training or p == 0.0 or not cpu_masks(x):
         return F.dropout(x, p, training)
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), not {p}")

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fdt.models.dropout import Dropout, dropout
+from fdt.models.dropout import Dropout, cpu_masks, dropout
 from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
 from fdt.settings import defaults
 
@@ -70,7 +70,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-        if self.training and self.attn_dropout > 0 and x.device.type == "cpu":
+        if self.training and self.attn_dropout > 0 and cpu_masks(x):
             y = self._attention_with_dropout(q, k, v)
         else:  # fused attention (flash / memory-efficient kernels on a GPU), causal
             p = self.attn_dropout if self.training else 0.0
