@@ -7,7 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from fdt.models.dropout import Dropout, dropout, keep_scale
-from fdt.models.transformer import CausalSelfAttention, DecisionTransformer, model_config_for
+from fdt.models.transformer import (
+    CausalSelfAttention,
+    DecisionTransformer,
+    model_config_for,
+)
 
 
 @pytest.mark.parametrize("p", [0.1, 0.25, 0.5])
