@@ -60,7 +60,7 @@ LIGHT_COLUMNS = [name for name in SCHEMA.names if name != "frame"]
 # How the writer pages the frames (measured in benchmarks/convert_buffer.py, 1M rows): the
 # default batch of 1,024 values grows each page to 7 MB in a buffer that reallocates as it
 # fills; 256 frames (1.8 MB) avoid that, and version-2 pages compress the values without first
-# copying them behind the levels. Together the writer takes ~0.8x the time, files ~2.7% larger.
+# copying them behind the levels. Together the writer takes ~0.8x the time, files ~2.8% larger.
 FRAME_PAGE_OPTIONS: dict[str, Any] = {"write_batch_size": 256, "data_page_version": "2.0"}
 
 
