@@ -344,6 +344,10 @@ def compare_with_reference(folder: Path, batch_size: int, context_length: int, s
             with spawn.Pool(1) as pool:
                 rate, first = pool.apply(_loop_rate, (name, folder, batch_size, context_length,
                                                       steps))
+                # let the worker exit on its own: the pool's exit would kill it, leaking
+                # the semaphores of torch.compile's own worker pool
+                pool.close()
+                pool.join()
             rates[name].append(rate)
             if name == "ours_compiled":
                 compile_seconds.append(first)
