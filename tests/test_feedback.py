@@ -48,8 +48,26 @@ def test_no_feedback_is_plain_cross_entropy() -> None:
     logits, actions = torch.tensor(LOGITS), torch.tensor(ACTIONS)
     none = torch.full((5,), -1)
     loss, parts = fdt_loss(logits, actions, none, none, lam=10.0)
-    assert loss.item() == pytest.approx(F.cross_entropy(logits, actions).item(), rel=1e-6)
+    # Bit for bit, on any CPU: FDT without feedback is DT.
+    assert torch.equal(loss, F.cross_entropy(logits, actions))
     assert parts["feedback_positions"].item() == 0
+
+
+def test_only_counted_negatives_leave_no_imitation_term() -> None:
+    """Every position a counted negative: the imitation term is 0 (not 0/0) and the gradient
+    only pushes toward a*."""
+    logits = torch.tensor(LOGITS[:3], requires_grad=True)
+    actions, best = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0])
+    negative = torch.zeros(3, dtype=torch.long)
+    loss, parts = fdt_loss(logits, actions, negative, best, lam=1.0)
+    assert parts["normal_loss"].item() == 0.0
+    expected = (nll(LOGITS[0], 1) + nll(LOGITS[1], 2) + nll(LOGITS[2], 0)) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    # d/dz of -log softmax(z)[a*] / 3 is (softmax(z) - onehot(a*)) / 3
+    want = (torch.softmax(logits.detach(), -1) - F.one_hot(best, 3)) / 3
+    assert torch.allclose(logits.grad, want, atol=1e-7)
 
 
 def test_composition_counts() -> None:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 NONE, NEGATIVE, POSITIVE = -1, 0, 1
+IGNORED = -100  # cross-entropy's default ignore_index, so the DT call and ours are one op
 LABEL_COLUMNS = ("order", "position", "action", "best_action", "feedback")
 
 
@@ -94,11 +95,15 @@ def fdt_loss(logits: torch.Tensor, actions: torch.Tensor, feedback: torch.Tensor
     """The FDT loss on logits (..., A) with per-position actions, feedback and a* (same shape)."""
     logits = logits.float().reshape(-1, logits.shape[-1])
     actions, feedback, best = actions.reshape(-1), feedback.reshape(-1), best_action.reshape(-1)
-    ce = F.cross_entropy(logits, actions, reduction="none")
     counted_negative = (feedback == NEGATIVE) & (best >= 0) & (best != actions)
     positive = feedback == POSITIVE
-    normal = ~counted_negative
-    normal_loss = (ce * normal).sum() / normal.sum().clamp(min=1)
+    # Counted negatives leave the imitation term through cross-entropy's own ignore_index, so
+    # that without them this is DT's loss bit for bit (a masked sum over a count rounds
+    # differently on some CPUs); where every position is one, the term is 0, not 0/0.
+    imitated = actions.masked_fill(counted_negative, IGNORED)
+    normal_loss = torch.where(counted_negative.all(), 0.0,
+                              F.cross_entropy(logits, imitated, ignore_index=IGNORED))
+    ce = F.cross_entropy(logits, actions, reduction="none")
     ce_best = F.cross_entropy(logits, best.clamp(min=0), reduction="none")
     extra = (ce * positive).sum() + (ce_best * counted_negative).sum()
     count = positive.sum() + counted_negative.sum()
