@@ -4,8 +4,11 @@ setting of CPU training, and the encoder's layout."""
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -36,35 +39,46 @@ def test_channels_last_encoder_gives_the_contiguous_values() -> None:
     assert torch.allclose(tokens, contiguous(states.float() / 255.0), atol=1e-6)
 
 
-class _MallInfo2(ctypes.Structure):
+# Run in a fresh interpreter: earlier tests in this process (any CPU training) leave large free
+# chunks in glibc's heap, which then serve a big block without a mapping, whatever the setting.
+_ALLOCATIONS = """
+import ctypes, json
+import numpy as np
+from fdt.device import reusing_freed_memory
+
+class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
         "fordblks", "keepcost")]
 
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
 
-def _mapped_bytes() -> int:
-    """Bytes glibc holds in blocks mapped one by one (not in its heap)."""
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = _MallInfo2
-    return int(libc.mallinfo2().hblkhd)
+def newly_mapped(size):
+    # bytes glibc maps one by one (not in its heap) for one block of `size`
+    before = libc.mallinfo2().hblkhd
+    block = np.ones(size, np.uint8)
+    mapped = libc.mallinfo2().hblkhd - before
+    del block
+    return mapped
+
+size = 96 * 2**20  # above glibc's largest mapping threshold (32 MB)
+default = newly_mapped(size)
+with reusing_freed_memory() as changed:
+    inside = newly_mapped(size)
+print(json.dumps({"changed": changed, "default": default, "inside": inside,
+                  "after": newly_mapped(size), "size": size}))
+"""
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
 def test_large_blocks_come_from_the_heap_only_inside_the_block() -> None:
     if not hasattr(ctypes.CDLL(None), "mallinfo2"):
         pytest.skip("glibc older than 2.33 (no mallinfo2)")
-    size = 96 * 2**20  # above glibc's largest mapping threshold (32 MB)
-    before = _mapped_bytes()
-    block = np.ones(size, np.uint8)
-    assert _mapped_bytes() - before >= size  # glibc's default: mapped afresh
-    del block
-    with reusing_freed_memory() as changed:
-        assert changed
-        before = _mapped_bytes()
-        block = np.ones(size, np.uint8)
-        assert _mapped_bytes() - before < size  # from the heap, kept when freed
-        del block
-    before = _mapped_bytes()
-    block = np.ones(size, np.uint8)
-    assert _mapped_bytes() - before >= size  # the default is back
-    del block
+    done = subprocess.run([sys.executable, "-c", _ALLOCATIONS], capture_output=True, text=True,
+                          check=True, timeout=120)
+    seen = json.loads(done.stdout)
+    assert seen["changed"]
+    assert seen["default"] >= seen["size"]  # glibc's default: mapped afresh
+    assert seen["inside"] == 0  # from the heap, kept when freed
+    assert seen["after"] >= seen["size"]  # the default is back
