@@ -10,11 +10,10 @@ import platform
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
-from fdt.device import reusing_freed_memory, usable_threads
+from fdt.device import usable_threads
 from fdt.models.transformer import DecisionTransformer, model_config_for
 
 
