@@ -298,7 +298,8 @@ class StagePlan:
         """What decides retrieval in training: the search, dedup and reweighting, the index."""
         r = self.config["retrieval"]
         return {k: r[k] for k in ("top_k", "reweight_top_k", "dist_weight", "return_weight",
-                                  "sim_cutoff", "exclude_same_trjs", "index")}
+                                  "sim_cutoff", "exclude_same_trjs", "eval_top_k",
+                                  "eval_return_weight", "eval_sim_cutoff", "index")}
 
     def memory(self, game: str) -> Stage:
         """The memory of a game's training set (the seed is the folder below the key), embedded

@@ -199,3 +199,33 @@ def test_radt_one_step_logits_agree_with_the_full_pass() -> None:
     at = model.forward_tokens(own[:, :3], actions[:, :2], rtg[:, :3], timesteps,
                               at_step=torch.tensor([2, 1]), memory=memory)
     torch.testing.assert_close(at, torch.stack([full[0, 2], full[1, 1]]), atol=1e-5, rtol=1e-5)
+
+
+def test_sim_cutoff_filters_training_retrieval_only() -> None:
+    # RA-DT's evaluation cache has no sim_cutoff: the nearest keys stay candidates there
+    training = RetrievalParams()
+    evaluation = training.at_evaluation()
+    assert training.sim_cutoff == 0.98 and evaluation.sim_cutoff is None
+    zero = np.zeros(5, np.float32)
+    query = np.array([[1.0, 0.0]], dtype=np.float32)
+    # training drops 0 (1.0) and 1 (0.985): the nearest left is 45 degrees
+    assert Retriever(KEYS, np.arange(5), zero, training).retrieve(query).ids.tolist() == [[4]]
+    # evaluation keeps them: the key at 0 degrees itself
+    assert Retriever(KEYS, np.arange(5), zero, evaluation).retrieve(query).ids.tolist() == [[0]]
+
+
+def test_return_reweighting_only_at_evaluation() -> None:
+    # item 1 (10 degrees) has the highest return; the query is at 90 degrees
+    total_return = np.array([0, 9, 0, 0, 0], np.float32)
+    query = np.array([[0.0, 1.0]], dtype=np.float32)
+    training = RetrievalParams()
+    assert training.return_weight == 0.0 and training.at_evaluation().return_weight == 1.0
+    # training: 90 degrees (1.0) is a near-copy, so the most similar left, 45 degrees, is read
+    assert Retriever(KEYS, np.arange(5), total_return,
+                     training).retrieve(query).ids.tolist() == [[4]]
+    # evaluation: similarities [0, 0.174, 1, 0, 0.707] + returns [0, 1, 0, 0, 0], both already
+    # in [0, 1]: item 1 scores 1.174 against the query's own direction's 1.0
+    retrieved = Retriever(KEYS, np.arange(5), total_return,
+                          training.at_evaluation()).retrieve(query)
+    assert retrieved.ids.tolist() == [[1]]
+    np.testing.assert_allclose(retrieved.score, [[1.0 + np.sin(np.radians(10))]], atol=1e-5)

@@ -41,7 +41,7 @@ def retrieval_policy(model_path: str | Path, embedder_path: str | Path, memory_d
     arrays = memory.arrays
     retriever = Retriever(np.asarray(arrays["keys"]), np.asarray(arrays["trajectory"]),
                           np.asarray(arrays["total_return"]),
-                          params_from(RetrievalParams, payload["retrieval"]),
+                          params_from(RetrievalParams, payload["retrieval"]).at_evaluation(),
                           params_from(IndexParams, payload["index"]))
     batches = WindowBatches(data, model.config.context_length, device)
     features = torch.as_tensor(np.array(arrays["state_features"]), device=device)

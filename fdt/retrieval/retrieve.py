@@ -6,11 +6,17 @@ query's own trajectory (`exclude_same_trjs`) are dropped; the rest are scored by
 `dist_weight` x similarity + `return_weight` x trajectory return, each min-max normalised over the
 row's candidates (RA-DT's `reweight_retrieved_trjs`), and the best `reweight_top_k` are kept.
 Parameter names are RA-DT's.
+
+RA-DT retrieves with two caches of different settings: the training cache (`cache_kwargs`:
+`sim_cutoff` 0.98 in radt_disc_icl and radt_mazerunner, `return_weight` left at the Cache's 0) and
+the evaluation cache (`eval_cache_kwargs`: `top_k` 50, `return_weight` 1, and no `sim_cutoff`, as
+neither a separate eval cache nor `Cache.update_attributes` keeps one). `RetrievalParams` holds
+both: the plain fields are training's, the `eval_` fields evaluation's (`at_evaluation`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,9 +31,18 @@ class RetrievalParams:
     top_k: int = _RETRIEVAL["top_k"]
     reweight_top_k: int = _RETRIEVAL["reweight_top_k"]  # k_keep: sub-trajectories read
     dist_weight: float = _RETRIEVAL["dist_weight"]
-    return_weight: float = _RETRIEVAL["return_weight"]
-    sim_cutoff: float | None = _RETRIEVAL["sim_cutoff"]
+    return_weight: float = _RETRIEVAL["return_weight"]  # training (RA-DT's cache_kwargs)
+    sim_cutoff: float | None = _RETRIEVAL["sim_cutoff"]  # training only
     exclude_same_trjs: bool = _RETRIEVAL["exclude_same_trjs"]
+    eval_top_k: int = _RETRIEVAL["eval_top_k"]  # evaluation (RA-DT's eval_cache_kwargs)
+    eval_return_weight: float = _RETRIEVAL["eval_return_weight"]
+    eval_sim_cutoff: float | None = _RETRIEVAL["eval_sim_cutoff"]
+
+    def at_evaluation(self) -> RetrievalParams:
+        """The settings evaluation retrieves with: the eval cache's `top_k`, `return_weight` and
+        `sim_cutoff`; there is no own trajectory to exclude."""
+        return replace(self, top_k=self.eval_top_k, return_weight=self.eval_return_weight,
+                       sim_cutoff=self.eval_sim_cutoff, exclude_same_trjs=False)
 
 
 def min_max_norm(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
