@@ -167,7 +167,7 @@ def test_radt_kill_and_resume_gives_the_same_weights(training_set: Path, memory:
 
 
 def _policy(training_set: Path, memory: Path, slots: int,  # noqa: F811
-            eval_cache: bool = False) -> RetrievalPolicy:
+            eval_cache: bool | str = False) -> RetrievalPolicy:
     data = TrainingSet(training_set)
     torch.manual_seed(2)
     base = ModelConfig(num_actions=4, context_length=2, max_timestep=data.max_timestep,
@@ -206,7 +206,7 @@ def test_policy_retrieves_batched_across_episodes_as_one_by_one(
 
 def test_eval_cache_adds_finished_episodes_to_the_memory(
         training_set: Path, memory: Path) -> None:  # noqa: F811
-    policy = _policy(training_set, memory, slots=1, eval_cache=True)
+    policy = _policy(training_set, memory, slots=1, eval_cache="joined")
     before = len(policy.retriever)
     rng = np.random.default_rng(1)
     policy.begin(0, 5.0)
@@ -224,3 +224,38 @@ def test_eval_cache_adds_finished_episodes_to_the_memory(
     # the added items' features are the embedder's state tokens of the episode's steps
     assert policy.items.features.shape[1:] == (2, 16)
     assert policy.retriever.total_return[-1] == 1.0
+
+
+def test_separate_eval_cache_retrieves_only_from_its_own_finished_episodes(
+        training_set: Path, memory: Path) -> None:  # noqa: F811
+    # RA-DT's sep_eval_cache: the first episode reads nothing, the training memory never
+    policy = _policy(training_set, memory, slots=1, eval_cache="separate")
+    plain = _policy(training_set, memory, slots=1)
+    assert len(policy.retriever) == 0 and len(policy.items.actions) == 0
+    rng = np.random.default_rng(1)
+    for p in (policy, plain):
+        p.begin(0, 5.0)
+    for step in range(5):
+        stacks = rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8)
+        for p in (policy, plain):
+            p.observe([0], stacks)
+        # nothing retrieved: the logits are the model's own, without cross-attention
+        logits = policy.logits([0])
+        alone = plain.model.forward_tokens(plain.states[:1, :plain.length[0]],
+                                           plain.actions[:1, :plain.length[0]],
+                                           plain.returns[:1, :plain.length[0]],
+                                           plain.step[:1], at_step=plain.length[:1] - 1)
+        np.testing.assert_allclose(logits, alone.detach().numpy(), atol=1e-6)
+        assert not np.allclose(logits, plain.logits([0]), atol=1e-4)
+        for p in (policy, plain):
+            p.record(0, 1, 0.0)
+    policy.end(0)
+    # the finished episode's two pieces are the whole memory, of trajectory 0
+    assert len(policy.retriever) == 2 and policy.retriever.trajectory.tolist() == [0, 0]
+    policy.begin(0, 5.0)
+    policy.observe([0], rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8))
+    query_ids = policy.retriever.retrieve(np.ones((1, 16), np.float32)).ids
+    assert set(query_ids.ravel().tolist()) <= {0, 1}
+    assert np.isfinite(policy.logits([0])).all()
+    with pytest.raises(ValueError, match="must be false, separate or joined"):
+        _policy(training_set, memory, slots=1, eval_cache="shared")

@@ -21,7 +21,7 @@ from fdt.settings import params_from
 
 def retrieval_policy(model_path: str | Path, embedder_path: str | Path, memory_dir: str | Path,
                      training_set: str | Path, game: str, params: EvalParams, *,
-                     eval_cache: bool = False) -> RetrievalPolicy:
+                     eval_cache: bool | str = False) -> RetrievalPolicy:
     """The trained radt with its memory, checked to belong together before any episode."""
     device = torch.device(params.device)
     model, payload = load_radt(model_path, device)
@@ -53,10 +53,11 @@ def retrieval_policy(model_path: str | Path, embedder_path: str | Path, memory_d
 
 def evaluate_radt(model_path: str | Path, embedder_path: str | Path, memory_dir: str | Path,
                   training_set: str | Path, game: str, params: EvalParams, out_dir: str | Path, *,
-                  train_seed: int, eval_cache: bool = False,
+                  train_seed: int, eval_cache: bool | str = False,
                   progress: bool = True) -> dict[str, Any]:
     """Play the protocol with a trained radt; `episodes.parquet` and `summary.json` as the other
-    models' (with the eval cache's size when in-context)."""
+    models' (with the eval cache's size when in-context: `separate`, RA-DT's sep_eval_cache, or
+    `joined`, fdt.retrieval.policy)."""
     if not params.targets:
         raise RetrievalError(f"no target return-to-go given for {game}")
     policy = retrieval_policy(model_path, embedder_path, memory_dir, training_set, game, params,

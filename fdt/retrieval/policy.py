@@ -4,9 +4,13 @@ The live episodes' windows are queried together (one embedder pass, one index se
 the query is the frozen embedder's mean representation of each window's steps so far, the same
 as the memory's keys. The memory's sub-trajectories are read as the memory's state features (the
 embedder's state tokens), the same the policy keeps of each new state for its queries, so a step
-encodes only the new states, once by each model. In RA-DT's
-in-context mode (`eval_cache`), each finished episode's sub-trajectories join the memory for the
-episodes that start after it (their own trajectory is not excluded: at evaluation there is none).
+encodes only the new states, once by each model.
+
+In-context mode (`eval_cache`) adds each finished episode's sub-trajectories to a memory read by
+the episodes that start after it (their own trajectory is not excluded: at evaluation there is
+none). `separate` is RA-DT's `sep_eval_cache` (set in all its radt configs): evaluation retrieves
+only from its own finished episodes, never the training memory, so the episodes played before the
+first one ends retrieve nothing. `joined` adds the finished episodes to the training memory.
 """
 
 from __future__ import annotations
@@ -28,6 +32,19 @@ from fdt.retrieval.memory import (
 from fdt.retrieval.model import RetrievalDecisionTransformer
 from fdt.retrieval.retrieve import Retriever
 
+# In-context evaluation: off (the training memory only), RA-DT's sep_eval_cache (the finished
+# episodes only), or the finished episodes joining the training memory.
+EVAL_CACHE_MODES = ("off", "separate", "joined")
+
+
+def eval_cache_mode(setting: bool | str | None) -> str:
+    """The mode of the config's `retrieval.eval_cache` (false: off)."""
+    mode = "off" if setting is False or setting is None else setting
+    if mode not in EVAL_CACHE_MODES:
+        raise ValueError(f"retrieval.eval_cache must be false, separate or joined, not "
+                         f"{setting!r}")
+    return str(mode)
+
 
 @dataclass
 class MemoryItems:
@@ -42,6 +59,11 @@ class MemoryItems:
     def extend(self, other: MemoryItems) -> None:
         for name in ("features", "actions", "returns_to_go", "timesteps"):
             setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
+
+    def emptied(self) -> MemoryItems:
+        """No items, of the same shapes per item (RA-DT's separate eval cache starts so)."""
+        return MemoryItems(self.features[:0], self.actions[:0], self.returns_to_go[:0],
+                           self.timesteps[:0])
 
 
 def memory_items(batches: WindowBatches, features: torch.Tensor, starts: np.ndarray,
@@ -69,13 +91,17 @@ class RetrievalPolicy(ModelPolicy):
 
     def __init__(self, model: RetrievalDecisionTransformer, embedder: DecisionTransformer,
                  retriever: Retriever, items: MemoryItems, device: str | torch.device = "cpu", *,
-                 timestep: str = "reference", slots: int = 64, eval_cache: bool = False) -> None:
+                 timestep: str = "reference", slots: int = 64,
+                 eval_cache: bool | str = False) -> None:
         super().__init__(model, device, timestep=timestep, slots=slots)
         self.embedder = embedder.to(device).eval()
+        self.eval_cache_mode = eval_cache_mode(eval_cache)
+        if self.eval_cache_mode == "separate":  # an exact index: IVF cannot start empty
+            retriever, items = retriever.emptied(), items.emptied()
         self.retriever, self.items = retriever, items
         self.query_states = torch.zeros((slots, self.k, embedder.config.n_embd),
                                         device=self.device)
-        self.eval_cache = eval_cache
+        self.eval_cache = self.eval_cache_mode != "off"
         self.histories: dict[int, EpisodeHistory] = {}
         self.cached_episodes = 0
 
@@ -146,6 +172,11 @@ class RetrievalPolicy(ModelPolicy):
         query = mean_state_embedding(self.embedder, {
             "state_tokens": self.query_states[index, :t], "actions": actions,
             "returns_to_go": returns, "timesteps": step - last}, lengths)
+        timesteps = step if self.timestep == "reference" else step - last
+        if len(self.retriever) == 0:  # the separate eval cache before an episode has ended
+            out = self.model.forward_tokens(self.states[index, :t], actions, returns, timesteps,
+                                            at_step=last)
+            return out.float().cpu().numpy()
         retrieved = self.retriever.retrieve(query.cpu().numpy())
         ids = torch.from_numpy(np.maximum(retrieved.ids, 0)).to(self.device)
         memory = self.model.retrieved_tokens(
@@ -154,7 +185,6 @@ class RetrievalPolicy(ModelPolicy):
             context_timesteps=self.items.timesteps[ids],
             context_valid=torch.from_numpy(retrieved.valid).to(self.device),
             context_features=self.items.features[ids])
-        timesteps = step if self.timestep == "reference" else step - last
         out = self.model.forward_tokens(self.states[index, :t], actions, returns, timesteps,
                                         at_step=last, memory=memory)
         return out.float().cpu().numpy()

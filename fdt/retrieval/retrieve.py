@@ -127,6 +127,13 @@ class Retriever:
                                               p.reweight_top_k, p.dist_weight, p.return_weight)
         return Retrieved(kept, score)
 
+    def emptied(self) -> Retriever:
+        """A retriever of no items with these settings, over an exact index (RA-DT's separate
+        eval cache, which finished episodes fill)."""
+        width = self.index.d
+        return Retriever(np.zeros((0, width), np.float32), np.zeros(0, np.int64),
+                         np.zeros(0, np.float32), self.params, IndexParams(kind="exact"))
+
     def new_trajectory(self) -> int:
         """A trajectory number no item has yet (for items added at evaluation)."""
         return int(self.trajectory.max()) + 1 if len(self.trajectory) else 0
