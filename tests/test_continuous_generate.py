@@ -19,7 +19,7 @@ from fdt.continuous.environments import (
     parse_dataset_name,
     task_sizes,
 )
-from fdt.continuous.evaluation import Prompting, evaluate_targets
+from fdt.continuous.evaluation import Prompting, corl_starts, evaluate_targets, play_group, reset_from
 from fdt.continuous.generate import generate, references, save_policies
 from fdt.continuous.minari_source import (
     check_minari_folder,
@@ -133,12 +133,43 @@ def test_batched_evaluation_plays_the_same_episodes_as_one_at_a_time() -> None:
     model = deterministic_model()
     prompting = Prompting(np.zeros(4, np.float32), np.ones(4, np.float32), 0.01)
     batched, alone = (evaluate_targets(model, lambda: make_env(ENV), [100.0, 30.0], 3, parallel, 5,
-                                       prompting, torch.device("cpu")) for parallel in (6, 1))
+                                       prompting, torch.device("cpu"), seeding="per_episode")
+                      for parallel in (6, 1))
     assert [(r.target, r.episode, r.seed) for r in batched] == [(100.0, 0, 5), (100.0, 1, 6), (100.0, 2, 7),
                                                                  (30.0, 0, 5), (30.0, 1, 6), (30.0, 2, 7)]
     for a, b in zip(batched, alone):
         assert a.length == b.length and a.score == pytest.approx(b.score, rel=1e-9)
     assert model.training  # evaluation leaves the model as it found it
+
+
+def test_corl_seeding_plays_corls_episodes_in_parallel() -> None:
+    """CORL seeds its one evaluation env once per target and plays the episodes in turn, each
+    reset continuing the env's generator; the batched evaluation must meet the same start states
+    and play the same episodes."""
+    model = deterministic_model()
+    prompting = Prompting(np.zeros(4, np.float32), np.ones(4, np.float32), 0.01)
+    batched = evaluate_targets(model, lambda: make_env(ENV), [100.0, 30.0], 3, 6, 42, prompting,
+                               torch.device("cpu"))
+    corl = []
+    env = make_env(ENV)
+    model.eval()  # as evaluate_targets plays (no dropout)
+    for target in (100.0, 30.0):
+        for episode in range(3):  # eval_env.seed(eval_seed), then reset() before each episode
+            start = 42 if episode == 0 else None
+            corl += play_group(model, [env], [target], [start], prompting, torch.device("cpu"))
+    env.close()
+    assert [(r.target, r.episode, r.seed) for r in batched] == [
+        (100.0, 0, 42), (100.0, 1, 42), (100.0, 2, 42), (30.0, 0, 42), (30.0, 1, 42), (30.0, 2, 42)]
+    for result, (score, length) in zip(batched, corl):
+        assert result.length == length and result.score == pytest.approx(score, rel=1e-9)
+    # the three start states differ, and each target meets the same three
+    starts = corl_starts(lambda: make_env(ENV), 42, 3)
+    firsts = [reset_from(make_env(ENV), start) for start in starts]
+    reference = make_env(ENV)
+    expected = [reference.reset(seed=42)[0], reference.reset()[0], reference.reset()[0]]
+    for first, want in zip(firsts, expected):
+        np.testing.assert_array_equal(first, want)
+    assert not np.array_equal(firsts[1], firsts[2])
 
 
 def test_training_resumes_where_it_stopped(tmp_path: Path) -> None:

@@ -57,6 +57,15 @@ def test_actions_are_tanh_squashed_to_the_bound() -> None:
     assert actions.shape == (2, 4, 2) and actions.abs().max() <= 3.0
 
 
+def test_action_bound_is_corls_one_unless_the_environments_is_asked_for() -> None:
+    """CORL scales the tanh head by max_action = 1.0 whatever the task; null takes the bound."""
+    pendulum = TaskSizes(observation_size=4, action_size=1, max_action=3.0, max_episode_steps=1000)
+    small = dict(embedding_dim=8, num_layers=1, seq_len=5, episode_len=10)
+    assert build_model(pendulum, DTParams(**small)).shape.max_action == 1.0
+    assert build_model(pendulum, DTParams(**small, max_action=None)).shape.max_action == 3.0
+    assert build_model(pendulum, DTParams(**small, max_action=2.5)).shape.max_action == 2.5
+
+
 def test_predictions_never_see_the_future() -> None:
     """Changing step 3 (its return, state and action) leaves the actions of steps 0..2 as they
     were: causal attention, so right padding needs no mask."""

@@ -60,6 +60,8 @@ class DTParams:
     eval_episodes: int = _DT["eval_episodes"]
     eval_every: int = _DT["eval_every"]
     eval_seed: int = _DT["eval_seed"]
+    eval_seeding: str = _DT["eval_seeding"]  # corl | per_episode (fdt.continuous.evaluation)
+    max_action: float | None = _DT["max_action"]  # CORL's 1.0; None: the environment's bound
     seed: int = 10
     # how to run (not part of the weights' recipe)
     device: str = "cpu"
@@ -78,12 +80,25 @@ def masked_mse(predicted: torch.Tensor, actions: torch.Tensor, mask: torch.Tenso
     return ((predicted - actions) ** 2 * mask.unsqueeze(-1)).mean()
 
 
+def action_bound(sizes: TaskSizes, params: DTParams) -> float:
+    """The bound the tanh head is scaled to: CORL's fixed max_action (1.0, the bound of D4RL's
+    MuJoCo tasks), or the environment's own when max_action is None."""
+    if params.max_action is None:
+        return sizes.max_action
+    if params.max_action < sizes.max_action:
+        log.warning("continuous.dt.max_action %g is below the environment's action bound %g: the "
+                    "model cannot reach the dataset's largest actions (null uses the bound)",
+                    params.max_action, sizes.max_action)
+    return params.max_action
+
+
 def build_model(sizes: TaskSizes, params: DTParams) -> ContinuousDecisionTransformer:
     names = {"embedding_dim", "num_layers", "num_heads", "seq_len", "episode_len",
              "attention_dropout", "residual_dropout", "embedding_dropout"}
     return ContinuousDecisionTransformer(ModelShape(
         observation_size=sizes.observation_size, action_size=sizes.action_size,
-        max_action=sizes.max_action, **{k: v for k, v in asdict(params).items() if k in names}))
+        max_action=action_bound(sizes, params),
+        **{k: v for k, v in asdict(params).items() if k in names}))
 
 
 def make_optimizer(model: torch.nn.Module, params: DTParams
@@ -131,7 +146,8 @@ def train_dt(episodes: Episodes, sizes: TaskSizes, make_env: Callable[[], Any], 
 
     def evaluate(at: int) -> None:
         results = evaluate_targets(model, make_env, params.target_returns, params.eval_episodes,
-                                   params.envs, params.eval_seed, prompting, device)
+                                   params.envs, params.eval_seed, prompting, device,
+                                   params.eval_seeding)
         rows = scored_rows(results, at, references)
         evaluations.extend(rows)
         summary = summarize(pd.DataFrame(rows))
