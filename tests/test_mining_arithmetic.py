@@ -130,3 +130,62 @@ def test_sums_longer_than_a_chunk_are_numpy_1_chunks() -> None:
     for n in [0, 1, 7, 8, 9, 127, 128, 129, 136, 1000, 8192]:
         short = (rng.standard_normal(n) * np.exp(4 * rng.standard_normal(n))).astype(np.float32)
         assert reduce_sum(short) == np.add.reduce(short)
+
+
+_PAIR_MEANS_FIRST = ("import numpy as np\n"
+                     "from fdt.mining.ranking import pair_means\n"
+                     "print(pair_means(np.array([0, 1, 0, -1, 1]), np.arange(5, dtype=np.float32), 2)[1])")
+_RETURNS_FIRST = ("import numpy as np\n"
+                  "from fdt.mining.ranking import discounted_returns\n"
+                  "r = np.zeros(100, np.float32); r[[3, 60, 99]] = 1\n"
+                  "print(discounted_returns(r, np.array([50, 100]), 0.99)[0])")
+
+
+@pytest.mark.parametrize("first, second", [(_PAIR_MEANS_FIRST, _RETURNS_FIRST),
+                                           (_RETURNS_FIRST, _PAIR_MEANS_FIRST)])
+def test_cached_kernels_load_in_any_order_of_processes(tmp_path, first: str, second: str) -> None:
+    """Issue 27: a process that cached `pair_means`'s kernels first made the next process's
+    `discounted_returns` abort in LLVM (a recursive kernel cannot be linked from numba's cache).
+    Two fresh processes share one fresh cache directory, in both orders; each must finish and
+    print what the same code prints uncached."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    outputs = []
+    for code in (first, second, first, second):  # the second round loads everything cached
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        outputs.append(run.stdout.strip())
+    assert outputs[:2] == outputs[2:]
+    by_code = dict(zip((first, second), outputs[:2]))
+    assert by_code[_PAIR_MEANS_FIRST] == "[1.  2.5]"
+    # G_0 of the first trajectory: one reward at step 3, 0.99^3 as float32.
+    assert float(by_code[_RETURNS_FIRST]) == pytest.approx(float(np.float32(0.99 ** 3)), rel=1e-6)
+
+
+def test_no_cached_kernel_recurses() -> None:
+    """numba's on-disk cache and recursion do not mix (see above): no function compiled with
+    cache=True anywhere in fdt/ calls itself."""
+    import ast
+    from pathlib import Path
+
+    import fdt
+
+    cached = 0
+    for path in Path(fdt.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            if not any(isinstance(d, ast.Call) and any(k.arg == "cache" and
+                                                       getattr(k.value, "value", False) is True
+                                                       for k in d.keywords)
+                       for d in node.decorator_list):
+                continue
+            cached += 1
+            calls = {c.func.id for c in ast.walk(node)
+                     if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+            assert node.name not in calls, f"{path}: cached kernel {node.name} calls itself"
+    assert cached >= 8  # the mining kernels (cells and ranking) were seen

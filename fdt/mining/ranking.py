@@ -41,6 +41,32 @@ import numpy as np
 REDUCE_CHUNK = 8192
 
 
+# Levels of halving a pairwise sum can have (n < 2^64): bounds the explicit stacks below.
+_MAX_LEVELS = 64
+
+
+@numba.njit(cache=True, nogil=True)
+def _pairwise_block(offsets, values, first, last, lo, n):  # pragma: no cover - compiled
+    """numpy's sum of a block of at most 128 elements (see `_pairwise`)."""
+    if n < 8:
+        total = np.float32(0.0)
+        for k in range(first, last):
+            total += values[k]
+        return total
+    sums = np.zeros(8, np.float32)
+    blocked = lo + n - n % 8
+    k = first
+    while k < last and offsets[k] < blocked:
+        sums[(offsets[k] - lo) % 8] += values[k]
+        k += 1
+    total = ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5])
+                                                           + (sums[6] + sums[7]))
+    while k < last:
+        total += values[k]
+        k += 1
+    return total
+
+
 @numba.njit(cache=True, nogil=True)
 def _pairwise(offsets, values, first, last, lo, n):  # pragma: no cover - compiled
     """numpy's pairwise float32 sum of the n elements at positions lo..lo+n-1 of an array that
@@ -50,32 +76,42 @@ def _pairwise(offsets, values, first, last, lo, n):  # pragma: no cover - compil
     numpy's grouping: below 8 elements one running sum; up to 128, 8 running sums (element i
     into sum i % 8) combined as ((0+1)+(2+3))+((4+5)+(6+7)), then the last n % 8 elements;
     above, the two halves (the first rounded down to a multiple of 8), each summed so.
+
+    The halves are walked with explicit stacks, not recursion: numba's on-disk cache cannot
+    link a recursive function into a kernel compiled in another process ("LLVM ERROR: Symbol
+    not found ... _pairwise", issue 27), so no cached kernel here may recurse.
     """
-    if first == last:
-        return np.float32(0.0)
-    if n < 8:
-        total = np.float32(0.0)
-        for k in range(first, last):
-            total += values[k]
-        return total
-    if n <= 128:
-        sums = np.zeros(8, np.float32)
-        blocked = lo + n - n % 8
-        k = first
-        while k < last and offsets[k] < blocked:
-            sums[(offsets[k] - lo) % 8] += values[k]
-            k += 1
-        total = ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5])
-                                                               + (sums[6] + sums[7]))
-        while k < last:
-            total += values[k]
-            k += 1
-        return total
-    half = n // 2
-    half -= half % 8
-    split = first + np.searchsorted(offsets[first:last], lo + half)
-    return (_pairwise(offsets, values, first, split, lo, half)
-            + _pairwise(offsets, values, split, last, lo + half, n - half))
+    # Work items (first, last, lo, n, combine): combine 1 means both halves of this range are
+    # summed and wait on `sums` (left below right); 0 means the range is still to be summed.
+    work = np.empty((2 * _MAX_LEVELS + 1, 5), np.int64)
+    sums = np.empty(_MAX_LEVELS + 2, np.float32)
+    pending = 0
+    work[0, 0], work[0, 1], work[0, 2], work[0, 3], work[0, 4] = first, last, lo, n, 0
+    top = 1
+    while top > 0:
+        top -= 1
+        f, l, start, size, combine = work[top, 0], work[top, 1], work[top, 2], work[top, 3], work[top, 4]
+        if combine:
+            pending -= 1
+            sums[pending - 1] = sums[pending - 1] + sums[pending]
+        elif f == l:
+            sums[pending] = np.float32(0.0)
+            pending += 1
+        elif size <= 128:
+            sums[pending] = _pairwise_block(offsets, values, f, l, start, size)
+            pending += 1
+        else:
+            half = size // 2
+            half -= half % 8
+            split = f + np.searchsorted(offsets[f:l], start + half)
+            # Popped in reverse: the left half first, then the right, then their sum.
+            work[top, 4] = 1
+            work[top + 1, 0], work[top + 1, 1], work[top + 1, 2] = split, l, start + half
+            work[top + 1, 3], work[top + 1, 4] = size - half, 0
+            work[top + 2, 0], work[top + 2, 1], work[top + 2, 2] = f, split, start
+            work[top + 2, 3], work[top + 2, 4] = half, 0
+            top += 3
+    return sums[0]
 
 
 @numba.njit(cache=True, nogil=True)
