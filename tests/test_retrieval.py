@@ -67,9 +67,40 @@ def test_deduplication_removes_near_copies_of_other_trajectories() -> None:
     # items 0 and 1 are near-copies in other trajectories, 2 is 0's near-copy in its own
     # trajectory (kept), 3 and 4 are exact copies of two trajectories
     trajectory = np.array([0, 1, 0, 2, 3])
-    kept = deduplicate_keys(keys, trajectory, sim_cutoff=0.98)
+    # one item a batch: 0 removes 1, 3 removes 4
+    kept = deduplicate_keys(keys, trajectory, sim_cutoff=0.98, batch_size=1)
     assert kept.tolist() == [True, False, True, True, False]
-    assert deduplicate_keys(keys, trajectory, sim_cutoff=1.5).all()
+    assert deduplicate_keys(keys, trajectory, sim_cutoff=1.5, batch_size=1).all()
+    # RA-DT's batch of 512 excludes every trajectory in it: five items never remove each other
+    assert deduplicate_keys(keys, trajectory, sim_cutoff=0.98).all()
+
+
+def _unit(degrees: list[float]) -> np.ndarray:
+    angles = np.radians(degrees)
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+
+
+def test_deduplication_searches_past_the_own_trajectory_as_ra_dt() -> None:
+    # 11 items of trajectory 0 at 0 degrees, then one of trajectory 1 at 0.5 (cos 0.99996):
+    # RA-DT's k = 10 nearest exclude the batch's trajectories, so item 11 is found and removed
+    # (searching 11 over all items found only trajectory 0's copies)
+    keys = _unit([0.0] * 11 + [0.5])
+    trajectory = np.array([0] * 11 + [1])
+    kept = deduplicate_keys(keys, trajectory, sim_cutoff=0.98, batch_size=11)
+    assert kept.tolist() == [True] * 11 + [False]
+
+
+def test_deduplication_removes_what_ra_dts_batches_remove() -> None:
+    # batch [0, 1] (trajectories 0, 1 excluded) finds item 2 (cos 1 degree) and removes it; 0 and
+    # 1 are near-copies but in one batch, so neither removes the other; 2, removed, never searches
+    keys = _unit([0.0, 0.5, 1.0, 90.0])
+    kept = deduplicate_keys(keys, np.array([0, 1, 2, 3]), sim_cutoff=0.98, batch_size=2)
+    assert kept.tolist() == [True, True, False, True]
+    # a later batch removes an item that searched before it: with k = 1, item 0 removes its
+    # exact copy 1, then item 2 (0.5 degrees), among the items not removed, finds and removes 0
+    kept = deduplicate_keys(_unit([0.0, 0.0, 0.5]), np.array([0, 1, 2]), sim_cutoff=0.98, k=1,
+                            batch_size=1)
+    assert kept.tolist() == [False, False, True]
 
 
 def test_min_max_norm_over_valid_entries() -> None:

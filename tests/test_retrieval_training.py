@@ -41,7 +41,7 @@ def _embedder(data: TrainingSet, n_embd: int = 16) -> DecisionTransformer:
 def memory(training_set: Path, tmp_path: Path) -> Path:  # noqa: F811
     data = TrainingSet(training_set)
     build_memory(training_set, _embedder(data), tmp_path / "memory",
-                 MemoryParams(subtrajectory_length=2, context_length=2),
+                 MemoryParams(subtrajectory_length=2, context_length=2, deduplicate=False),
                  embedder_key="dt-key", device=torch.device("cpu"), progress=False)
     return tmp_path / "memory"
 

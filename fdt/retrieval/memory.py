@@ -137,24 +137,30 @@ def embed_windows(model: DecisionTransformer, batches: WindowBatches, features: 
 
 
 def deduplicate_keys(keys: np.ndarray, trajectory: np.ndarray, sim_cutoff: float,
-                     k: int = 10) -> np.ndarray:
-    """RA-DT's `deduplicate_cache`: in order, each kept key removes its near-copies of other
-    trajectories (inner product above `sim_cutoff` among its k nearest). Returns the kept mask."""
+                     k: int = 10, batch_size: int = 512) -> np.ndarray:
+    """RA-DT's `deduplicate_cache` (its `dedup_kwargs` defaults k 10, batch 512): the items, in
+    order and in batches, each search their k nearest among the items that are neither of a
+    trajectory in the batch nor removed yet, and every neighbour above `sim_cutoff` is removed.
+    Items removed before their batch do not search. Returns the kept mask."""
     import faiss
 
+    keys = np.ascontiguousarray(keys, dtype=np.float32)
     index = faiss.IndexFlatIP(keys.shape[1])
-    index.add(np.ascontiguousarray(keys, dtype=np.float32))
-    k = min(k + 1, len(keys))
-    similarity, neighbours = index.search(np.ascontiguousarray(keys, dtype=np.float32), k)
-    kept = np.ones(len(keys), dtype=bool)
-    for i in range(len(keys)):
-        if not kept[i]:
+    index.add(keys)
+    removed = np.zeros(len(keys), dtype=bool)
+    for first in range(0, len(keys), batch_size):
+        batch = np.arange(first, min(first + batch_size, len(keys)))
+        batch = batch[~removed[batch]]
+        if len(batch) == 0:
             continue
-        row = neighbours[i]
-        copies = (row >= 0) & (similarity[i] > sim_cutoff)
-        copies &= trajectory[np.maximum(row, 0)] != trajectory[i]
-        kept[row[copies]] = False
-    return kept
+        # as RA-DT's CPU path: the whole batch's trajectories are excluded for every query
+        excluded = np.flatnonzero(np.isin(trajectory, trajectory[batch]) | removed)
+        selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(excluded.astype(np.int64)))
+        similarity, neighbours = index.search(keys[batch], k,
+                                              params=faiss.SearchParameters(sel=selector))
+        copies = (neighbours >= 0) & (similarity > sim_cutoff)
+        removed[neighbours[copies]] = True
+    return ~removed
 
 
 def build_memory(training_set: str | Path, embedder: DecisionTransformer, out_dir: str | Path,
