@@ -194,7 +194,9 @@ def test_last_file_logged_right_after_a_snapshot_has_no_new_rows(episode_run: Pa
 def test_add_count_must_agree_with_invalid_range(episode_run: Path, tmp_path: Path) -> None:
     run = _copy(episode_run, tmp_path)
     write_npy_gz(run / file_name("add_count", 3), np.array(2, dtype=np.int64))  # shifted by 2
-    with pytest.raises(ReplayFormatError, match=r"invalid_range_ckpt\.3\.gz: invalid_range \[3, 4, 5, 6, 7\] "
+    # Either file may be the wrong one: both are named (issue 27 found only invalid_range named).
+    with pytest.raises(ReplayFormatError, match=r"copy/add_count_ckpt\.3\.gz and \S+/invalid_range_ckpt"
+                       r"\.3\.gz disagree on where the writer stopped: invalid_range \[3, 4, 5, 6, 7\] "
                        r"does not match add_count 2 \(cursor 2 gives \[1, 2, 3, 4, 5\]\)"):
         load_checkpoint(run, 3)
     # Both shifted alike: slots 2-3 are then claimed stale, but differ from checkpoint 2's.
@@ -206,6 +208,54 @@ def test_add_count_must_agree_with_invalid_range(episode_run: Path, tmp_path: Pa
     # And the neighbour's conversion, which reads the last file as its following one.
     with pytest.raises(ReplayFormatError, match="slot 2 should be a stale copy"):
         episode_transitions(load_checkpoint(run, 2), load_checkpoint(run, 1), last, episode_cap=100)
+
+
+def _move_last_cursor(run: Path, number: int, cursor: int) -> None:
+    """Rewrite a last file's add_count and invalid_range alike, as if the writer stopped at
+    `cursor` (the rows themselves untouched)."""
+    write_npy_gz(run / file_name("add_count", number), np.array(cursor, dtype=np.int64))
+    write_npy_gz(run / file_name("invalid_range", number), invalid_range(cursor, 10))
+
+
+def test_last_file_moved_forward_mid_episode_is_refused(episode_run: Path, tmp_path: Path) -> None:
+    """Issue 27: the run stops inside F (cursor 4). Both counters moved to 6 make slots 4-5,
+    stale copies of checkpoint 2's padding (indices 24-25), look like two more steps of F."""
+    run = _copy(episode_run, tmp_path)
+    _move_last_cursor(run, 3, 6)
+    last, two = load_checkpoint(run, 3), load_checkpoint(run, 2)  # each file alone looks right
+    message = (r"copy/add_count_ckpt\.3\.gz: add_count 6 puts the cursor at 6, but slot 5, the last "
+               r"row it calls new, is identical \(frame included\) to slot 5 of checkpoint 2: a "
+               r"stale copy.*invalid_range_ckpt\.3\.gz were moved forward \(the copy begins at slot 4")
+    with pytest.raises(ReplayFormatError, match=message):
+        episode_transitions(last, two, None, episode_cap=100)
+    with pytest.raises(ReplayFormatError, match=message):  # checkpoint 2's conversion reads it too
+        episode_transitions(two, load_checkpoint(run, 1), last, episode_cap=100)
+    # The frame decides: the same small arrays with a frame the writer did write are accepted.
+    observation = read_npy_gz(run / file_name("observation", 3))
+    observation[5] = 77
+    write_npy_gz(run / file_name("observation", 3), observation)
+    accepted = episode_transitions(load_checkpoint(run, 3), two, None, episode_cap=100)
+    assert accepted.replay_index.tolist() == [32, 33, 34, 35]
+
+
+def test_last_file_moved_forward_after_an_episode_end_is_refused(tmp_path: Path) -> None:
+    """Issue 27, the other ending: F (2 steps) ends at index 33, the cursor at slot 4. Moved to
+    6, the claimed rows are padding copies (zeros) and only their sameness shows the shift;
+    moved to 7, slot 6 holds E's first step where padding must be, and the message names that
+    file and the add_count that placed it (it named only the folder)."""
+    run = tmp_path / "replay_logs"
+    assert write_episodes(run, 10, [4, 4, 6, 3, 2]) == [0, 1, 2, 3]
+    two = load_checkpoint(run, 2)
+    _move_last_cursor(run, 3, 6)
+    with pytest.raises(ReplayFormatError, match=r"add_count_ckpt\.3\.gz: add_count 6 puts the cursor "
+                       r"at 6, but slot 5, the last row it calls new, is identical"):
+        episode_transitions(load_checkpoint(run, 3), two, None, episode_cap=100)
+    _move_last_cursor(run, 3, 7)
+    with pytest.raises(ReplayFormatError, match=r"replay_logs \(checkpoint 3\): replay index 36 falls in "
+                       r"the 3 padding rows after an episode end, which Dopamine writes as zeros, but "
+                       r"holds action 2, reward 0\.0 \(\S+/replay_logs/\$store\$_action_ckpt\.3\.gz; the rows are "
+                       r"placed by \S+/add_count_ckpt\.3\.gz, add_count 7, which may be shifted\)"):
+        load_checkpoint(run, 3)
 
 
 def test_regular_add_count_in_a_last_file_form_is_refused(episode_run: Path, tmp_path: Path) -> None:

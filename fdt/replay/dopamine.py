@@ -250,6 +250,18 @@ def read_npy_gz(path: str | Path, dtype: type | None = None,
     return array
 
 
+def read_frame(path: str | Path, slot: int) -> np.ndarray:
+    """Frame `slot` of a gzip'd observation array, streamed up to it (nothing else is kept)."""
+    with GzipReader(path) as reader:
+        header = read_npy_header(reader)
+        if len(header.shape) != 3 or not 0 <= slot < header.shape[0]:
+            raise ReplayFormatError(f"{reader.path}: no frame {slot} in an array of shape "
+                                    f"{header.shape}")
+        frame_bytes = header.shape[1] * header.shape[2]
+        reader.skip(slot * frame_bytes)
+        return np.frombuffer(reader.read(frame_bytes), np.uint8).reshape(header.shape[1:])
+
+
 def verify_npy_gz(path: str | Path, block_bytes: int = 1 << 25) -> NpyHeader:
     """Decompress a whole gzip'd .npy once: gzip CRC and length, header, payload length."""
     with GzipReader(path) as reader:
@@ -325,17 +337,26 @@ def padding_rows(terminal: np.ndarray, starts_with_padding: bool) -> np.ndarray:
 
 
 def check_padding(where: str | Path, replay_index: np.ndarray, padding: np.ndarray,
-                  action: np.ndarray, reward: np.ndarray, terminal: np.ndarray) -> None:
+                  action: np.ndarray, reward: np.ndarray, terminal: np.ndarray, *,
+                  checkpoint: ReplayCheckpoint | None = None) -> None:
     """Padding rows are all zero (Dopamine's zero transitions); anything else means the rows are
-    not laid out as written, e.g. a shifted add_count or a foreign array."""
+    not laid out as written, e.g. a shifted add_count or a foreign array. With the `checkpoint`
+    the rows are from, the message names its file that holds the value and its add_count file,
+    which placed the rows."""
     bad = padding & ((action != 0) | (reward != 0) | (terminal != 0))
     if np.any(bad):
         row = int(np.flatnonzero(bad)[0])
+        kind = "terminal" if terminal[row] else "action" if action[row] else "reward"
         what = ("a terminal" if terminal[row] else
                 f"action {int(action[row])}, reward {float(reward[row])}")
+        files = ""
+        if checkpoint is not None:
+            files = (f" ({checkpoint.file(kind)}; the rows are placed by "
+                     f"{checkpoint.file('add_count')}, add_count {checkpoint.add_count}, which "
+                     "may be shifted)")
         raise ReplayFormatError(
             f"{where}: replay index {int(replay_index[row])} falls in the {PADDING_ROWS} padding "
-            f"rows after an episode end, which Dopamine writes as zeros, but holds {what}")
+            f"rows after an episode end, which Dopamine writes as zeros, but holds {what}{files}")
 
 
 @dataclass
@@ -363,7 +384,11 @@ class ReplayCheckpoint:
 
     @property
     def observation_path(self) -> Path:
-        return self.directory / file_name("observation", self.number)
+        return self.file("observation")
+
+    def file(self, kind: str) -> Path:
+        """The path of this checkpoint's file of one kind."""
+        return self.directory / file_name(kind, self.number)
 
     def new_slots(self) -> np.ndarray:
         """Slots written since the previous snapshot, in the order they were written."""
@@ -429,16 +454,16 @@ def check_consistency(ckpt: ReplayCheckpoint) -> None:
             "boundary was skipped or the file is from another checkpoint")
     expected = invalid_range(ckpt.cursor, capacity)
     if not np.array_equal(ckpt.invalid_range, expected):
+        # Either file may be the wrong one: name both, with what each says.
         raise ReplayFormatError(
-            f"{ckpt.directory / file_name('invalid_range', number)}: invalid_range "
-            f"{ckpt.invalid_range.tolist()} does not match add_count {add_count} (cursor "
-            f"{ckpt.cursor} gives {expected.tolist()}); the two files disagree on where the "
-            "writer stopped")
+            f"{ckpt.file('add_count')} and {ckpt.file('invalid_range')} disagree on where the "
+            f"writer stopped: invalid_range {ckpt.invalid_range.tolist()} does not match "
+            f"add_count {add_count} (cursor {ckpt.cursor} gives {expected.tolist()})")
     slots = ckpt.new_slots()
     terminal = ckpt.terminal[slots]
     check_padding(f"{ckpt.directory} (checkpoint {number})", ckpt.replay_indices(slots),
                   padding_rows(terminal, starts_with_padding=number == 0),
-                  ckpt.action[slots], ckpt.reward[slots], terminal)
+                  ckpt.action[slots], ckpt.reward[slots], terminal, checkpoint=ckpt)
 
 
 # --- episodes --------------------------------------------------------------------------------
@@ -488,6 +513,7 @@ def _check_neighbours(target: ReplayCheckpoint, previous: ReplayCheckpoint | Non
     for last, before in ((target, previous), (following, target)):
         if last is not None and before is not None:
             _check_stale_copy(last, before)
+            _check_cursor_not_shifted_forward(last, before)
 
 
 def _check_stale_copy(last: ReplayCheckpoint, before: ReplayCheckpoint) -> None:
@@ -502,6 +528,35 @@ def _check_stale_copy(last: ReplayCheckpoint, before: ReplayCheckpoint) -> None:
                 f"stale copy of checkpoint {before.number} (add_count {last.add_count} puts the "
                 f"cursor at {last.cursor}), but its {kind} differs; add_count and invalid_range do "
                 "not say where the writer stopped")
+
+
+def _check_cursor_not_shifted_forward(last: ReplayCheckpoint, before: ReplayCheckpoint) -> None:
+    """A run's last file whose add_count (and invalid_range) claim more rows than were written
+    passes every other check: the extra rows are stale copies of the file before, laid out
+    like transitions. The row just before the cursor is the last one written, so it is the
+    previous file's row only if the cursor was moved forward: refuse when it equals the same
+    slot of `before` in every array, its frame included (read only when the small arrays
+    match). A real row never does: Dopamine writes padding only with the transition after it."""
+    if not last.is_partial or last.cursor == 0 or last.cursor == last.capacity - 1:
+        return
+    slot = last.cursor - 1
+    if any(getattr(last, kind)[slot] != getattr(before, kind)[slot]
+           for kind in ("action", "reward", "terminal")):
+        return
+    if not np.array_equal(read_frame(last.observation_path, slot),
+                          read_frame(before.observation_path, slot)):
+        return
+    # Where the copy begins, by the small arrays: the writer's true cursor is at most there.
+    start = slot
+    while start > 0 and all(getattr(last, kind)[start - 1] == getattr(before, kind)[start - 1]
+                            for kind in ("action", "reward", "terminal")):
+        start -= 1
+    raise ReplayFormatError(
+        f"{last.file('add_count')}: add_count {last.add_count} puts the cursor at {last.cursor}, "
+        f"but slot {slot}, the last row it calls new, is identical (frame included) to slot "
+        f"{slot} of checkpoint {before.number}: a stale copy, not a row the writer added. "
+        f"add_count and {last.file('invalid_range').name} were moved forward (the copy begins "
+        f"at slot {start} or earlier), so stale rows would be read as transitions")
 
 
 def episode_transitions(target: ReplayCheckpoint, previous: ReplayCheckpoint | None = None,
@@ -533,7 +588,11 @@ def episode_transitions(target: ReplayCheckpoint, previous: ReplayCheckpoint | N
     padding = step < 0
     # Padding that crosses a file edge is only seen here, with the neighbours.
     action = np.concatenate([c.action[s] for c, s in zip(parts, slots)])
-    check_padding(target.directory, replay_index, padding, action, reward, terminal)
+    bounds = np.cumsum([0] + [len(s) for s in slots])
+    for part, lo, hi in zip(parts, bounds[:-1], bounds[1:]):
+        check_padding(f"{part.directory} (checkpoint {part.number})", replay_index[lo:hi],
+                      padding[lo:hi], action[lo:hi], reward[lo:hi], terminal[lo:hi],
+                      checkpoint=part)
     episodes = len(ends) + 1
     is_transition = ~padding
     length = np.bincount(episode[is_transition], minlength=episodes)
