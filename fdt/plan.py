@@ -471,6 +471,8 @@ class StagePlan:
         p = self.config["preferences"]
         params: dict[str, Any] = {"source": p["source"], "mode": p["mode"], "budget": budget,
                                   "heldout_comparisons": p["heldout_comparisons"]}
+        if p["mode"] == "tree":
+            params["cant_tell"] = p["cant_tell"]
         if p["source"] == "synthetic":
             params["noise"] = p["noise"]
         else:

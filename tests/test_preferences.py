@@ -100,7 +100,7 @@ def test_ascending_insertions_stay_logarithmic() -> None:
 
 
 def test_equal_binds_and_cant_tell_sets_aside() -> None:
-    tree = SortTree()
+    tree = SortTree(cant_tell="set_aside")
     tree.insert(1, lambda left, right: Answer.LEFT)
     insertion = tree.start(2)
     assert insertion.left_clip == 1

@@ -53,6 +53,7 @@ def test_dt_pref_is_the_trainers_dt_on_the_relabelled_set() -> None:
 @pytest.mark.parametrize("change, stale", [
     ({"budget": 60}, {"comparisons", "reward", "relabel", "model", "evaluation"}),
     ({"noise": 0.1}, {"comparisons", "reward", "relabel", "model", "evaluation"}),
+    ({"cant_tell": "set_aside"}, {"comparisons", "reward", "relabel", "model", "evaluation"}),
     ({"clips": 100}, {"clips", "comparisons", "reward", "relabel", "model", "evaluation"}),
     ({"reward_model": {"loss": "bradley_terry"}}, {"reward", "relabel", "model", "evaluation"}),
     ({"reward_model": {"device": "cpu"}}, set()),  # how to run, not what is learnt

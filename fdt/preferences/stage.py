@@ -62,6 +62,7 @@ class ComparisonParams:
     budget: int = _PREFERENCES["budget"]
     noise: float = _PREFERENCES["noise"]  # synthetic only
     heldout_comparisons: int = _PREFERENCES["heldout_comparisons"]  # synthetic only
+    cant_tell: str = _PREFERENCES["cant_tell"]  # tree mode: equal (rl-teacher-atari) | set_aside
     file: str | None = None
 
 
@@ -74,7 +75,8 @@ def make_comparisons(bundle: ClipBundle, params: ComparisonParams, out_dir: str 
         labeller = synthetic_labeller(bundle.returns, params.noise, rng)
         order = [int(i) for i in rng.permutation(bundle.training_ids)]
         if params.mode == "tree":
-            tree, placements = sort_clips(order, labeller, params.budget, SYNTHETIC_LABELLER)
+            tree, placements = sort_clips(order, labeller, params.budget, SYNTHETIC_LABELLER,
+                                          params.cant_tell)
             for placement in placements:
                 log.info(placement.describe())
             train = list(tree.comparisons)
@@ -88,7 +90,7 @@ def make_comparisons(bundle: ClipBundle, params: ComparisonParams, out_dir: str 
         train, heldout, dropped = split_imported(params.file, bundle)
         train = train[:params.budget]
         if params.mode == "tree":
-            tree = replay_tree(train)
+            tree = replay_tree(train, params.cant_tell)
     summary: dict[str, Any] = {"comparisons": len(train), "heldout": len(heldout),
                                "informative": len(informative(train)),
                                "answers": _answer_counts(train), "dropped_mixed": dropped}
@@ -128,20 +130,21 @@ def split_imported(path: str | Path, bundle: ClipBundle) -> tuple[list[Compariso
     return kept_train, kept_heldout, dropped
 
 
-def replay_tree(comparisons: Sequence[Comparison]) -> SortTree:
-    """Rebuild a sort tree from the answers recorded while it was built (the app's export).
+def replay_tree(comparisons: Sequence[Comparison], cant_tell: str = "equal") -> SortTree:
+    """Rebuild a sort tree from the answers recorded while it was built (the app's export),
+    "can't tell" treated as `cant_tell` says (fdt.preferences.tree).
 
     Clips are inserted in the order they first appear as the new (right) clip, after the first
     comparison's left clip, the root; a clip whose insertion the comparisons do not complete
     (a budget cut in the middle) is left out, and said so."""
     if not comparisons:
-        return SortTree()
+        return SortTree(cant_tell)
     answers = {(c.left, c.right): c for c in comparisons}
     order = [comparisons[0].left]
     for c in comparisons:
         if c.right not in order:
             order.append(c.right)
-    tree = SortTree()
+    tree = SortTree(cant_tell)
     for clip in order:
         insertion = tree.start(clip)
         recorded = len(tree.comparisons)

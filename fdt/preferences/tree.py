@@ -3,9 +3,22 @@
 A new clip starts at the root and is compared with the clip at each node it meets: "left"
 (the node's clip is better, so the new clip is worse) sends it to the left subtree, "right" to
 the right, "equal" binds it to the node (a node holds a class of equally good clips), and "can't
-tell" sets it aside unsorted. Falling off the tree makes a new red node, then the usual
-recolouring and rotations keep the tree balanced, so an insertion takes at most about 2 log2(n)
-comparisons. The nodes' in-order position is each clip's ordinal (0 = worst).
+tell" binds it to the node as if equal (`cant_tell="equal"`, rl-teacher-atari's app, which
+treats every answer but left and right as a tie: the default) or sets it aside unsorted
+(`cant_tell="set_aside"`, ours before issue 29). A labeller who cannot tell close clips apart
+meets ever closer clips on the way down, so setting aside leaves most clips unsorted once the
+tree is dense (benchmarks/preferences.py; docs/method.md, Preferences). Falling off the tree makes a new red node, then the usual recolouring and rotations keep
+the tree balanced, so an insertion takes at most about 2 log2(n) comparisons. The nodes'
+in-order position is each clip's ordinal (0 = worst).
+
+Pre-sorting (rl-teacher-atari lists it as not done): a clip may start its descent at a node other
+than the root, where a reward model's prediction places it (`predicted_start`). Its answer there
+sends it to one side; before the descent below that node is trusted, the clip is compared with
+the node bounding the subtree on that side (the nearest ancestor on the other side of the path).
+If the clip lies beyond that bound too, it climbs to the bound and checks the next one, so a
+wrong prediction costs one comparison per level climbed and the clip still lands where an
+insertion from the root would put it. A right prediction costs two comparisons: the node and
+its bound, the clip's two neighbours in the order.
 
 Each answer moves the clip one level down, so an insertion always ends, whatever the labeller
 says: a noisy labeller's cycles (a > b > c > a) cannot make it loop, only misplace a clip. The
@@ -57,10 +70,16 @@ class SortTreeError(ValueError):
     """A clip inserted twice, an answer at the wrong time, or a saved tree that is not one."""
 
 
+CANT_TELL_POLICIES = ("set_aside", "equal")
+
+
 class SortTree:
     """A red-black tree of equivalence classes of clips, ordered by a labeller's answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, cant_tell: str = "equal") -> None:
+        if cant_tell not in CANT_TELL_POLICIES:
+            raise SortTreeError(f"cant_tell {cant_tell!r}: expected one of {', '.join(CANT_TELL_POLICIES)}")
+        self.cant_tell = cant_tell
         self.nodes: list[Node] = []
         self.root: int | None = None
         self.set_aside: list[int] = []
@@ -123,11 +142,24 @@ class SortTree:
                 wrong.append(c)
         return wrong
 
+    def bound(self, index: int, worse: bool) -> int | None:
+        """The node bounding `index`'s subtree on one side: for the worse side (left) the nearest
+        ancestor whose right subtree holds it, else the nearest whose left subtree does."""
+        child, parent = index, self.nodes[index].parent
+        while parent is not None:
+            if (self.nodes[parent].right if worse else self.nodes[parent].left) == child:
+                return parent
+            child, parent = parent, self.nodes[parent].parent
+        return None
+
     # --- insertion, one answer at a time (the web app) or with a labeller (synthetic runs) ---
-    def start(self, clip: int) -> Insertion:
+    def start(self, clip: int, at: int | None = None) -> Insertion:
+        """Start inserting `clip` at the root, or at node `at` (pre-sorting)."""
         if self.contains(clip):
             raise SortTreeError(f"clip {clip} is already in the sort tree")
-        return Insertion(self, clip)
+        if at is not None and not 0 <= at < self.size:
+            raise SortTreeError(f"node {at} is not in the sort tree (it has {self.size} nodes)")
+        return Insertion(self, clip, at)
 
     def resume(self, clip: int, node: int) -> Insertion:
         """An insertion saved half-way (the web app keeps `clip` and `node` between requests)."""
@@ -137,9 +169,11 @@ class SortTree:
         insertion.node = node
         return insertion
 
-    def insert(self, clip: int, labeller: Callable[[int, int], Answer], name: str = "") -> Placement:
-        """Insert a clip, asking `labeller(left=node's clip, right=new clip)` at each node."""
-        insertion = self.start(clip)
+    def insert(self, clip: int, labeller: Callable[[int, int], Answer], name: str = "",
+               at: int | None = None) -> Placement:
+        """Insert a clip, asking `labeller(left=node's clip, right=new clip)` at each node; from
+        the root, or from node `at` (pre-sorting)."""
+        insertion = self.start(clip, at)
         while insertion.placement is None:
             insertion.answer(labeller(insertion.left_clip, clip), name)
         return insertion.placement
@@ -208,14 +242,14 @@ class SortTree:
 
     # --- storage ---
     def to_dict(self) -> dict[str, Any]:
-        return {"root": self.root, "set_aside": list(self.set_aside),
+        return {"root": self.root, "set_aside": list(self.set_aside), "cant_tell": self.cant_tell,
                 "nodes": [{"clips": n.clips, "red": n.red, "parent": n.parent, "left": n.left,
                            "right": n.right} for n in self.nodes],
                 "comparisons": [c.to_dict() for c in self.comparisons]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SortTree:
-        tree = cls()
+        tree = cls(str(data.get("cant_tell", "set_aside")))  # saved before the option: set aside
         try:
             tree.nodes = [Node(list(n["clips"]), bool(n["red"]), n["parent"], n["left"], n["right"])
                           for n in data["nodes"]]
@@ -228,16 +262,27 @@ class SortTree:
 
 
 class Insertion:
-    """One clip on its way down the tree: `left_clip` is the node's clip to compare it with."""
+    """One clip on its way down the tree: `left_clip` is the node's clip to compare it with.
 
-    def __init__(self, tree: SortTree, clip: int) -> None:
+    From the root every answer is trusted at once. Started lower (pre-sorting), the first answer
+    that sends the clip to a side of node `base` is held until the bound of base's subtree on that
+    side is checked (`checking`); see the module's docstring."""
+
+    def __init__(self, tree: SortTree, clip: int, at: int | None = None) -> None:
         self.tree = tree
         self.clip = clip
-        self.node = tree.root
+        self.node = tree.root if at is None else at
         self.comparisons: list[Comparison] = []
         self.placement: Placement | None = None
+        self.trusted = at is None or at == tree.root  # the root's subtree is the whole order
+        self.base: int | None = None  # the node whose side (`worse`) waits for its bound's check
+        self.worse = False
         if self.node is None:
             self.placement = Placement(clip, "root", tree._attach(clip, None, False))
+
+    @property
+    def checking(self) -> bool:
+        return self.base is not None
 
     @property
     def left_clip(self) -> int:
@@ -254,17 +299,40 @@ class Insertion:
         comparison = Comparison(self.left_clip, self.clip, Answer(answer), labeller, time)
         self.comparisons.append(comparison)
         self.tree.comparisons.append(comparison)
-        node = self.tree.nodes[self.node]  # type: ignore[index]
-        if comparison.answer is Answer.EQUAL:
-            node.clips.append(self.clip)
+        assert self.node is not None
+        if comparison.answer is Answer.EQUAL or (comparison.answer is Answer.CANT_TELL
+                                                 and self.tree.cant_tell == "equal"):
+            self.tree.nodes[self.node].clips.append(self.clip)
             return self._done("bound", self.node)
         if comparison.answer is Answer.CANT_TELL:
             self.tree.set_aside.append(self.clip)
             return self._done("set aside", None)
         worse = comparison.answer is Answer.LEFT  # the node's clip is better
+        if self.checking:
+            if worse == self.worse:  # beyond the bound as well: climb to it
+                return self._hold(self.node, worse)
+            assert self.base is not None
+            self.trusted, base, self.base = True, self.base, None  # within the bound: descend
+            return self._step(base, self.worse)
+        if not self.trusted:
+            return self._hold(self.node, worse)
+        return self._step(self.node, worse)
+
+    def _hold(self, base: int, worse: bool) -> Placement | None:
+        """The clip is on side `worse` of `base`: check the bound on that side, if there is one."""
+        bound = self.tree.bound(base, worse)
+        if bound is None:
+            self.trusted, self.base = True, None
+            return self._step(base, worse)
+        self.base, self.worse, self.node = base, worse, bound
+        return None
+
+    def _step(self, index: int, worse: bool) -> Placement | None:
+        """Move to `index`'s child on side `worse`, or make the clip that child."""
+        node = self.tree.nodes[index]
         child = node.left if worse else node.right
         if child is None:
-            return self._done("new node", self.tree._attach(self.clip, self.node, worse))
+            return self._done("new node", self.tree._attach(self.clip, index, worse))
         self.node = child
         return None
 
@@ -273,14 +341,32 @@ class Insertion:
         return self.placement
 
 
+def predicted_start(tree: SortTree, predicted: Mapping[int, float], clip: int) -> int | None:
+    """Where a reward model's predicted returns place `clip`: the last node its descent meets
+    when every answer comes from the predictions (a node whose representative is predicted
+    equal stops it there). None for an empty tree."""
+    index = tree.root
+    while index is not None:
+        node = tree.nodes[index]
+        difference = predicted[clip] - predicted[node.clips[0]]
+        child = node.left if difference < 0 else node.right if difference > 0 else None
+        if child is None:
+            return index
+        index = child
+    return None
+
+
 def sort_clips(clips: Iterable[int], labeller: Callable[[int, int], Answer],
-               budget: int | None = None, name: str = "") -> tuple[SortTree, list[Placement]]:
+               budget: int | None = None, name: str = "", cant_tell: str = "equal",
+               predicted: Mapping[int, float] | None = None) -> tuple[SortTree, list[Placement]]:
     """Insert clips in turn until the comparisons reach `budget` (an insertion under way finishes,
-    so the count may pass it by the last insertion's few)."""
-    tree = SortTree()
+    so the count may pass it by the last insertion's few). With `predicted` (each clip's
+    predicted return), each clip starts where the predictions place it (pre-sorting)."""
+    tree = SortTree(cant_tell)
     placements = []
     for clip in clips:
         if budget is not None and len(tree.comparisons) >= budget:
             break
-        placements.append(tree.insert(clip, labeller, name))
+        at = predicted_start(tree, predicted, clip) if predicted is not None else None
+        placements.append(tree.insert(clip, labeller, name, at))
     return tree, placements
