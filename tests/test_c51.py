@@ -170,6 +170,43 @@ def test_jax_pickle_loads_without_flax(tmp_path: Path, monkeypatch: pytest.Monke
         load_jax_checkpoint(evil, 3)
 
 
+class _Deep:
+    """{'online_params': {'level': {'level': ... 1}}} nested `depth` deep, written as pickle
+    opcodes by hand (pickle.dumps itself recurses and cannot write it)."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+    def pickled(self) -> bytes:
+        def text(value: str) -> bytes:
+            return b"X" + len(value).to_bytes(4, "little") + value.encode()
+
+        nested = b"}" + text("level")
+        return (b"\x80\x02}" + text("online_params") + nested * self.depth + b"K\x01"
+                + b"s" * (self.depth + 1) + b".")
+
+
+@pytest.mark.parametrize("bundle, message", [
+    ({"online_params": [1, 2]}, r"'online_params' is a list, not a parameter tree"),
+    ({"online_params": {"params": "weights"}}, r"'online_params/params' is a str, not a parameter"),
+    ({"online_params": {"params": {"Conv_0": {"kernel": "x"}}}},
+     r"parameter 'Conv_0/kernel' is a str, not a numeric array"),
+    ({"online_params": {"Conv_0": {"kernel": None}}},
+     r"parameter 'Conv_0/kernel' is a NoneType, not a numeric array"),
+    ({"online_params": {"Conv_0": {"kernel": np.array(["a"])}}},
+     r"parameter 'Conv_0/kernel' is an array of <U1, not a numeric array"),
+    (_Deep(5000), r"nests deeper than 16 levels at 'level/level/"),
+    ([("online_params", 1)], r"the checkpoint holds a list, not Dopamine's dict"),
+])
+def test_malformed_jax_pickle_is_named(tmp_path: Path, bundle: object, message: str) -> None:
+    """Issue 27: each of these gave a bare AttributeError or RecursionError; each is now the
+    loader's error naming the file and what is wrong in it."""
+    path = tmp_path / "ckpt.199"
+    path.write_bytes(bundle.pickled() if isinstance(bundle, _Deep) else pickle.dumps(bundle))
+    with pytest.raises(OracleError, match=rf"^{path}: .*{message}"):
+        load_jax_checkpoint(path, 4)
+
+
 def test_network_shapes() -> None:
     net = C51Network(6)
     logits = net(torch.zeros(2, 4, 84, 84, dtype=torch.uint8))

@@ -126,7 +126,7 @@ def _jax_checkpoint(num_actions: int, seed: int = 0) -> tuple[bytes, dict]:
 
 def test_fetch_from_the_bucket_checks_the_checkpoint(tmp_path: Path) -> None:
     from fdt.oracle.checkpoints import fetch_c51_checkpoint, load_c51
-    from fdt.replay.sources import GcsSource
+    from fdt.replay.sources import GcsSource, SourceError
     from tests.loopback import gcs_emulator, upload
 
     fixture = Path(__file__).parent / "fixtures" / "tf_checkpoint"
@@ -142,15 +142,22 @@ def test_fetch_from_the_bucket_checks_the_checkpoint(tmp_path: Path) -> None:
         assert record["files"]["ckpt.199"]["checked"][:2] == ["size", "md5"]
         assert (tmp_path / "jax" / "ckpt.199").read_bytes() == blob
         assert load_c51(tmp_path / "jax", "jax", 199, 4).num_actions == 4
-        # The tiny TF fixture arrives byte for byte, and is then refused as not a C51.
-        with pytest.raises(OracleError, match="missing Online/Conv_2/weights"):
+        # The tiny TF fixture arrives byte for byte, is refused as not a C51, and nothing is
+        # kept: a rerun fetches again once the source is mended.
+        with pytest.raises(SourceError, match=r"^gs://download-dopamine-rl/lucid/c51/Breakout/1/: "
+                           r"the source's files fail the checks on them, so nothing was kept in "
+                           rf"{tmp_path / 'tf'} .*missing Online/Conv_2/weights"):
             fetch_c51_checkpoint(source, "Breakout", 1, 199, "tf", tmp_path / "tf", 4,
                                  progress=False)
-        assert (tmp_path / "tf" / "tf_ckpt-199.index").read_bytes() == \
-            (fixture / "tf_ckpt-199.index").read_bytes()
-        with pytest.raises(OracleError, match=r"204 units = 4 actions x 51 atoms, but the game has 18"):
+        assert not (tmp_path / "tf" / "tf_ckpt-199.index").exists()
+        # Issue 27: the wrong game's checkpoint named only the local copy; now the source's file
+        # and the copy, as the replay's fetch errors do.
+        with pytest.raises(SourceError, match=r"^gs://download-dopamine-rl/lucid/c51/Breakout/1/"
+                           rf"ckpt\.199: .*nothing was kept in {tmp_path / 'other'} .*204 units = 4 "
+                           r"actions x 51 atoms, but the game has 18"):
             fetch_c51_checkpoint(source, "Breakout", 1, 199, "jax", tmp_path / "other", 18,
                                  progress=False)
+        assert not (tmp_path / "other" / "ckpt.199").exists()
 
 
 def test_refused_checkpoint_names_the_oracle_alternatives(tmp_path: Path) -> None:

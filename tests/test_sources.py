@@ -174,8 +174,8 @@ def test_checkpoint_failing_the_replay_checks_is_not_cached(bucket_layout: Path,
     good = read_npy_gz(src / name)
     write_npy_gz(src / name, np.array(good + 500, dtype=np.int64))  # a gzip'd .npy that passes every per-file check
     dest = tmp_path / "dest"
-    with pytest.raises(SourceError, match=rf"{src / name}: the source's files fail the replay "
-                       rf"checks, so nothing was kept in {dest} .*{dest / STAGING / name}: add_count "
+    with pytest.raises(SourceError, match=rf"{src / name}: the source's files fail the checks "
+                       rf"on them, so nothing was kept in {dest} .*{dest / STAGING / name}: add_count "
                        rf"{int(good) + 500} does not belong to checkpoint 1"):
         fetch_checkpoint(LocalSource(bucket_layout), "Breakout", 1, 1, dest, progress=False)
     assert not any(p.is_file() for p in dest.iterdir())

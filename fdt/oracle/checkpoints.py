@@ -116,20 +116,44 @@ class _CheckpointUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a checkpoint pickle")
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}/"))
-        else:
-            out[name] = value
+# Dopamine's parameter trees are 3 deep (params/Conv_0/kernel); anything far deeper is not one.
+MAX_TREE_DEPTH = 16
+
+
+def _flatten(tree: Mapping[str, Any], origin: str) -> dict[str, np.ndarray]:
+    """A parameter tree as {'Conv_0/kernel': array, ...}, walked without recursion (a hostile
+    pickle can nest thousands deep); every leaf must be a numeric array."""
+    from fdt.oracle.c51 import OracleError
+
+    out: dict[str, np.ndarray] = {}
+    pending: list[tuple[str, Mapping[str, Any], int]] = [("", tree, 1)]
+    while pending:
+        prefix, node, depth = pending.pop()
+        if depth > MAX_TREE_DEPTH:
+            raise OracleError(f"{origin}: the parameter tree nests deeper than {MAX_TREE_DEPTH} "
+                              f"levels at '{prefix.rstrip('/')}'; Dopamine's is 3 deep")
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, Mapping):
+                pending.append((f"{name}/", value, depth + 1))
+            elif isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
+                out[name] = value
+            else:
+                raise OracleError(f"{origin}: parameter '{name}' is {_describe(value)}, not a "
+                                  "numeric array")
     return out
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of {value.dtype}"
+    return f"a {type(value).__name__}"
 
 
 def load_jax_checkpoint(path: str | Path, num_actions: int) -> C51Network:
     """Dopamine's JAX C51 checkpoint pickle (its `online_params`), read without jax, flax or
-    optax; the optimizer state beside the weights is skipped."""
+    optax; the optimizer state beside the weights is skipped. A pickle that is not one gives
+    an OracleError naming the file, whatever its shape."""
     from fdt.oracle.c51 import OracleError, network_from_tensors
 
     path = Path(path)
@@ -137,13 +161,21 @@ def load_jax_checkpoint(path: str | Path, num_actions: int) -> C51Network:
         with open(path, "rb") as f:
             bundle = _CheckpointUnpickler(f).load()
     except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, KeyError,
-            IndexError) as err:  # what a damaged or hostile pickle raises, besides a refusal
+            IndexError, RecursionError) as err:  # a damaged or hostile pickle, besides a refusal
         raise OracleError(f"{path}: not a readable Dopamine JAX checkpoint ({err})") from None
-    params = bundle.get("online_params") if isinstance(bundle, Mapping) else None
+    if not isinstance(bundle, Mapping):
+        raise OracleError(f"{path}: the checkpoint holds {_describe(bundle)}, not Dopamine's "
+                          "dict of 'online_params' and optimizer state")
+    params = bundle.get("online_params")
     if params is None:
         raise OracleError(f"{path}: no 'online_params' in the checkpoint")
-    tensors = _flatten(params.get("params", params))
-    return network_from_tensors(tensors, JAX_NAMES, num_actions, str(path))
+    if not isinstance(params, Mapping):
+        raise OracleError(f"{path}: 'online_params' is {_describe(params)}, not a parameter tree")
+    tree = params.get("params", params)
+    if not isinstance(tree, Mapping):
+        raise OracleError(f"{path}: 'online_params/params' is {_describe(tree)}, not a parameter "
+                          "tree")
+    return network_from_tensors(_flatten(tree, str(path)), JAX_NAMES, num_actions, str(path))
 
 
 # --- Dopamine's published checkpoints ---------------------------------------------------------
@@ -167,18 +199,22 @@ def fetch_c51_checkpoint(source: Any, game: str, run: int, number: int, fmt: str
                          dest: str | Path, num_actions: int, *,
                          progress: bool = True) -> dict[str, Any]:
     """Fetch Dopamine's C51 checkpoint through the replay's source machinery (staging,
-    resume, size and hash checks), then load it to check it is a C51 for this game."""
+    resume, size and hash checks), loading the staged copy as a C51 for this game before it
+    is kept: a checkpoint that is not one is refused naming the source's file and the copy,
+    and nothing is left in `dest`."""
+    from fdt.oracle.c51 import OracleError
     from fdt.replay.sources import SourceRefusedError, fetch_files
 
     if hasattr(source, "refusal_hint"):
         source.refusal_hint = ORACLE_REFUSAL
     try:
         record = fetch_files(source, game, run, agent_checkpoint_names(fmt, number), dest,
-                             progress=progress, label=f"C51 {game}/{run}/{number}")
+                             progress=progress, label=f"C51 {game}/{run}/{number}",
+                             check=lambda staged: load_c51(staged, fmt, number, num_actions),
+                             check_errors=(OracleError,))
     except SourceRefusedError as err:
         raise SourceRefusedError(f"the C51 checkpoint of {game} run {run} could not be fetched: "
                                  f"{err}") from None
-    load_c51(dest, fmt, number, num_actions)
     return {**record, "checkpoint": number, "format": fmt, "checked": "loaded as C51"}
 
 

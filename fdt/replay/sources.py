@@ -724,12 +724,14 @@ def fetch_checkpoint(source: ReplaySource, game: str, run: int, number: int, des
 def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], dest: str | Path, *,
                 workers: int = 4, check_gzip: bool = False, attempts: int = 5,
                 backoff: float = 1.0, progress: bool = True, label: str = "",
-                check: Callable[[Path], Any] | None = None) -> dict[str, Any]:
+                check: Callable[[Path], Any] | None = None,
+                check_errors: tuple[type[Exception], ...] = (ReplayFormatError,)
+                ) -> dict[str, Any]:
     """Fetch a set of files that belong together into `dest`; return their manifest record.
 
     Files land in `dest/.partial/` first; only when all are verified (and `check` of the staging
-    folder passes) are they moved into `dest`, so `dest` never holds a partial or refused set.
-    Rerunning after an interruption resumes.
+    folder passes, raising none of `check_errors`) are they moved into `dest`, so `dest` never
+    holds a partial or refused set. Rerunning after an interruption resumes.
     """
     dest = Path(dest)
     staging = dest / STAGING
@@ -756,7 +758,7 @@ def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], des
     finally:
         bar.close()
     if check is not None:
-        _check_staged(check, staging, dest, remotes)
+        _check_staged(check, check_errors, staging, dest, remotes)
     for name in names:  # link all first: if killed here, the staged copies remain for a rerun
         with contextlib.suppress(FileNotFoundError):
             (dest / name).unlink()
@@ -774,13 +776,14 @@ def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], des
     }
 
 
-def _check_staged(check: Callable[[Path], Any], staging: Path, dest: Path,
-                  remotes: list[RemoteFile]) -> None:
-    """Run `check` on the staged set; on a format error drop the set (a rerun fetches again,
-    e.g. once the source is mended) and name the source's file and the local copy."""
+def _check_staged(check: Callable[[Path], Any], errors: tuple[type[Exception], ...],
+                  staging: Path, dest: Path, remotes: list[RemoteFile]) -> None:
+    """Run `check` on the staged set; on one of its format `errors` drop the set (a rerun
+    fetches again, e.g. once the source is mended) and name the source's file and the local
+    copy."""
     try:
         check(staging)
-    except ReplayFormatError as err:
+    except errors as err:
         message = str(err)
         at_fault = [r.location for r in remotes if str(staging / r.name) in message]
         for remote in remotes:
@@ -788,7 +791,7 @@ def _check_staged(check: Callable[[Path], Any], staging: Path, dest: Path,
                 (staging / remote.name).unlink()
         # A layout error concerns the set, not one file: name the source's folder.
         where = at_fault[0] if at_fault else remotes[0].location.rsplit("/", 1)[0] + "/"
-        raise SourceError(f"{where}: the source's files fail the replay checks, so nothing was "
+        raise SourceError(f"{where}: the source's files fail the checks on them, so nothing was "
                           f"kept in {dest} (the staged copies in {staging} were removed; rerun "
                           f"once the source is mended): {message}") from None
 
