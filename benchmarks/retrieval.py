@@ -50,13 +50,15 @@ def synthetic_memory(n: int, width: int, items_per_trajectory: int, seed: int = 
 
 
 def model_inputs(batch: int, K: int, R: int, C: int, width: int, actions: int = 4):
+    """Own windows of K steps and R retrieved items of the past and next C steps (2C)."""
     own = (torch.randint(0, 256, (batch, K, 4, 84, 84), dtype=torch.uint8),
            torch.randint(0, actions, (batch, K)), torch.rand(batch, K), torch.zeros(batch))
-    context = {"context_features": torch.randn(batch, R, C, width),
-               "context_actions": torch.randint(0, actions, (batch, R, C)),
-               "context_returns_to_go": torch.rand(batch, R, C),
+    S = 2 * C
+    context = {"context_features": torch.randn(batch, R, S, width),
+               "context_actions": torch.randint(0, actions, (batch, R, S)),
+               "context_returns_to_go": torch.rand(batch, R, S),
                "context_timesteps": torch.zeros(batch, R, dtype=torch.long),
-               "context_valid": torch.ones(batch, R, dtype=torch.bool)}
+               "context_valid": torch.ones(batch, R, S, dtype=torch.bool)}
     return own, context
 
 

@@ -9,7 +9,13 @@ import torch
 
 from fdt.models.transformer import ModelConfig
 from fdt.retrieval.index import IndexParams, build_index, recall, search
-from fdt.retrieval.memory import deduplicate_keys, normalise, subtrajectory_starts
+from fdt.retrieval.memory import (
+    deduplicate_keys,
+    item_rows,
+    key_windows,
+    normalise,
+    subtrajectory_starts,
+)
 from fdt.retrieval.model import RetrievalDecisionTransformer, radt_config
 from fdt.retrieval.retrieve import (
     RetrievalParams,
@@ -33,6 +39,28 @@ def test_subtrajectories_never_cross_trajectory_ends() -> None:
     starts, _ = subtrajectory_starts(np.array([4, 8]), 4)
     assert starts.tolist() == [0, 4]
     assert subtrajectory_starts(np.array([2, 3]), 5)[0].tolist() == []
+    # RA-DT's eval cache also cuts a shorter tail: range(0, len, C) per trajectory
+    starts, trajectory = subtrajectory_starts(np.array([7, 10, 18, 19]), 3, partial_last=True)
+    assert starts.tolist() == [0, 3, 6, 7, 10, 13, 16, 18]
+    assert trajectory.tolist() == [0, 0, 0, 1, 2, 2, 2, 3]
+
+
+def test_items_are_the_past_and_next_c_steps_keyed_by_the_k_before_the_cut() -> None:
+    # trajectories [0, 7) and [7, 17), C = 3, K = 4: cuts 0, 3 and 7, 10, 13
+    ends = np.array([7, 17])
+    cuts, trajectory = subtrajectory_starts(ends, 3)
+    assert cuts.tolist() == [0, 3, 7, 10, 13]
+    begin, end = np.array([0, 7])[trajectory], ends[trajectory]
+    # the value: rows [cut - C, cut + C) within the trajectory, so the first cut's is its next C
+    start, stop = item_rows(cuts, begin, end, 3)
+    assert list(zip(start.tolist(), stop.tolist())) == [(0, 3), (0, 6), (7, 10), (7, 13),
+                                                        (10, 16)]
+    # the key: the K = 4 rows before the cut, the first cut's the trajectory's first two rows
+    first, length = key_windows(cuts, begin, end, 4)
+    assert list(zip(first.tolist(), length.tolist())) == [(0, 2), (0, 3), (7, 2), (7, 3),
+                                                          (9, 4)]
+    # a trajectory of one row: a key of that row alone, never past its end
+    assert key_windows(np.array([5]), np.array([5]), np.array([6]), 4)[1].tolist() == [1]
 
 
 # Unit keys in the plane: angles 0, 10, 90, 180 and 45 degrees.
@@ -171,16 +199,17 @@ def _radt(retrieved: int = 2, length: int = 3) -> RetrievalDecisionTransformer:
     return RetrievalDecisionTransformer(radt_config(base, retrieved, length, 8)).eval()
 
 
-def _inputs(B: int = 2, T: int = 4, R: int = 2, C: int = 3, seed: int = 0) -> tuple:
+def _inputs(B: int = 2, T: int = 4, R: int = 2, S: int = 6, seed: int = 0) -> tuple:
+    """Own windows and R retrieved items of S = 2C steps (C = 3) per row."""
     g = torch.Generator().manual_seed(seed)
     own = (torch.randint(0, 256, (B, T, 4, 84, 84), generator=g, dtype=torch.uint8),
            torch.randint(0, 4, (B, T), generator=g), torch.rand(B, T, generator=g) * 5,
            torch.tensor([0, 3])[:B])
-    context = {"context_features": torch.randn(B, R, C, 8, generator=g),
-               "context_actions": torch.randint(0, 4, (B, R, C), generator=g),
-               "context_returns_to_go": torch.rand(B, R, C, generator=g),
+    context = {"context_features": torch.randn(B, R, S, 8, generator=g),
+               "context_actions": torch.randint(0, 4, (B, R, S), generator=g),
+               "context_returns_to_go": torch.rand(B, R, S, generator=g),
                "context_timesteps": torch.tensor([[0, 5], [2, 7]])[:B],
-               "context_valid": torch.ones(B, R, dtype=torch.bool)}
+               "context_valid": torch.ones(B, R, S, dtype=torch.bool)}
     return own, context
 
 
@@ -201,23 +230,42 @@ def test_radt_is_causal_over_its_own_tokens_and_every_position_sees_the_retrieve
     moved = model(states, actions, rtg, timesteps, **other)
     assert (moved - logits).abs().amax(dim=-1).gt(1e-6).all()
     # a row with nothing valid reads nothing: the same as no retrieval at all for that row
-    empty = dict(context, context_valid=torch.tensor([[False, False], [True, True]]))
+    empty = dict(context, context_valid=torch.tensor([[False, False], [True, True]])[..., None]
+                 .expand(2, 2, 6))
     none = model(states, actions, rtg, timesteps, **empty)
     alone = model(states[:1], actions[:1], rtg[:1], timesteps[:1])
     torch.testing.assert_close(none[:1], alone)
     torch.testing.assert_close(none[1:], logits[1:])
     # an invalid item is not read: changing it changes nothing
-    half = dict(context, context_valid=torch.tensor([[True, False], [True, False]]))
+    half = dict(context, context_valid=torch.tensor([[True, False], [True, False]])[..., None]
+                .expand(2, 2, 6))
     features = context["context_features"].clone()
     features[:, 1] = 0
     torch.testing.assert_close(model(states, actions, rtg, timesteps, **half),
                                model(states, actions, rtg, timesteps,
                                      **dict(half, context_features=features)))
+    # nor is an item's left padding (its first 3 steps here), while its real steps are
+    padded = torch.ones(2, 2, 6, dtype=torch.bool)
+    padded[:, 0, :3] = False
+    unread, read = context["context_features"].clone(), context["context_features"].clone()
+    unread[:, 0, :3], read[:, 0, 3:] = 5.0, 5.0
+    base = model(states, actions, rtg, timesteps, **dict(context, context_valid=padded))
+    torch.testing.assert_close(model(states, actions, rtg, timesteps,
+                                     **dict(context, context_valid=padded,
+                                            context_features=unread)), base)
+    assert not torch.allclose(model(states, actions, rtg, timesteps,
+                                    **dict(context, context_valid=padded,
+                                           context_features=read)), base)
+    # items of another length than the past and next C = 3 steps: one sentence
+    with pytest.raises(ValueError, match="retrieved items of 3 steps, but the model reads items "
+                                         "of 6"):
+        model(states, actions, rtg, timesteps,
+              **{k: v[:, :, :3] if v.dim() > 2 else v for k, v in context.items()})
     # features of another width than the memory the model was built for: one sentence
     with pytest.raises(ValueError, match="state features of width 6, but the model reads a "
                                          "memory of width 8"):
         model(states, actions, rtg, timesteps,
-              **dict(context, context_features=torch.zeros(2, 2, 3, 6)))
+              **dict(context, context_features=torch.zeros(2, 2, 6, 6)))
 
 
 @torch.no_grad()

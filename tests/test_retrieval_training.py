@@ -3,6 +3,7 @@ checkpoints and resume, and the evaluation policy."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,13 @@ from fdt.dataset.training_set import TrainingSet
 from fdt.models.trainer import CHECKPOINT, MODEL, TrainParams, WindowBatches, train
 from fdt.models.transformer import DecisionTransformer, ModelConfig
 from fdt.retrieval.index import IndexParams
-from fdt.retrieval.memory import Memory, MemoryParams, RetrievalError, build_memory
+from fdt.retrieval.memory import (
+    Memory,
+    MemoryParams,
+    RetrievalError,
+    build_memory,
+    mean_state_embedding,
+)
 from fdt.retrieval.model import RetrievalDecisionTransformer, load_radt, radt_config
 from fdt.retrieval.policy import RetrievalPolicy, memory_items
 from fdt.retrieval.retrieve import RetrievalParams, Retriever
@@ -46,41 +53,68 @@ def memory(training_set: Path, tmp_path: Path) -> Path:  # noqa: F811
     return tmp_path / "memory"
 
 
-def test_memory_holds_the_mean_state_embedding_of_each_piece(training_set: Path,  # noqa: F811
-                                                              memory: Path) -> None:
+def test_memory_holds_the_past_and_next_c_steps_keyed_by_the_k_before_each_cut(
+        training_set: Path, memory: Path) -> None:  # noqa: F811
     data = TrainingSet(training_set)
     m = Memory(memory)
     ends = np.asarray(data.trajectory_ends)
-    starts, trajectory = np.asarray(m.arrays["start"]), np.asarray(m.arrays["trajectory"])
-    lengths = np.diff(np.concatenate([[0], ends]))
-    assert len(starts) == int((lengths // 2).sum())
-    first_rows = np.concatenate([[0], ends[:-1]])
-    assert np.all(starts >= first_rows[trajectory]) and np.all(starts + 2 <= ends[trajectory])
+    begins = np.concatenate([[0], ends[:-1]])
+    trajectory = np.asarray(m.arrays["trajectory"])
+    start, end = np.asarray(m.arrays["start"]), np.asarray(m.arrays["end"])
+    # C = 2: one cut per whole piece of 2 rows, at b, b + 2, ...; the item holds rows
+    # [cut - 2, cut + 2) within the trajectory, the first cut's only its next 2
+    cuts = np.concatenate([np.arange(b, b + (e - b) // 2 * 2, 2) for b, e in zip(begins, ends)])
+    assert len(start) == len(cuts)
+    np.testing.assert_array_equal(start, np.maximum(begins[trajectory], cuts - 2))
+    np.testing.assert_array_equal(end, np.minimum(ends[trajectory], cuts + 2))
+    assert m.item_steps == 4
     np.testing.assert_allclose(m.arrays["total_return"],
-                               np.asarray(data.returns_to_go)[first_rows[trajectory]])
+                               np.asarray(data.returns_to_go)[begins[trajectory]])
     keys = np.asarray(m.keys)
     np.testing.assert_allclose(np.linalg.norm(keys, axis=1), 1.0, atol=1e-5)
-    # key 3 by hand: the embedder's hidden states at the two state tokens, averaged, normalised
+    # the key of a later cut by hand: the K = 2 rows before it, embedded and normalised
     embedder = _embedder(data)
-    window = WindowBatches(data, 2, torch.device("cpu")).windows(torch.tensor([starts[3]]))
+    later = int(np.flatnonzero(cuts > begins[trajectory])[0])
+    batches = WindowBatches(data, 2, torch.device("cpu"))
+    window = batches.windows(torch.tensor([cuts[later] - 2]))
     with torch.no_grad():
         tokens = embedder.encode_states(window["states"].reshape(2, 4, 84, 84)).reshape(1, 2, -1)
         hidden = embedder.state_hidden_states(tokens, window["actions"], window["returns_to_go"],
                                               window["timesteps"])[0].mean(0)
-    np.testing.assert_allclose(keys[3], (hidden / hidden.norm()).numpy(), atol=1e-5)
+    np.testing.assert_allclose(keys[later], (hidden / hidden.norm()).numpy(), atol=1e-5)
+    # a first cut's key: the trajectory's first two rows (RA-DT never embeds one step alone)
+    first = int(np.flatnonzero(cuts == begins[trajectory])[0])
+    window = batches.windows(torch.tensor([cuts[first]]))
+    with torch.no_grad():
+        tokens = embedder.encode_states(window["states"].reshape(2, 4, 84, 84)).reshape(1, 2, -1)
+        hidden = embedder.state_hidden_states(tokens, window["actions"], window["returns_to_go"],
+                                              window["timesteps"])[0].mean(0)
+    np.testing.assert_allclose(keys[first], (hidden / hidden.norm()).numpy(), atol=1e-5)
     # one query per training window (n - 3K = 14), each the embedding of its window
     assert m.arrays["queries"].shape == (14, 16)
     assert m.manifest["embedding_model"] == "dt-key" and m.manifest["width"] == 16
     # the state features: the embedder's state token of every row, each stack encoded once
     assert m.arrays["state_features"].shape == (len(data), 16)
-    np.testing.assert_allclose(m.arrays["state_features"][starts[3]:starts[3] + 2],
+    np.testing.assert_allclose(m.arrays["state_features"][cuts[first]:cuts[first] + 2],
                                tokens[0].numpy(), atol=1e-5)
+    # the items as the model reads them: left-padded to 2C = 4 steps, the padding marked
+    items = memory_items(batches, torch.as_tensor(np.array(m.arrays["state_features"])),
+                         start, end, 4)
+    assert items.valid[first].tolist() == [False, False, True, True]
+    assert items.valid[later].tolist() == [True, True, True, True]
+    rows = np.arange(end[later] - 4, end[later])
+    assert items.actions[later].tolist() == np.asarray(data.actions)[rows].tolist()
+    assert items.timesteps[later] == batches.timesteps[start[later]]
+    # a memory of the earlier format (C-step pieces): one sentence
+    manifest = json.loads((memory / "manifest.json").read_text())
+    (memory / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(RetrievalError, match="a memory of format 1, but this code reads "
+                                             "format 2"):
+        Memory(memory)
 
 
 def test_bad_memory_is_one_sentence_before_training(training_set: Path, memory: Path,  # noqa: F811
                                                     tmp_path: Path) -> None:
-    import json
-
     data = TrainingSet(training_set)
     params = TrainParams(model="radt", seed=0, **TINY)
     manifest = json.loads((memory / "manifest.json").read_text())
@@ -177,7 +211,8 @@ def _policy(training_set: Path, memory: Path, slots: int,  # noqa: F811
     retriever = Retriever(np.asarray(m["keys"]), np.asarray(m["trajectory"]),
                           np.asarray(m["total_return"]), RETRIEVAL, IndexParams())
     items = memory_items(WindowBatches(data, 2, torch.device("cpu")),
-                         torch.as_tensor(np.array(m["state_features"])), np.asarray(m["start"]), 2)
+                         torch.as_tensor(np.array(m["state_features"])), np.asarray(m["start"]),
+                         np.asarray(m["end"]), 4)
     return RetrievalPolicy(model, _embedder(data), retriever, items, slots=slots,
                            eval_cache=eval_cache)
 
@@ -210,20 +245,32 @@ def test_eval_cache_adds_finished_episodes_to_the_memory(
     before = len(policy.retriever)
     rng = np.random.default_rng(1)
     policy.begin(0, 5.0)
-    for step in range(5):  # 5 steps: two whole pieces of 2
+    for step in range(5):
         policy.observe([0], rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8))
         policy.logits([0])
-        policy.record(0, 1, 2.0 if step == 0 else 0.0)
+        policy.record(0, step % 4, 2.0 if step == 0 else 0.0)
     policy.end(0)
-    assert len(policy.retriever) == before + 2 and policy.cached_episodes == 1
-    assert len(policy.items.actions) == before + 2
-    assert policy.items.actions[-2:].tolist() == [[1, 1], [1, 1]]
+    # RA-DT's eval cache cuts 5 steps every C = 2 from the first, the tail included: 0, 2, 4;
+    # each item the past and next 2 steps, [0, 2), [0, 4), [2, 5), left-padded to 4
+    assert len(policy.retriever) == before + 3 and policy.cached_episodes == 1
+    assert len(policy.items.actions) == before + 3
+    assert policy.items.valid[-3:].tolist() == [[False, False, True, True], [True] * 4,
+                                                [False, True, True, True]]
+    valid = policy.items.valid[-3:]
+    assert policy.items.actions[-3:][valid].tolist() == [0, 1, 0, 1, 2, 3, 2, 3, 0]
     # returns-to-go of the clipped rewards (2.0 counts as 1), from each step to the end
-    assert policy.items.returns_to_go[-2:].tolist() == [[1.0, 0.0], [0.0, 0.0]]
-    assert policy.items.timesteps[-2:].tolist() == [0, 2]
+    assert policy.items.returns_to_go[-3:][valid].tolist() == [1, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert policy.items.timesteps[-3:].tolist() == [0, 0, 2]
     # the added items' features are the embedder's state tokens of the episode's steps
-    assert policy.items.features.shape[1:] == (2, 16)
+    assert policy.items.features.shape[1:] == (4, 16)
     assert policy.retriever.total_return[-1] == 1.0
+    # the last cut's key is the K = 2 steps before it, [2, 4), as the memory's keys
+    tokens = policy.items.features[-1, 1:3][None]
+    key = mean_state_embedding(policy.embedder, {
+        "state_tokens": tokens, "actions": torch.tensor([[2, 3]]),
+        "returns_to_go": torch.zeros(1, 2), "timesteps": torch.tensor([2])})
+    np.testing.assert_allclose(policy.retriever.index.reconstruct(before + 2), key[0].numpy(),
+                               atol=1e-5)
 
 
 def test_separate_eval_cache_retrieves_only_from_its_own_finished_episodes(
@@ -250,12 +297,12 @@ def test_separate_eval_cache_retrieves_only_from_its_own_finished_episodes(
         for p in (policy, plain):
             p.record(0, 1, 0.0)
     policy.end(0)
-    # the finished episode's two pieces are the whole memory, of trajectory 0
-    assert len(policy.retriever) == 2 and policy.retriever.trajectory.tolist() == [0, 0]
+    # the finished episode's three items (cuts 0, 2, 4) are the whole memory, of trajectory 0
+    assert len(policy.retriever) == 3 and policy.retriever.trajectory.tolist() == [0, 0, 0]
     policy.begin(0, 5.0)
     policy.observe([0], rng.integers(0, 256, (1, 4, 84, 84), dtype=np.uint8))
     query_ids = policy.retriever.retrieve(np.ones((1, 16), np.float32)).ids
-    assert set(query_ids.ravel().tolist()) <= {0, 1}
+    assert set(query_ids.ravel().tolist()) <= {0, 1, 2}
     assert np.isfinite(policy.logits([0])).all()
     with pytest.raises(ValueError, match="must be false, separate or joined"):
         _policy(training_set, memory, slots=1, eval_cache="shared")

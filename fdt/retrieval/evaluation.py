@@ -45,8 +45,12 @@ def retrieval_policy(model_path: str | Path, embedder_path: str | Path, memory_d
                           params_from(IndexParams, payload["index"]))
     batches = WindowBatches(data, model.config.context_length, device)
     features = torch.as_tensor(np.array(arrays["state_features"]), device=device)
-    items = memory_items(batches, features, np.asarray(arrays["start"]),
-                         model.config.subtrajectory_length)
+    if model.config.subtrajectory_length != memory.subtrajectory_length:
+        raise RetrievalError(f"{model_path}: reads items of the past and next "
+                             f"{model.config.subtrajectory_length} steps, but {memory.folder} "
+                             f"cuts every {memory.subtrajectory_length}")
+    items = memory_items(batches, features, np.asarray(arrays["start"]), np.asarray(arrays["end"]),
+                         model.config.item_steps)
     return RetrievalPolicy(model, embedder, retriever, items, device, timestep=params.timestep,
                            slots=params.envs, eval_cache=eval_cache)
 

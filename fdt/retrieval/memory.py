@@ -1,23 +1,33 @@
-"""RA-DT's external memory: sub-trajectories of the training set, embedded by a frozen DT.
+"""RA-DT's external memory: the training set's trajectories cut every C steps, embedded by a
+frozen DT.
 
-The training set is cut into sub-trajectories of C steps (RA-DT's `cache_steps`) that never cross
-a trajectory's end: each trajectory gives its rows [s, s + C), [s + C, s + 2C), ... while a whole
-piece fits (a shorter tail is left out). A frozen, trained DT of the same game and seed embeds
-each piece as the mean of its last hidden states at the state tokens (RA-DT's
-`representation_type: mean`, `agg_token: s`), L2-normalised so that inner product is cosine
-similarity. The memory stores those keys, where each piece is (trajectory, start row), the return
-of its trajectory (for reweighting) and the key of the model that embedded it. It also stores the
-query of every training window (the same embedding of the window's K steps): the embedder is
-frozen, so a window's query never changes and training reads it instead of running the embedder.
+As RA-DT's cache (src/buffers/cache_dataset.py, buffer_utils.py), each trajectory of rows [b, e)
+is cut at c = b, b + C, b + 2C, ... once per whole piece of C steps (C is RA-DT's `cache_steps`;
+(e - b) // C cuts, the agent's `make_sampler`). At each cut the memory holds one item:
+
+- its key: the window of the K steps before the cut, rows [max(b, c' - K), c') with
+  c' = max(c, b + 2) (RA-DT never embeds a first step alone) and c' at most e, embedded by a
+  frozen, trained DT of the same game and seed as the mean of its last hidden states at the state
+  tokens (RA-DT's `representation_type: mean`, `agg_token: s`), L2-normalised (`norm`), so that
+  inner product is cosine similarity;
+- its value, what the model reads: the past C and the next C steps, rows
+  [max(b, c - C), min(e, c + C)) (RA-DT's `cache_context_len` = `future_context_len` = C,
+  `compute_start_end_context_idx`), so the model reads what happened after the retrieved
+  situation; an item of fewer than 2C rows (the first cut's) is padded on the left, as RA-DT's.
+
+The memory stores those keys, each item's trajectory and rows [start, end), the return of its
+trajectory (for reweighting) and the key of the model that embedded it. It also stores the query
+of every training window (the same embedding of the window's K steps): the embedder is frozen, so
+a window's query never changes and training reads it instead of running the embedder.
 
 The embedder's state encoder sees each row's frame stack once (`state_features`, one vector per
 training-set row); keys and queries are its transformer over those features. The features are
-also what radt reads of a retrieved sub-trajectory's states, as RA-DT's Procgen models read
-images encoded by a frozen encoder (`img_is_encoded`), so retrieval adds no encoder work.
+also what radt reads of a retrieved item's states, as RA-DT's Procgen models read images encoded
+by a frozen encoder (`img_is_encoded`), so retrieval adds no encoder work.
 
 Files (one `.npy` each, written atomically, `manifest.json` last): keys (N, d) float32,
-trajectory (N,) int64, start (N,) int64, total_return (N,) float32, queries (W, d) float32,
-state_features (n, d) float32.
+trajectory (N,) int64, start (N,) int64, end (N,) int64, total_return (N,) float32,
+queries (W, d) float32, state_features (n, d) float32.
 """
 
 from __future__ import annotations
@@ -39,8 +49,8 @@ from fdt.models.transformer import DecisionTransformer
 from fdt.settings import defaults
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
-ARRAYS = ("keys", "trajectory", "start", "total_return", "queries", "state_features")
+FORMAT_VERSION = 2  # 2: items are the past and next C steps of a cut, keyed by the K before it
+ARRAYS = ("keys", "trajectory", "start", "end", "total_return", "queries", "state_features")
 
 
 class RetrievalError(ValueError):
@@ -59,18 +69,37 @@ class MemoryParams:
     embed_batch_size: int = _RETRIEVAL["embed_batch_size"]
 
 
-def subtrajectory_starts(trajectory_ends: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """First row and trajectory number of every whole piece of `length` rows, in row order;
-    a piece never crosses a trajectory's end."""
+def subtrajectory_starts(trajectory_ends: np.ndarray, length: int, *,
+                         partial_last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """RA-DT's cuts: the row and trajectory number of every C = `length`-th row from each
+    trajectory's first, in row order, once per whole piece of C rows (the training cache), or
+    also for a shorter tail with `partial_last` (the eval cache's `range(0, len, cache_steps)`)."""
     if length < 1:
         raise RetrievalError(f"sub-trajectories need at least one step, not {length}")
     ends = np.asarray(trajectory_ends, dtype=np.int64)
     begins = np.concatenate([[0], ends[:-1]])
-    counts = (ends - begins) // length
+    counts = -((begins - ends) // length) if partial_last else (ends - begins) // length
     trajectory = np.repeat(np.arange(len(ends), dtype=np.int64), counts)
     within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts,
                                                                       counts)
     return begins[trajectory] + within * length, trajectory
+
+
+def key_windows(cuts: np.ndarray, begin: np.ndarray, end: np.ndarray,
+                context_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """First row and length of each cut's key window: the K steps before the cut, but never a
+    first step alone (RA-DT's `end_idx = max(count, 2)`, then `trj.sample(context_len, end_idx)`)
+    and never past its trajectory's end."""
+    last = np.minimum(end, np.maximum(cuts, begin + 2))
+    first = np.maximum(begin, last - context_length)
+    return first, last - first
+
+
+def item_rows(cuts: np.ndarray, begin: np.ndarray, end: np.ndarray,
+              length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [start, end) of each cut's item: its past and next C = `length` steps within the
+    trajectory (RA-DT's `compute_start_end_context_idx` with cache_len = future_cache_len = C)."""
+    return np.maximum(begin, cuts - length), np.minimum(end, cuts + length)
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -115,23 +144,43 @@ def feature_windows(batches: WindowBatches, features: torch.Tensor, starts: torc
                     length: int) -> dict[str, torch.Tensor]:
     """Windows of `length` rows beginning at `starts` (any shape S) with the rows' state features
     in place of frames: state_tokens (*S, length, d), actions and returns-to-go (*S, length),
-    timesteps (*S)."""
-    rows = starts[..., None] + torch.arange(length, device=starts.device)
+    timesteps (*S). Rows past the training set repeat its last (a short window's unread tail)."""
+    rows = (starts[..., None] + torch.arange(length, device=starts.device)).clamp(
+        max=len(batches.actions) - 1)
     return {"state_tokens": features[rows], "actions": batches.actions[rows],
             "returns_to_go": batches.returns_to_go[rows], "timesteps": batches.timesteps[starts]}
 
 
+def item_windows(batches: WindowBatches, features: torch.Tensor, start: torch.Tensor,
+                 end: torch.Tensor, width: int) -> dict[str, torch.Tensor]:
+    """Items of rows [start, end) (any shape S) as the model reads them, padded on the left to
+    `width` steps as RA-DT pads: state_tokens (*S, width, d), actions and returns-to-go
+    (*S, width), timesteps (*S) of their first rows, and which steps are real (*S, width).
+    The rows are the training set's (`batches`), or an evaluation episode's (the same fields)."""
+    rows = end[..., None] - width + torch.arange(width, device=end.device)
+    valid = rows >= start[..., None]
+    rows = torch.maximum(rows, start[..., None])  # padding reads the first row, masked
+    return {"state_tokens": features[rows], "actions": batches.actions[rows],
+            "returns_to_go": batches.returns_to_go[rows], "timesteps": batches.timesteps[start],
+            "valid": valid}
+
+
 def embed_windows(model: DecisionTransformer, batches: WindowBatches, features: torch.Tensor,
                   starts: np.ndarray, length: int, batch_size: int, desc: str,
-                  progress: bool = True) -> np.ndarray:
-    """Keys (N, d) of the windows of `length` rows beginning at `starts`, in batches."""
+                  progress: bool = True, lengths: np.ndarray | None = None) -> np.ndarray:
+    """Keys (N, d) of the windows of `length` rows beginning at `starts`, each the mean over its
+    first `lengths` rows when given (causal attention keeps the later rows out of theirs)."""
     out = np.empty((len(starts), model.config.n_embd), dtype=np.float32)
     with tqdm(total=len(starts), desc=desc, unit="window", disable=not progress) as bar:
         for first in range(0, len(starts), batch_size):
             chunk = torch.as_tensor(np.array(starts[first:first + batch_size]),
                                     device=batches.device)
+            used = (None if lengths is None else
+                    torch.as_tensor(np.array(lengths[first:first + batch_size]),
+                                    device=batches.device))
             window = feature_windows(batches, features, chunk, length)
-            out[first:first + len(chunk)] = mean_state_embedding(model, window).cpu().numpy()
+            out[first:first + len(chunk)] = mean_state_embedding(model, window,
+                                                                 used).cpu().numpy()
             bar.update(len(chunk))
     return out
 
@@ -170,35 +219,35 @@ def build_memory(training_set: str | Path, embedder: DecisionTransformer, out_di
     """Embed the training set's sub-trajectories and training windows; write the memory."""
     data = TrainingSet(training_set, verify=False)
     width = embedder.config.n_embd
-    starts, trajectory = subtrajectory_starts(np.asarray(data.trajectory_ends),
-                                              params.subtrajectory_length)
-    if len(starts) == 0:
-        raise RetrievalError(f"{data.folder} has no trajectory of {params.subtrajectory_length} "
+    C, K = params.subtrajectory_length, params.context_length
+    ends = np.asarray(data.trajectory_ends, dtype=np.int64)
+    begins = np.concatenate([[0], ends[:-1]])
+    cuts, trajectory = subtrajectory_starts(ends, C)
+    if len(cuts) == 0:
+        raise RetrievalError(f"{data.folder} has no trajectory of {C} "
                              "steps: the memory would be empty (lower retrieval.subtrajectory_length)")
-    if max(params.subtrajectory_length, params.context_length) > embedder.config.context_length:
+    if K > embedder.config.context_length:
         raise RetrievalError(
             f"the embedding model reads windows of at most {embedder.config.context_length} "
-            f"steps, but the memory asks for {params.subtrajectory_length}-step sub-trajectories "
-            f"and {params.context_length}-step queries")
+            f"steps, but the memory asks for {K}-step keys and queries")
     embedder = embedder.to(device).eval()
-    batches = WindowBatches(data, params.context_length, device)
+    batches = WindowBatches(data, K, device)
     features = encode_rows(embedder, batches, params.embed_batch_size, progress)
-    keys = embed_windows(embedder, batches, features, starts, params.subtrajectory_length,
-                         params.embed_batch_size, "memory keys", progress)
+    key_first, key_length = key_windows(cuts, begins[trajectory], ends[trajectory], K)
+    keys = embed_windows(embedder, batches, features, key_first, K, params.embed_batch_size,
+                         "memory keys", progress, lengths=key_length)
+    starts, stops = item_rows(cuts, begins[trajectory], ends[trajectory], C)
     queries = embed_windows(embedder, batches, features, batches.starts.cpu().numpy(),
-                            params.context_length, params.embed_batch_size, "window queries",
-                            progress)
-    embedded = len(starts)
+                            K, params.embed_batch_size, "window queries", progress)
+    embedded = len(cuts)
     if params.deduplicate:
         kept = deduplicate_keys(keys, trajectory, params.dedup_sim_cutoff)
-        keys, starts, trajectory = keys[kept], starts[kept], trajectory[kept]
-    ends = np.asarray(data.trajectory_ends, dtype=np.int64)
-    first_rows = np.concatenate([[0], ends[:-1]])
-    total_return = np.asarray(data.returns_to_go, dtype=np.float32)[first_rows][trajectory]
+        keys, starts, stops, trajectory = keys[kept], starts[kept], stops[kept], trajectory[kept]
+    total_return = np.asarray(data.returns_to_go, dtype=np.float32)[begins][trajectory]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = save_arrays(out_dir, {"keys": keys, "trajectory": trajectory, "start": starts,
-                                    "total_return": total_return, "queries": queries,
+                                    "end": stops, "total_return": total_return, "queries": queries,
                                     "state_features": features.cpu().numpy()})
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -229,6 +278,11 @@ class Memory:
             raise RetrievalError(f"{path}: missing; the memory in {self.folder} is incomplete "
                                "(rebuild it with the build_memory rule)")
         self.manifest: dict[str, Any] = json.loads(path.read_text())
+        version = self.manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise RetrievalError(f"{self.folder}: a memory of format {version}, but this code "
+                                 f"reads format {FORMAT_VERSION} (items of the past and next C "
+                                 "steps); rebuild it with the build_memory rule")
         self.arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r")
                        for name in ARRAYS}
         if len(self.keys) == 0:
@@ -250,6 +304,11 @@ class Memory:
     @property
     def subtrajectory_length(self) -> int:
         return int(self.manifest["params"]["subtrajectory_length"])
+
+    @property
+    def item_steps(self) -> int:
+        """Steps the model reads of an item: the past and the next C."""
+        return 2 * self.subtrajectory_length
 
     def check_for(self, data: TrainingSet, embedding_width: int | None = None) -> None:
         """One sentence when this memory was built from another training set or game, or with an

@@ -2,12 +2,15 @@
 
 As RA-DT's GPT-2 with `add_cross_attention`, every block reads its input by causal self-attention,
 then by cross-attention over the retrieved tokens, then its MLP (each sub-layer pre-LN, residual).
-The retrieved sub-trajectories are tokenised as its own window is, (return-to-go, state, action)
-per step with the per-token and global (first-step) position embeddings, by the model's own
-return and action embeddings; their states arrive encoded by the memory's frozen encoder (as
-RA-DT's Procgen models read images encoded by a frozen encoder) and pass a learnt projection.
-The model's own tokens stay causal among themselves, while every position may read every
-retrieved token; a window with nothing retrieved reads nothing (its cross-attention adds 0).
+The retrieved items (the past and next C steps of a cut, fdt.retrieval.memory) are tokenised as
+its own window is, (return-to-go, state, action) per step, by the model's own return and action
+embeddings, with the global position of their first step and positions of their own over the 2C
+steps (RA-DT's `separate_ca_embed` gives the retrieved tokens their own `wpe`); their states
+arrive encoded by the memory's frozen encoder (as RA-DT's Procgen models read images encoded by a
+frozen encoder) and pass a learnt projection. An item shorter than 2C steps is padded on the left
+and its padding is never read (RA-DT's context attention mask). The model's own tokens stay causal
+among themselves, while every position may read every retrieved token; a window with nothing
+retrieved reads nothing (its cross-attention adds 0).
 """
 
 from __future__ import annotations
@@ -29,9 +32,14 @@ from fdt.torchfile import load_torch_file
 
 @dataclass(frozen=True)
 class RetrievalConfig(ModelConfig):
-    retrieved: int = 1  # sub-trajectories read per window (RA-DT's reweight_top_k)
-    subtrajectory_length: int = 1  # C, steps per retrieved sub-trajectory
+    retrieved: int = 1  # items read per window (RA-DT's reweight_top_k)
+    subtrajectory_length: int = 1  # C: an item is the past C and the next C steps of a cut
     memory_width: int = 1  # width of the memory's state features (its embedder's)
+    item_steps: int = 2  # steps per retrieved item, 2C
+
+    @property
+    def tokens_per_step(self) -> int:
+        return 3 if self.return_conditioned else 2
 
 
 class CrossAttention(nn.Module):
@@ -94,6 +102,8 @@ class RetrievalDecisionTransformer(DecisionTransformer):
         self.blocks.apply(_normal_init)
         self.memory_states = nn.Sequential(nn.Linear(config.memory_width, config.n_embd),
                                            nn.Tanh())
+        self.memory_pos_emb = nn.Parameter(
+            torch.zeros(1, config.item_steps * config.tokens_per_step, config.n_embd))
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor,
                 timesteps: torch.Tensor, **context: torch.Tensor) -> torch.Tensor:
@@ -111,20 +121,28 @@ class RetrievalDecisionTransformer(DecisionTransformer):
     def retrieved_tokens(self, context_features: torch.Tensor, context_actions: torch.Tensor,
                          context_returns_to_go: torch.Tensor, context_timesteps: torch.Tensor,
                          context_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokens (B, R*3C, n_embd) of R retrieved sub-trajectories of C steps per row, and which
-        are visible (B, R*3C): state features (B, R, C, memory_width), actions and
-        returns-to-go (B, R, C), timesteps (B, R) of their first steps, valid (B, R)."""
-        B, R, C = context_actions.shape
+        """Tokens (B, R*S*k, n_embd) of R retrieved items of S = 2C steps per row, and which are
+        visible (B, R*S*k): state features (B, R, S, memory_width), actions and returns-to-go
+        (B, R, S), timesteps (B, R) of their first real steps, real steps (B, R, S)."""
+        B, R, S = context_actions.shape
         if context_features.shape[-1] != self.config.memory_width:
             raise ValueError(f"state features of width {context_features.shape[-1]}, but the "
                              f"model reads a memory of width {self.config.memory_width}")
-        tokens = self.memory_states(context_features.reshape(B * R, C, -1).to(
+        if S != self.config.item_steps:
+            raise ValueError(f"retrieved items of {S} steps, but the model reads items of "
+                             f"{self.config.item_steps}")
+        states = self.memory_states(context_features.reshape(B * R, S, -1).to(
             self.pos_emb.dtype))
-        x, k = self.input_tokens(tokens, context_actions.reshape(B * R, C),
-                                 context_returns_to_go.reshape(B * R, C),
-                                 context_timesteps.reshape(B * R))
-        visible = context_valid.bool()[:, :, None].expand(B, R, C * k).reshape(B, R * C * k)
-        return x.reshape(B, R * C * k, -1), visible
+        per_step = [states, self.action_embeddings(context_actions.reshape(B * R, S).long())]
+        if self.config.return_conditioned:
+            per_step.insert(0, self.ret_emb(context_returns_to_go.reshape(B * R, S, 1).to(
+                states.dtype)))
+        k = len(per_step)
+        tokens = torch.stack(per_step, dim=2).reshape(B * R, S * k, -1)
+        step = context_timesteps.reshape(B * R).long().clamp(0, self.config.max_timestep)
+        x = self.drop(tokens + self.global_pos_emb[0, step].unsqueeze(1) + self.memory_pos_emb)
+        visible = context_valid.bool()[..., None].expand(B, R, S, k).reshape(B, R * S * k)
+        return x.reshape(B, R * S * k, -1), visible
 
     def forward_tokens(self, state_tokens: torch.Tensor, actions: torch.Tensor,
                        returns_to_go: torch.Tensor, timesteps: torch.Tensor,
@@ -146,8 +164,10 @@ class RetrievalDecisionTransformer(DecisionTransformer):
 
 def radt_config(base: ModelConfig, retrieved: int, subtrajectory_length: int,
                 memory_width: int) -> RetrievalConfig:
+    """radt's config: `retrieved` items of the past and next C = `subtrajectory_length` steps."""
     return RetrievalConfig(**base.to_dict(), retrieved=retrieved,
-                           subtrajectory_length=subtrajectory_length, memory_width=memory_width)
+                           subtrajectory_length=subtrajectory_length, memory_width=memory_width,
+                           item_steps=2 * subtrajectory_length)
 
 
 def load_radt(path: str | Path, device: str | torch.device = "cpu"
@@ -157,6 +177,9 @@ def load_radt(path: str | Path, device: str | torch.device = "cpu"
     config = payload["config"]
     if "retrieved" not in config:
         raise ValueError(f"{path}: not a radt model (its config has no retrieval settings)")
+    if "item_steps" not in config:
+        raise ValueError(f"{path}: a radt model that reads C-step sub-trajectories, not the "
+                         "past and next C steps of a cut; retrain it")
     model = RetrievalDecisionTransformer(RetrievalConfig(**config))
     model.load_state_dict(payload["model"])
     return model.to(device).eval(), payload

@@ -25,7 +25,9 @@ from fdt.evaluation.policies import ModelPolicy
 from fdt.models.trainer import WindowBatches
 from fdt.models.transformer import DecisionTransformer
 from fdt.retrieval.memory import (
-    feature_windows,
+    item_rows,
+    item_windows,
+    key_windows,
     mean_state_embedding,
     subtrajectory_starts,
 )
@@ -48,32 +50,50 @@ def eval_cache_mode(setting: bool | str | None) -> str:
 
 @dataclass
 class MemoryItems:
-    """The memory's sub-trajectories as the model reads them: state features (N, C, d), actions
-    and returns-to-go (N, C), timesteps (N,) of their first steps."""
+    """The memory's items as the model reads them, padded on the left to S = 2C steps: state
+    features (N, S, d), actions and returns-to-go (N, S), timesteps (N,) of their first real
+    steps, real steps (N, S)."""
 
     features: torch.Tensor
     actions: torch.Tensor
     returns_to_go: torch.Tensor
     timesteps: torch.Tensor
+    valid: torch.Tensor
+
+    FIELDS = ("features", "actions", "returns_to_go", "timesteps", "valid")
 
     def extend(self, other: MemoryItems) -> None:
-        for name in ("features", "actions", "returns_to_go", "timesteps"):
+        for name in self.FIELDS:
             setattr(self, name, torch.cat([getattr(self, name), getattr(other, name)]))
 
     def emptied(self) -> MemoryItems:
         """No items, of the same shapes per item (RA-DT's separate eval cache starts so)."""
-        return MemoryItems(self.features[:0], self.actions[:0], self.returns_to_go[:0],
-                           self.timesteps[:0])
+        return MemoryItems(*(getattr(self, name)[:0] for name in self.FIELDS))
 
 
-def memory_items(batches: WindowBatches, features: torch.Tensor, starts: np.ndarray,
-                 length: int) -> MemoryItems:
-    """The sub-trajectories beginning at `starts` (training-set rows), with their rows' state
-    features."""
-    window = feature_windows(batches, features, torch.as_tensor(np.array(starts),
-                                                                device=batches.device), length)
+def memory_items(batches: WindowBatches, features: torch.Tensor, start: np.ndarray,
+                 end: np.ndarray, width: int) -> MemoryItems:
+    """The items of training-set rows [start, end), with their rows' state features."""
+    window = item_windows(batches, features, torch.as_tensor(np.array(start),
+                                                             device=batches.device),
+                          torch.as_tensor(np.array(end), device=batches.device), width)
     return MemoryItems(window["state_tokens"], window["actions"], window["returns_to_go"],
-                       window["timesteps"])
+                       window["timesteps"], window["valid"])
+
+
+@dataclass
+class EpisodeRows:
+    """A finished episode's steps as the rows item_windows reads: the embedder's state tokens
+    (T, d), actions, returns-to-go of the clipped rewards and timesteps (T,)."""
+
+    state_tokens: torch.Tensor
+    actions: torch.Tensor
+    returns_to_go: torch.Tensor
+    timesteps: torch.Tensor
+
+    def window(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"state_tokens": self.state_tokens[rows], "actions": self.actions[rows],
+                "returns_to_go": self.returns_to_go[rows]}
 
 
 @dataclass
@@ -138,27 +158,38 @@ class RetrievalPolicy(ModelPolicy):
 
     @torch.inference_mode()
     def add_episode(self, history: EpisodeHistory) -> None:
-        """RA-DT's eval cache: the finished episode's sub-trajectories join the memory."""
+        """The finished episode's items join the eval cache, cut as RA-DT's
+        `construct_keys_and_values_from_trj`: every C steps from the first, a shorter tail
+        included; each keyed by the K steps before its cut, holding the past and next C."""
         steps = len(history.actions)
-        C = self.model.config.subtrajectory_length
-        starts, _ = subtrajectory_starts(np.array([steps]), C)
-        if len(starts) == 0:
+        C, width = self.model.config.subtrajectory_length, self.model.config.item_steps
+        K = self.k  # the memory's keys are of the training windows' K steps
+        cuts, _ = subtrajectory_starts(np.array([steps]), C, partial_last=True)
+        if len(cuts) == 0:
             return
+        zeros, ends = np.zeros_like(cuts), np.full_like(cuts, steps)
         # clipped, as the training set's rewards (and so the memory's returns) are
         rewards = np.clip(np.asarray(history.rewards, dtype=np.float64), -1.0, 1.0)
-        rtg = torch.from_numpy(np.cumsum(rewards[::-1])[::-1].astype(np.float32)).to(self.device)
-        actions = torch.tensor(history.actions, device=self.device)
-        rows = torch.from_numpy(starts).to(self.device)[:, None] + torch.arange(C,
-                                                                                 device=self.device)
-        query_tokens = torch.stack(history.query_tokens[:steps])[rows]
-        first = torch.from_numpy(starts).to(self.device)
-        keys = mean_state_embedding(self.embedder, {"state_tokens": query_tokens,
-                                                    "actions": actions[rows],
-                                                    "returns_to_go": rtg[rows],
-                                                    "timesteps": first})
+        episode = EpisodeRows(torch.stack(history.query_tokens[:steps]),
+                              torch.tensor(history.actions, device=self.device),
+                              torch.from_numpy(np.cumsum(rewards[::-1])[::-1].astype(np.float32)
+                                               ).to(self.device),
+                              torch.arange(steps, device=self.device))
+        first, length = key_windows(cuts, zeros, ends, K)
+        key_rows = torch.from_numpy(first).to(self.device)[:, None] + torch.arange(
+            K, device=self.device)
+        key_window = episode.window(key_rows.clamp(max=steps - 1))
+        keys = mean_state_embedding(self.embedder, {**key_window,
+                                                    "timesteps": torch.from_numpy(first).to(
+                                                        self.device)},
+                                    torch.from_numpy(length).to(self.device))
+        start, end = item_rows(cuts, zeros, ends, C)
+        items = item_windows(episode, episode.state_tokens, torch.from_numpy(start).to(
+            self.device), torch.from_numpy(end).to(self.device), width)
         self.retriever.add(keys.cpu().numpy(), self.retriever.new_trajectory(),
                            float(rewards.sum()))
-        self.items.extend(MemoryItems(query_tokens, actions[rows], rtg[rows], first))
+        self.items.extend(MemoryItems(items["state_tokens"], items["actions"],
+                                      items["returns_to_go"], items["timesteps"], items["valid"]))
         self.cached_episodes += 1
 
     @torch.inference_mode()
@@ -179,11 +210,13 @@ class RetrievalPolicy(ModelPolicy):
             return out.float().cpu().numpy()
         retrieved = self.retriever.retrieve(query.cpu().numpy())
         ids = torch.from_numpy(np.maximum(retrieved.ids, 0)).to(self.device)
+        valid = self.items.valid[ids] & torch.from_numpy(retrieved.valid).to(
+            self.device)[..., None]
         memory = self.model.retrieved_tokens(
             context_actions=self.items.actions[ids],
             context_returns_to_go=self.items.returns_to_go[ids],
             context_timesteps=self.items.timesteps[ids],
-            context_valid=torch.from_numpy(retrieved.valid).to(self.device),
+            context_valid=valid,
             context_features=self.items.features[ids])
         out = self.model.forward_tokens(self.states[index, :t], actions, returns, timesteps,
                                         at_step=last, memory=memory)

@@ -2,8 +2,15 @@
 
 Each batch's windows query the memory with their stored queries (the frozen embedder's mean
 representation of the window, fdt.retrieval.memory), excluding their own trajectory; the kept
-sub-trajectories are gathered from the same training-set tensors the windows come from and read
-by the model's cross-attention (fdt.retrieval.model).
+items (the past and next C steps of a cut) are gathered from the same training-set tensors the
+windows come from and read by the model's cross-attention (fdt.retrieval.model).
+
+Own-trajectory exclusion is per query: each window never reads its own trajectory, and may read
+the other windows' of the batch. RA-DT's CPU search (`compute_indices_to_exclude` over the whole
+batch's `trj_ids`) excludes every trajectory of the batch for every query; its GPU path, the one
+its radt_disc_icl and radt_mazerunner configs run (`use_gpu`), masks each query's own only. We
+keep the per-query rule: what a window reads then does not depend on which windows share its
+batch.
 """
 
 from __future__ import annotations
@@ -20,23 +27,25 @@ from fdt.keys import canonical_json
 from fdt.models.trainer import TrainParams, WindowBatches
 from fdt.models.transformer import ModelConfig
 from fdt.retrieval.index import IndexParams
-from fdt.retrieval.memory import Memory, RetrievalError, feature_windows
+from fdt.retrieval.memory import Memory, RetrievalError, item_windows
 from fdt.retrieval.model import RetrievalDecisionTransformer, radt_config
 from fdt.retrieval.retrieve import RetrievalParams, Retrieved, Retriever
 
 
 def context_inputs(batches: WindowBatches, features: torch.Tensor, memory_start: np.ndarray,
-                   retrieved: Retrieved, length: int) -> dict[str, torch.Tensor]:
-    """The retrieved sub-trajectories of a batch as the model's `context_*` inputs (the memory's
-    state features, the training set's actions, returns-to-go and timesteps); rows of nothing
-    retrieved point at row 0 and are marked invalid."""
-    starts = np.where(retrieved.valid, memory_start[np.maximum(retrieved.ids, 0)], 0)
-    window = feature_windows(batches, features, torch.from_numpy(starts).to(batches.device),
-                             length)
+                   memory_end: np.ndarray, retrieved: Retrieved,
+                   width: int) -> dict[str, torch.Tensor]:
+    """The retrieved items of a batch as the model's `context_*` inputs (the memory's state
+    features, the training set's actions, returns-to-go and timesteps), padded on the left to
+    `width` steps; nothing retrieved: every step marked unreal."""
+    ids = np.maximum(retrieved.ids, 0)
+    device = batches.device
+    window = item_windows(batches, features, torch.from_numpy(memory_start[ids]).to(device),
+                          torch.from_numpy(memory_end[ids]).to(device), width)
+    valid = window["valid"] & torch.from_numpy(retrieved.valid).to(device)[..., None]
     return {"context_features": window["state_tokens"], "context_actions": window["actions"],
             "context_returns_to_go": window["returns_to_go"],
-            "context_timesteps": window["timesteps"],
-            "context_valid": torch.from_numpy(retrieved.valid).to(batches.device)}
+            "context_timesteps": window["timesteps"], "context_valid": valid}
 
 
 class RetrievalTraining:
@@ -60,10 +69,6 @@ class RetrievalTraining:
         if built != params.context_length:
             raise RetrievalError(f"{self.memory.folder}: queries of {built}-step windows, but "
                                  f"train.context_length is {params.context_length}")
-        if self.memory.subtrajectory_length > params.context_length:
-            raise RetrievalError(f"{self.memory.folder}: {self.memory.subtrajectory_length}-step "
-                                 f"sub-trajectories do not fit the model's positions "
-                                 f"({params.context_length} steps)")
 
     def build_model(self, config: ModelConfig) -> RetrievalDecisionTransformer:
         return RetrievalDecisionTransformer(radt_config(
@@ -73,7 +78,7 @@ class RetrievalTraining:
     def prepare(self, batches: WindowBatches) -> None:
         m = self.memory.arrays
         self.batches = batches
-        self.start = np.asarray(m["start"])
+        self.start, self.end = np.asarray(m["start"]), np.asarray(m["end"])
         self.features = torch.as_tensor(np.array(m["state_features"]), device=batches.device)
         self.queries = np.asarray(m["queries"])
         if len(self.queries) != len(batches):
@@ -93,8 +98,8 @@ class RetrievalTraining:
     def inputs(self, samples: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.batches is not None, "prepare() first"
         retrieved = self.retrieve(samples.cpu().numpy())
-        return context_inputs(self.batches, self.features, self.start, retrieved,
-                              self.memory.subtrajectory_length)
+        return context_inputs(self.batches, self.features, self.start, self.end, retrieved,
+                              self.memory.item_steps)
 
     def digest(self) -> str:
         """What else decides the weights: the memory and the retrieval settings."""
