@@ -12,6 +12,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
 include: "workflow/rules/replay.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/mine.smk"
@@ -41,3 +42,7 @@ rule all:
         queries_targets(),
         teacher_report_targets(),
         site_target(),
+
+
+# Every rule above sized in workflow/resources.yaml; per-rule overrides name existing rules.
+check_resources()

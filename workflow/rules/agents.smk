@@ -19,9 +19,9 @@ rule train_agent:
         agent="[a-z0-9_]+",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("train_agent")
     resources:
-        gpu=1,
+        **rule_resources("train_agent"),
     params:
         agent=lambda wc: PLAN.agent(wc.game, wc.agent).params,
         run={
@@ -59,6 +59,9 @@ rule report_agents:
         "logs/report_agents/{key}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("report_agents")
+    resources:
+        **rule_resources("report_agents"),
     params:
         report=lambda wc: PLAN.agents_report().params,
         input_keys=lambda wc: list(PLAN.agents_report().inputs),

@@ -19,7 +19,9 @@ rule continuous_behaviour:
         env="[A-Za-z0-9]+-v[0-9]+",
     conda:
         "../envs/fdt.yaml"
-    threads: CONTINUOUS_RUN["threads"]
+    threads: rule_threads("continuous_behaviour")
+    resources:
+        **rule_resources("continuous_behaviour"),
     params:
         behaviour=continuous_behaviour_params,
         run=CONTINUOUS_RUN,
@@ -44,6 +46,9 @@ rule continuous_dataset:
         dataset=CONTINUOUS_SLUGS,
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("continuous_dataset")
+    resources:
+        **rule_resources("continuous_dataset"),
     params:
         dataset=lambda wc: PLAN.continuous_dataset(CONTINUOUS_NAMES[wc.dataset]).params,
         input_keys=lambda wc: list(
@@ -71,9 +76,9 @@ rule continuous_train:
         dataset=CONTINUOUS_SLUGS,
     conda:
         "../envs/fdt.yaml"
-    threads: CONTINUOUS_RUN["threads"]
+    threads: rule_threads("continuous_train")
     resources:
-        gpu=1,
+        **rule_resources("continuous_train"),
     params:
         model=lambda wc: PLAN.continuous_model(CONTINUOUS_NAMES[wc.dataset]).params,
         run=CONTINUOUS_RUN,
@@ -103,6 +108,9 @@ rule continuous_report:
         "logs/continuous_report/{key}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("continuous_report")
+    resources:
+        **rule_resources("continuous_report"),
     params:
         report=lambda wc: PLAN.continuous_report().params,
         runs=continuous_runs(),

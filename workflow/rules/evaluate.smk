@@ -12,9 +12,9 @@ rule evaluate:
         "logs/evaluate/{game}_{model}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("evaluate")
     resources:
-        gpu=1,
+        **rule_resources("evaluate"),
     params:
         evaluation=lambda wc: PLAN.evaluation(wc.game, wc.model).params,
         run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
@@ -37,7 +37,9 @@ rule evaluate_random:
         "logs/evaluate_random/{game}_{key}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("evaluate_random")
+    resources:
+        **rule_resources("evaluate_random"),
     params:
         evaluation=lambda wc: PLAN.random_policy(wc.game).params,
         run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
@@ -85,6 +87,9 @@ rule report:
         "logs/report/{key}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("report")
+    resources:
+        **rule_resources("report"),
     params:
         report=PLAN.report().params,
         context=report_context(),
@@ -106,6 +111,9 @@ rule report_html:
         "logs/report_html/{key}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("report_html")
+    resources:
+        **rule_resources("report_html"),
     params:
         site=lambda wc: PLAN.site().params,
         input_keys=lambda wc: list(PLAN.site().inputs),

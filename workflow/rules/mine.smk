@@ -13,6 +13,9 @@ rule mine_states:
         "logs/mine_states/{game}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("mine_states")
+    resources:
+        **rule_resources("mine_states"),
     params:
         mining=lambda wc: PLAN.mining(wc.game).params,
         input_keys=lambda wc: list(PLAN.mining(wc.game).inputs),

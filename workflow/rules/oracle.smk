@@ -13,9 +13,9 @@ rule train_oracle:
         "logs/train_oracle/{game}_{key}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("train_oracle")
     resources:
-        gpu=1,
+        **rule_resources("train_oracle"),
     params:
         oracle=lambda wc: PLAN.oracle(wc.game).params,
         run={k: ORACLE["offline"][k] for k in fdt.plan.ORACLE_RUN_SETTINGS},
@@ -38,6 +38,9 @@ rule fetch_oracle:
         "logs/fetch_oracle/{game}_{run}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("fetch_oracle")
+    resources:
+        **rule_resources("fetch_oracle"),
     params:
         source=ORACLE["source"],
         checkpoint=ORACLE["checkpoint"],
@@ -58,7 +61,9 @@ rule evaluate_oracle:
         "logs/evaluate_oracle/{game}_{key}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: 1
+    threads: rule_threads("evaluate_oracle")
+    resources:
+        **rule_resources("evaluate_oracle"),
     params:
         oracle=lambda wc: PLAN.oracle(wc.game).params,
         evaluation=ORACLE["evaluation"],
@@ -80,7 +85,9 @@ rule label_states:
         "logs/label_states/{game}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("label_states")
+    resources:
+        **rule_resources("label_states"),
     params:
         labels=lambda wc: PLAN.labels(wc.game).params,
         device=config["labels"]["device"],

@@ -19,6 +19,9 @@ rule preference_clips:
         "logs/preference_clips/{game}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("preference_clips")
+    resources:
+        **rule_resources("preference_clips"),
     params:
         clips=lambda wc: PLAN.preference_clips(wc.game).params,
         input_keys=lambda wc: list(PLAN.preference_clips(wc.game).inputs),
@@ -39,6 +42,9 @@ rule preference_comparisons:
         "logs/preference_comparisons/{game}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("preference_comparisons")
+    resources:
+        **rule_resources("preference_comparisons"),
     params:
         comparisons=lambda wc: pref_stage(PLAN.preference_comparisons, wc).params,
         file=PREFERENCES["file"],
@@ -61,9 +67,9 @@ rule preference_reward:
         "logs/preference_reward/{game}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("preference_reward")
     resources:
-        gpu=1,
+        **rule_resources("preference_reward"),
     params:
         reward=lambda wc: pref_stage(PLAN.preference_reward, wc).params,
         run={"device": PREFERENCES["reward_model"]["device"]},
@@ -88,7 +94,9 @@ rule preference_relabel:
         "logs/preference_relabel/{game}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("preference_relabel")
+    resources:
+        **rule_resources("preference_relabel"),
     params:
         relabel=lambda wc: pref_stage(PLAN.preference_relabel, wc).params,
         device=PREFERENCES["reward_model"]["device"],
@@ -114,9 +122,9 @@ rule train_pref:
         model="dt_pref",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("train_pref")
     resources:
-        gpu=1,
+        **rule_resources("train_pref"),
     params:
         train=lambda wc: pref_stage(PLAN.preference_model, wc).params,
         run=lambda wc: PLAN.run_settings(wc.game),
@@ -142,9 +150,9 @@ rule evaluate_pref:
         model="dt_pref",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("evaluate_pref")
     resources:
-        gpu=1,
+        **rule_resources("evaluate_pref"),
     params:
         evaluation=lambda wc: pref_stage(PLAN.preference_evaluation, wc).params,
         run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
@@ -176,6 +184,9 @@ rule preferences_report:
         "logs/preferences_report/{key}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("preferences_report")
+    resources:
+        **rule_resources("preferences_report"),
     params:
         report=lambda wc: PLAN.preferences_report().params,
         settings=PREFERENCES,

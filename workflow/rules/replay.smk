@@ -8,6 +8,9 @@ rule simulate_demo:
         "logs/simulate_demo/{key}_{game}_{run}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("simulate_demo")
+    resources:
+        **rule_resources("simulate_demo"),
     params:
         demo=demo_params,
         code=CODE["demo"],
@@ -27,6 +30,9 @@ rule fetch_replay:
         "logs/fetch_replay/{game}_{run}_{buffer}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("fetch_replay")
+    resources:
+        **rule_resources("fetch_replay"),
     params:
         source=PLAN.source_description(),
         workers=SOURCE["workers"],
@@ -52,6 +58,9 @@ rule replay_manifest:
         "logs/replay_manifest/{game}_{run}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("replay_manifest")
+    resources:
+        **rule_resources("replay_manifest"),
     message:
         "fetch: manifest of {wildcards.game} run {wildcards.run}"
     script:
@@ -67,6 +76,9 @@ rule convert_replay:
         "logs/convert_replay/{game}_{run}_{buffer}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("convert_replay")
+    resources:
+        **rule_resources("convert_replay"),
     params:
         with_previous=lambda wc: int(wc.buffer) - 1 in BUFFERS,
         with_following=lambda wc: int(wc.buffer) + 1 in BUFFERS,
@@ -96,6 +108,9 @@ rule replay_summary:
         "logs/replay_summary/{game}_{run}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("replay_summary")
+    resources:
+        **rule_resources("replay_summary"),
     params:
         episode_cap=EPISODE_CAP,
         row_group_rows=config["replay"]["row_group_rows"],

@@ -17,9 +17,9 @@ rule build_memory:
         "logs/build_memory/{game}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("build_memory")
     resources:
-        gpu=1,
+        **rule_resources("build_memory"),
     params:
         memory=lambda wc: PLAN.memory(wc.game).params,
         run={k: RETRIEVAL[k] for k in ("device", "embed_batch_size")},
@@ -44,9 +44,9 @@ rule train_radt:
         "logs/train/{game}_radt_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("train_radt")
     resources:
-        gpu=1,
+        **rule_resources("train_radt"),
     params:
         train=lambda wc: PLAN.model(wc.game, "radt").params,
         run=lambda wc: PLAN.run_settings(wc.game),
@@ -70,9 +70,9 @@ rule evaluate_radt:
         "logs/evaluate/{game}_radt_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("evaluate_radt")
     resources:
-        gpu=1,
+        **rule_resources("evaluate_radt"),
     params:
         evaluation=lambda wc: PLAN.evaluation(wc.game, "radt").params,
         run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
@@ -98,6 +98,9 @@ rule report_retrieval:
         "logs/report_retrieval/{key}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("report_retrieval")
+    resources:
+        **rule_resources("report_retrieval"),
     params:
         report=lambda wc: PLAN.retrieval_report().params,
         input_keys=lambda wc: list(PLAN.retrieval_report().inputs),

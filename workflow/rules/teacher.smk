@@ -16,6 +16,9 @@ rule build_queries:
         "logs/build_queries/{game}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("build_queries")
+    resources:
+        **rule_resources("build_queries"),
     params:
         teacher=lambda wc: PLAN.queries(wc.game).params,
         input_keys=lambda wc: list(PLAN.queries(wc.game).inputs),
@@ -37,6 +40,9 @@ rule teacher_labels:
         "logs/teacher_labels/{game}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("teacher_labels")
+    resources:
+        **rule_resources("teacher_labels"),
     params:
         labels=lambda wc: PLAN.teacher_labels(wc.game).params,
         input_keys=lambda wc: list(PLAN.teacher_labels(wc.game).inputs),
@@ -59,6 +65,9 @@ rule report_teacher:
         "logs/report_teacher/{key}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("report_teacher")
+    resources:
+        **rule_resources("report_teacher"),
     params:
         report=lambda wc: PLAN.teacher_report().params,
         input_keys=lambda wc: list(PLAN.teacher_report().inputs),

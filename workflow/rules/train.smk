@@ -12,6 +12,9 @@ rule training_set:
         "logs/training_set/{game}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
+    threads: rule_threads("training_set")
+    resources:
+        **rule_resources("training_set"),
     params:
         sampling=lambda wc: PLAN.dataset(wc.game).params,
         capacity=lambda wc: fdt.config.dataset_capacity(config, wc.game, int(wc.seed)),
@@ -35,9 +38,9 @@ rule train:
         "logs/train/{game}_{model}_{key}_{seed}.log",
     conda:
         "../envs/fdt.yaml"
-    threads: config["train"]["threads"]
+    threads: rule_threads("train")
     resources:
-        gpu=1,
+        **rule_resources("train"),
     params:
         train=lambda wc: PLAN.model(wc.game, wc.model).params,
         run=lambda wc: PLAN.run_settings(wc.game),
