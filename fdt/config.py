@@ -302,16 +302,18 @@ def _check_retrieval(config: Mapping[str, Any], origin: str) -> None:
     if "radt" not in config["models"]:
         return
     r = config["retrieval"]
-    if r["reweight_top_k"] > r["top_k"]:
-        raise ConfigError(f"config error in {origin} at retrieval.reweight_top_k: keeps "
-                          f"{r['reweight_top_k']} of retrieval.top_k = {r['top_k']} candidates; "
-                          "it must not exceed top_k")
+    for top_k in ("top_k", "eval_top_k"):  # training's candidates, evaluation's
+        if r["reweight_top_k"] > r[top_k]:
+            raise ConfigError(f"config error in {origin} at retrieval.reweight_top_k: keeps "
+                              f"{r['reweight_top_k']} of retrieval.{top_k} = {r[top_k]} "
+                              f"candidates; it must not exceed {top_k}")
     for game in config["games"]:
         context = train_settings(config, game)["context_length"]
         if (r["subtrajectory_length"] or context) > context:
             raise ConfigError(f"config error in {origin} at retrieval.subtrajectory_length: "
                               f"{r['subtrajectory_length']}-step sub-trajectories do not fit "
-                              f"{game}'s context length {context} (the model's positions)")
+                              f"{game}'s context length {context} (RA-DT's cache_steps is at "
+                              "most its max_length)")
 
 
 def _check_preferences(config: Mapping[str, Any], origin: str) -> None:

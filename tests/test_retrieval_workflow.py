@@ -59,7 +59,10 @@ def test_radt_key_covers_its_memory_and_the_memory_its_data_and_embedder() -> No
     assert moved({"retrieval": {"top_k": 20}}) == {"radt", "eval_radt", "section"}
     assert moved({"retrieval": {"subtrajectory_length": 5}}) == {"memory", "radt", "eval_radt",
                                                                  "section"}
-    assert moved({"retrieval": {"eval_cache": True}}) == {"eval_radt", "section"}
+    assert moved({"retrieval": {"eval_cache": "separate"}}) == {"eval_radt", "section"}
+    # evaluation's retrieval settings travel with the weights (RA-DT's agent holds both caches')
+    assert moved({"retrieval": {"eval_return_weight": 0.5}}) == {"radt", "eval_radt", "section"}
+    assert moved({"retrieval": {"eval_sim_cutoff": 0.99}}) == {"radt", "eval_radt", "section"}
     assert moved({"retrieval": {"embed_batch_size": 7, "device": "cpu"}}) == set()
 
 
@@ -78,6 +81,11 @@ def test_bad_retrieval_settings_are_one_sentence() -> None:
     with pytest.raises(ConfigError, match="retrieval.reweight_top_k: keeps 60 of "
                                           "retrieval.top_k = 50"):
         plan({"retrieval": {"reweight_top_k": 60}})
+    with pytest.raises(ConfigError, match="retrieval.reweight_top_k: keeps 5 of "
+                                          "retrieval.eval_top_k = 4"):
+        plan({"retrieval": {"reweight_top_k": 5, "eval_top_k": 4}})
+    with pytest.raises(ConfigError, match="retrieval.eval_cache"):
+        plan({"retrieval": {"eval_cache": "shared"}})
     with pytest.raises(ConfigError, match="retrieval.subtrajectory_length: 11-step "
                                           "sub-trajectories do not fit Breakout's context "
                                           "length 10"):
@@ -102,7 +110,8 @@ def test_the_workflow_trains_and_evaluates_radt(tmp_path: Path) -> None:
     memory = json.loads((tmp_path / f"results/{g}/memory/{p.memory(g).key}/seed{seed}/"
                                      "manifest.json").read_text())
     assert memory["embedding_model"] == p.model(g, "dt").key and memory["width"] == 16
-    assert memory["counts"]["kept"] == memory["counts"]["subtrajectories"] > 0
+    counts = memory["counts"]  # deduplication on, as RA-DT's radt_disc_icl
+    assert 0 < counts["kept"] == counts["subtrajectories"] - counts["removed_as_duplicates"]
     model_dir = tmp_path / f"results/{g}/models/radt/{p.model(g, 'radt').key}/seed{seed}"
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["model"] == "radt" and metrics["epochs"] == 1
