@@ -216,7 +216,8 @@ def build_memory(training_set: str | Path, embedder: DecisionTransformer, out_di
                  params: MemoryParams, *, embedder_key: str, device: torch.device,
                  provenance: Mapping[str, Any] | None = None,
                  progress: bool = True) -> dict[str, Any]:
-    """Embed the training set's sub-trajectories and training windows; write the memory."""
+    """Embed the training set's cuts (their key windows) and training windows; write the
+    memory."""
     data = TrainingSet(training_set, verify=False)
     width = embedder.config.n_embd
     C, K = params.subtrajectory_length, params.context_length

@@ -1,4 +1,4 @@
-"""The `radt` model: our Decision Transformer with cross-attention to retrieved sub-trajectories.
+"""The `radt` model: our Decision Transformer with cross-attention to retrieved items.
 
 As RA-DT's GPT-2 with `add_cross_attention`, every block reads its input by causal self-attention,
 then by cross-attention over the retrieved tokens, then its MLP (each sub-layer pre-LN, residual).
@@ -94,7 +94,7 @@ class RetrievalBlock(Block):
 
 
 class RetrievalDecisionTransformer(DecisionTransformer):
-    """DT whose blocks also read retrieved sub-trajectories (RA-DT)."""
+    """DT whose blocks also read retrieved items (RA-DT)."""
 
     def __init__(self, config: RetrievalConfig) -> None:
         super().__init__(config)

@@ -2,11 +2,11 @@
 
 The live episodes' windows are queried together (one embedder pass, one index search per step);
 the query is the frozen embedder's mean representation of each window's steps so far, the same
-as the memory's keys. The memory's sub-trajectories are read as the memory's state features (the
+as the memory's keys. The memory's items are read as the memory's state features (the
 embedder's state tokens), the same the policy keeps of each new state for its queries, so a step
 encodes only the new states, once by each model.
 
-In-context mode (`eval_cache`) adds each finished episode's sub-trajectories to a memory read by
+In-context mode (`eval_cache`) adds each finished episode's items to a memory read by
 the episodes that start after it (their own trajectory is not excluded: at evaluation there is
 none). `separate` is RA-DT's `sep_eval_cache` (set in all its radt configs): evaluation retrieves
 only from its own finished episodes, never the training memory, so the episodes played before the
@@ -107,7 +107,7 @@ class EpisodeHistory:
 
 class RetrievalPolicy(ModelPolicy):
     """ModelPolicy for `radt`: the windows also keep the embedder's state tokens (the queries),
-    and each step's logits read the retrieved sub-trajectories."""
+    and each step's logits read the retrieved items."""
 
     def __init__(self, model: RetrievalDecisionTransformer, embedder: DecisionTransformer,
                  retriever: Retriever, items: MemoryItems, device: str | torch.device = "cpu", *,

@@ -71,7 +71,7 @@ def _summary(table: pd.DataFrame, ttest: pd.DataFrame, memories: pd.DataFrame) -
     items = int(memories["kept"].sum()) if len(memories) else 0
     length = (int(memories["subtrajectory_length"].iloc[0]) if len(memories) else 0)
     return (f"RA-DT (radt) was trained and evaluated on {games} with the same training sets and "
-            f"protocol as DT; its memories hold {items} sub-trajectories of {length} steps, "
+            f"protocol as DT; its memories hold {items} items (the past and next {length} steps of a cut), "
             f"embedded by the trained DT of the same seed and searched by inner product. Over "
             f"{len(ttest)} (setup, target) cells and {pairs} seed pairs, RA-DT's mean return is "
             f"above DT's in {better}, and the paired t-test finds p < 0.05 in {significant}.")

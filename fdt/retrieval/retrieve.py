@@ -29,7 +29,7 @@ _RETRIEVAL = defaults("retrieval")
 @dataclass(frozen=True)
 class RetrievalParams:
     top_k: int = _RETRIEVAL["top_k"]
-    reweight_top_k: int = _RETRIEVAL["reweight_top_k"]  # k_keep: sub-trajectories read
+    reweight_top_k: int = _RETRIEVAL["reweight_top_k"]  # k_keep: items read
     dist_weight: float = _RETRIEVAL["dist_weight"]
     return_weight: float = _RETRIEVAL["return_weight"]  # training (RA-DT's cache_kwargs)
     sim_cutoff: float | None = _RETRIEVAL["sim_cutoff"]  # training only

@@ -91,7 +91,7 @@ class RetrievalTraining:
                                                  batches.starts.cpu().numpy(), side="right")
 
     def retrieve(self, samples: np.ndarray) -> Retrieved:
-        """The kept sub-trajectories of the given training windows."""
+        """The kept items of the given training windows."""
         assert self.retriever is not None, "prepare() first"
         return self.retriever.retrieve(self.queries[samples], self.window_trajectory[samples])
 
