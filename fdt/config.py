@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from fdt.credentials import FROM_THE_ENVIRONMENT, find_credentials
 from fdt.games import UnknownGameError, check_game, mining_games
 from fdt.replay.dopamine import PADDING_ROWS, number_ranges
 from fdt.settings import SCHEMA_PATH, load_schema
@@ -51,6 +52,7 @@ def validate_config(raw: Mapping[str, Any], origin: str = "config",
                     schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
     """Return the config with defaults filled in, or raise ConfigError naming the key at fault."""
     config = copy.deepcopy(dict(raw))
+    _check_credentials(config, origin)  # first: later messages may quote the values
     schema = load_schema(schema_path)
     _fill_defaults(schema, config)
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(config),
@@ -60,6 +62,17 @@ def validate_config(raw: Mapping[str, Any], origin: str = "config",
         raise ConfigError(f"config error in {origin} at {_where(first)}: {first.message}")
     _check_semantics(config, origin)
     return config
+
+
+def _check_credentials(config: Mapping[str, Any], origin: str) -> None:
+    """The config enters params.json and the artifact keys in plain text: refuse a credential
+    anywhere in it (a secret option, user:password@ in a URL, ...), naming where, never what."""
+    found = find_credentials(config, "")
+    if found:
+        place, what = found[0]
+        raise ConfigError(f"config error in {origin} at {place}: credentials do not belong in the "
+                          f"config ({what}; the config enters params.json and the artifact keys). "
+                          f"{FROM_THE_ENVIRONMENT}")
 
 
 def _check_semantics(config: dict[str, Any], origin: str) -> None:
@@ -157,25 +170,15 @@ URL_EXAMPLES = {"https": "https://host/dqn/{game}/{run}/replay_logs/{name}",
 
 def _check_url(source: Mapping[str, Any], where: str, origin: str) -> None:
     """A mirror's url template (and an fsspec URL's protocol and storage options) is checked now,
-    not by a KeyError in the fetch job; credentials may not sit in the config."""
+    not by a KeyError in the fetch job."""
     options = source.get("storage_options") or {}
     if options and source["kind"] != "fsspec":
         raise ConfigError(f"config error in {origin} at {where}.storage_options: only source kind "
                           f"'fsspec' reads it, and {where}.kind is {source['kind']!r}")
     if source["kind"] not in URL_EXAMPLES or not source.get("url"):
         return
-    from fdt.replay.sources import (
-        check_fsspec_url,
-        check_url_template,
-        credential_options,
-    )
+    from fdt.replay.sources import check_fsspec_url, check_url_template
 
-    secrets = credential_options(options, f"{where}.storage_options")
-    if secrets:
-        raise ConfigError(f"config error in {origin} at {secrets[0]}: credentials do not belong in "
-                          "the config (it enters params.json and the artifact keys); let the "
-                          "backend read them from the environment (e.g. AWS_ACCESS_KEY_ID and "
-                          "AWS_SECRET_ACCESS_KEY, or GOOGLE_APPLICATION_CREDENTIALS)")
     check = check_fsspec_url if source["kind"] == "fsspec" else check_url_template
     try:
         check(source["url"])

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from fdt.credentials import refuse_credentials
 from fdt.io import write_json
 
 KEY_LENGTH = 10
@@ -133,7 +134,9 @@ def stage_code_version(entries: Iterable[str | Path], package: str = "fdt",
 
 
 def artifact_key(params: Mapping[str, Any], input_keys: Iterable[str] = (), code: str = "") -> str:
-    """Short digest of a stage's parameters, its inputs' keys and its code version."""
+    """Short digest of a stage's parameters, its inputs' keys and its code version. Parameters
+    holding a credential are refused (CredentialError): they would be written in params.json."""
+    refuse_credentials(params, "params", "params.json and the artifact keys")
     payload = {"params": dict(params), "inputs": sorted(input_keys), "code": code}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:KEY_LENGTH]
 
@@ -146,6 +149,7 @@ def write_params(folder: str | Path, stage: str, params: Mapping[str, Any],
     `details` (e.g. the seed of a folder below the key) are recorded but not part of the key.
     """
     key = artifact_key(params, input_keys, code)
+    refuse_credentials(details or {}, "details", "params.json")
     write_json(Path(folder) / "params.json", {
         "stage": stage,
         "key": key,

@@ -32,6 +32,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from fdt.credentials import refuse_credentials, without_credentials
 from fdt.io import file_digests
 from fdt.replay.dopamine import (
     ReplayFormatError,
@@ -209,6 +210,7 @@ class GcsSource(_HttpSource):
                  endpoint: str = "https://storage.googleapis.com", timeout: float = 60.0,
                  folder: str = "replay_logs") -> None:
         super().__init__(timeout)
+        refuse_url_credentials(endpoint, "endpoint")
         self.bucket, self.prefix, self.endpoint = bucket, prefix.strip("/"), endpoint.rstrip("/")
         self.folder = folder  # below {prefix}/{Game}/{run}/: replay_logs, or "" for C51 checkpoints
 
@@ -285,6 +287,7 @@ class HttpsSource(_HttpSource):
 
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         super().__init__(timeout)
+        refuse_url_credentials(url)
         check_url_template(url)
         self.template = url
 
@@ -346,35 +349,16 @@ class LocalSource(ReplaySource):
 
 # --- any fsspec URL -------------------------------------------------------------------------
 
-# Storage options that carry credentials. They never enter a manifest or an artifact key, and a
-# config may not hold them: fsspec's backends read credentials from the environment and from
-# their own files (AWS_ACCESS_KEY_ID, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS, ...).
-CREDENTIAL_OPTIONS = frozenset({
-    "key", "secret", "token", "password", "username", "access_key", "secret_key",
-    "session_token", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
-    "account_key", "sas_token", "connection_string", "client_secret", "credentials",
-})
-ANONYMOUS_TOKEN = "anon"  # gcsfs's token for anonymous access, which is no credential
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 ETAG_ORIGIN = ("the source's ETag (the md5 of an object uploaded in one part, unless it is "
                "encrypted with SSE-KMS or SSE-C)")
 
 
-def credential_options(options: Mapping[str, Any], where: str = "storage_options") -> list[str]:
-    """The dotted names of the entries of `options` (nested mappings too) that carry credentials."""
-    found: list[str] = []
-    for name, value in options.items():
-        if isinstance(value, Mapping):
-            found += credential_options(value, f"{where}.{name}")
-        elif str(name).lower() in CREDENTIAL_OPTIONS and not (name == "token" and value == ANONYMOUS_TOKEN):
-            found.append(f"{where}.{name}")
-    return found
-
-
-def _without_credentials(options: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _without_credentials(value) if isinstance(value, Mapping) else value
-            for name, value in options.items()
-            if isinstance(value, Mapping) or not credential_options({name: value})}
+def refuse_url_credentials(url: str, where: str = "url") -> None:
+    """A source's URL enters its manifest and the artifact keys, so it may hold no credentials
+    (user:password@, a token in its query): raise CredentialError (a ValueError) saying so."""
+    refuse_credentials(url, where, "a source's URL, which enters the manifest and the artifact "
+                       "keys in plain text")
 
 
 def check_fsspec_url(template: str) -> None:
@@ -491,6 +475,7 @@ class FsspecSource(ReplaySource):
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None,
                  block_size: int = BLOCK) -> None:
+        refuse_url_credentials(url)
         check_fsspec_url(url)
         self.template = url
         self.storage_options = dict(storage_options or {})
@@ -500,7 +485,7 @@ class FsspecSource(ReplaySource):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "url": self.template,
-                "storage_options": _without_credentials(self.storage_options)}
+                "storage_options": without_credentials(self.storage_options)}
 
     def location(self, game: str, run: int, name: str) -> str:
         return self.template.format(game=game, run=run, name=name)
@@ -513,7 +498,7 @@ class FsspecSource(ReplaySource):
             return fsspec.core.url_to_fs(url, **self.storage_options)
         except Exception as err:  # noqa: BLE001 (a backend rejecting its options: any type)
             raise SourceError(f"{url}: fsspec could not open it with storage_options "
-                              f"{_without_credentials(self.storage_options)} "
+                              f"{without_credentials(self.storage_options)} "
                               f"({type(err).__name__}: {err})") from None
 
     @contextlib.contextmanager
@@ -735,10 +720,15 @@ def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], des
     """
     dest = Path(dest)
     staging = dest / STAGING
+    description = source.describe()
+    refuse_credentials(description, "source", "a manifest, which is written in plain text")
     try:
         remotes = [source.stat(game, run, name) for name in names]
     except TransferCut as err:
         raise SourceError(str(err)) from None
+    for remote in remotes:  # each file's location is recorded in the manifest
+        refuse_credentials(remote.location, f"the location of {remote.name}",
+                           "a manifest, which is written in plain text")
     staging.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
     bar = tqdm(total=sum(r.size for r in remotes), unit="B", unit_scale=True, mininterval=1.0,
@@ -770,7 +760,7 @@ def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], des
         (staging / name).unlink()
     # The staging folder stays (empty): fetches of other checkpoints may be using it right now.
     return {
-        "game": game, "run": run, "source": source.describe(),
+        "game": game, "run": run, "source": description,
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "files": entries,
     }
@@ -801,10 +791,12 @@ def merge_manifest(records: list[dict[str, Any]]) -> dict[str, Any]:
     if not records:
         raise ValueError("merge_manifest: no checkpoint records")
     first = records[0]
-    return {"game": first["game"], "run": first["run"], "source": first["source"],
-            "checkpoints": sorted(r["checkpoint"] for r in records),
-            "files": {name: entry for r in records for name, entry in r["files"].items()},
-            "total_bytes": sum(e["size"] for r in records for e in r["files"].values())}
+    manifest = {"game": first["game"], "run": first["run"], "source": first["source"],
+                "checkpoints": sorted(r["checkpoint"] for r in records),
+                "files": {name: entry for r in records for name, entry in r["files"].items()},
+                "total_bytes": sum(e["size"] for r in records for e in r["files"].values())}
+    refuse_credentials(manifest, "manifest", "a manifest, which is written in plain text")
+    return manifest
 
 
 __all__ = ["FsspecSource", "GcsSource", "HttpsSource", "LocalSource", "RemoteFile", "ReplaySource", "SourceError",
