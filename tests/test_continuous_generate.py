@@ -223,16 +223,17 @@ def test_bad_input_is_one_sentence_before_any_work() -> None:
         check_sizes(ENV, sizes, 11, 3, "continuous dataset 'x'")
 
 
-def write_minari_dataset(root: Path, dataset_id: str) -> list[float]:
+def write_minari_dataset(root: Path, dataset_id: str, data_format: str = "hdf5") -> list[float]:
     """Three episodes of constant actions -0.5, 0, 0.5 written through minari's own storage
-    (its DataCollector would need jax, which minari[create] pulls); returns their returns."""
+    (its DataCollector would need jax, which minari[create] pulls), in HDF5 or Arrow; returns
+    their returns."""
     from minari.data_collector.episode_buffer import EpisodeBuffer
     from minari.dataset.minari_storage import MinariStorage
 
     env = make_env(ENV)
     (root / dataset_id).mkdir(parents=True)
     storage = MinariStorage.new(root / dataset_id / "data", observation_space=env.observation_space,
-                                action_space=env.action_space, env_spec=env.spec, data_format="hdf5")
+                                action_space=env.action_space, env_spec=env.spec, data_format=data_format)
     buffers, returns = [], []
     for episode in range(3):
         observation, _ = env.reset(seed=episode)
