@@ -97,6 +97,42 @@ def test_insert_three_clips_into_the_sort_tree(browser, pref_world) -> None:  # 
     assert tree.nodes[tree.root].clips == [second]  # the middle clip rose to the root
 
 
+def test_the_sort_tree_is_drawn(browser, pref_world) -> None:  # noqa: F811
+    """After the three insertions above: the tree drawn under the question, in Chromium."""
+    bundle, db, url = pref_world
+    page = sign_in(browser, url, "cat")
+    page.goto(f"{url}/tree")
+    root, second, third = bundle.training_ids[:3]
+    nodes = page.eval_on_selector_all("#tree-drawing svg g.node", """gs => gs.map(g => ({
+        clips: g.dataset.clips, depth: g.dataset.depth,
+        fill: getComputedStyle(g.querySelector('rect')).fill,
+        stroke: getComputedStyle(g.querySelector('rect')).stroke,
+        x: g.getBoundingClientRect().x, y: g.getBoundingClientRect().y}))""")
+    # in-order, worst first: the first clip (red), the second (black root), the third (red)
+    assert [(n["clips"], n["depth"], n["fill"]) for n in nodes] == [
+        (str(root), "1", "rgb(170, 0, 0)"), (str(second), "0", "rgb(17, 17, 17)"),
+        (str(third), "1", "rgb(170, 0, 0)")]
+    # laid out left to right, the root a row above its children
+    assert nodes[0]["x"] < nodes[1]["x"] < nodes[2]["x"]
+    assert nodes[0]["y"] == nodes[2]["y"] == nodes[1]["y"] + 70 + 70
+    # the fourth clip is asked at the root: its box is outlined, the others are not
+    fourth = bundle.training_ids[3]
+    assert page.input_value("input[name=right]") == str(fourth)
+    assert [n["stroke"] for n in nodes] == ["none", "rgb(240, 160, 0)", "none"]
+    assert page.eval_on_selector_all("#tree-drawing svg line", "ls => ls.length") == 2
+    hrefs = page.eval_on_selector_all("#tree-drawing svg image", "is => is.map(i => i.getAttribute('href'))")
+    assert hrefs == [f"/pref-media/{c}.gif" for c in (root, second, third)]
+    # each thumbnail is drawn 64 px wide and its address serves the clip's GIF
+    sizes = page.eval_on_selector_all("#tree-drawing svg image", "is => is.map(i => i.getBBox().width)")
+    assert sizes == [64, 64, 64]
+    served = page.evaluate("hrefs => Promise.all(hrefs.map(h => fetch(h).then(r => "
+                           "r.headers.get('content-type'))))", hrefs)
+    assert served == ["image/gif"] * 3
+    drawing = page.goto(f"{url}/tree.svg")
+    assert drawing.headers["content-type"] == "image/svg+xml"
+    assert page.eval_on_selector_all("g.node", "gs => gs.length") == 3
+
+
 def _comparison(data: dict):
     from fdt.preferences.comparisons import Comparison
 

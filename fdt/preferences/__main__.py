@@ -25,11 +25,15 @@ def main() -> None:
     parser.add_argument("--db", default="answers.sqlite")
     parser.add_argument("--host", default=HOST)
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--cant-tell", choices=["equal", "set_aside"], default="equal",
+                        help="a new sort tree's can't-tell answers: bind the clip to the node as "
+                             "equal (rl-teacher-atari) or set it aside")
     args = parser.parse_args()
     import uvicorn
 
     app = create_app(args.queries, args.db, families=[
-        *default_families(), ComparisonPages(args.clips, args.training_set)])
+        *default_families(), ComparisonPages(args.clips, args.training_set,
+                                                  cant_tell=args.cant_tell)])
     print(f"comparisons at http://{args.host}:{args.port}/compare and /tree (answers in "
           f"{args.db}); Ctrl-C stops", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -11,9 +11,12 @@ import numpy as np
 import pandas as pd
 
 from fdt.io import atomic_path, read_json, write_json
+from fdt.preferences.drawing import tree_svg
+from fdt.preferences.tree import SortTree
 
 TABLE = "preferences.csv"
 FIGURE = "score_vs_comparisons.png"
+TREE_FIGURE = "sort_tree.svg"
 COLUMNS = ["game", "budget", "seeds", "comparisons", "heldout_accuracy", "heldout_rank_accuracy",
            "reward_correlation", "dt_pref_return", "dt_pref_return_std", "dt_return"]
 
@@ -90,22 +93,53 @@ def plot_score_vs_comparisons(table: pd.DataFrame, path: str | Path) -> None:
     plt.close(fig)
 
 
-def write_section(folder: str | Path, table: pd.DataFrame, settings: Mapping[str, Any]) -> None:
-    """The CSV, the figure and `section.json` for the project's HTML report."""
+def drawn_run(runs: Sequence[Mapping[str, Any]], budget: int) -> Mapping[str, Any] | None:
+    """The run whose sort tree the report draws: dt_pref's budget (else the largest), the first
+    game and the lowest seed, if its comparisons folder holds a tree (tree mode)."""
+    if not runs:
+        return None
+    budgets = {int(r["budget"]) for r in runs}
+    chosen = budget if budget in budgets else max(budgets)
+    run = min((r for r in runs if int(r["budget"]) == chosen),
+              key=lambda r: (str(r["game"]), int(r.get("seed", 0))))
+    return run if (Path(run["comparisons"]).parent / "tree.json").is_file() else None
+
+
+def write_tree_figure(run: Mapping[str, Any], path: str | Path) -> dict[str, str]:
+    """Draw one run's sort tree as SVG; return its figure entry for section.json."""
+    tree = SortTree.from_dict(read_json(Path(run["comparisons"]).parent / "tree.json"))
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(tree_svg(tree))
+    return {"title": f"The sort tree of {run['game']}, {run['budget']} comparisons, seed "
+                     f"{run.get('seed', '')}", "png": Path(path).name,
+            "caption": f"{tree.clip_count} clips in {tree.size} nodes, depth {tree.depth()}, "
+                       f"{len(tree.set_aside)} set aside. Each box is a node in its red-black "
+                       "colour, in the column of its place in the order (worst clips left) and "
+                       "the row of its depth; it names its clips (equal ones share a node)."}
+
+
+def write_section(folder: str | Path, table: pd.DataFrame, settings: Mapping[str, Any],
+                  runs: Sequence[Mapping[str, Any]] = ()) -> None:
+    """The CSV, the figures and `section.json` for the project's HTML report; with `runs` (the
+    report's per-run files), the sort tree of one of them is drawn too."""
     folder = Path(folder)
     with atomic_path(folder / TABLE) as tmp:
         table.to_csv(tmp, index=False)
     plot_score_vs_comparisons(table, folder / FIGURE)
+    figures = [{"title": "Score against the number of comparisons", "png": FIGURE,
+                "caption": "Top: the true game return of DT trained on the training set "
+                           "relabelled by the learnt reward (mean over training seeds, std as "
+                           "error bar), with DT on the true reward dashed. Bottom: the reward "
+                           "model's accuracy on held-out comparisons and on the held-out "
+                           "clips' true order; 0.5 is chance."}]
+    drawn = drawn_run(runs, int(settings.get("budget", 0)))
+    if drawn is not None:
+        figures.append(write_tree_figure(drawn, folder / TREE_FIGURE))
     write_json(folder / "section.json", {
         "title": "Learning a reward from preferences (rl-teacher)",
         "summary": summary_text(table, settings),
         "tables": [{"title": "DT on a reward learnt from comparisons, per budget", "csv": TABLE}],
-        "figures": [{"title": "Score against the number of comparisons", "png": FIGURE,
-                     "caption": "Top: the true game return of DT trained on the training set "
-                                "relabelled by the learnt reward (mean over training seeds, std as "
-                                "error bar), with DT on the true reward dashed. Bottom: the reward "
-                                "model's accuracy on held-out comparisons and on the held-out "
-                                "clips' true order; 0.5 is chance."}],
+        "figures": figures,
     })
 
 

@@ -10,9 +10,12 @@ from; the app's session, store, layout and keyboard shortcuts are shared. Mount 
   answered) as two looping GIFs; POST /compare records left / right / equal / can't tell with the
   labeller and the time. Keys: L left, R right, E equal, C can't tell.
 - GET /tree shows the clip being inserted into the sort tree (right) beside the clip at the node
-  it has reached (left), with the tree's size and depth; POST /tree records the answer and moves
-  the clip down (or places it). The tree and the insertion under way are saved after every answer,
-  so a reload or a restart continues where it was.
+  it has reached (left), with the tree's size and depth, and the tree drawn below (SVG: each
+  node's colour, depth and clips, with its representative clip's thumbnail; the node under
+  question outlined); POST /tree records the answer and moves the clip down (or places it). The
+  tree and the insertion under way are saved after every answer, so a reload or a restart
+  continues where it was. GET /tree.svg is the drawing alone. "Can't tell" binds the clip to the
+  node as equal (rl-teacher-atari), or sets it aside with `cant_tell="set_aside"`.
 - GET /comparisons.json?mode=pairs|tree exports the answers as a comparisons file of the bundle
   (fdt.preferences.comparisons), the workflow's `preferences.source: file`.
 """
@@ -32,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from fdt.dataset.training_set import TrainingSet
 from fdt.preferences.clips import ClipBundle, clip_frames, read_bundle
 from fdt.preferences.comparisons import FORMAT_VERSION, Answer, Comparison
+from fdt.preferences.drawing import tree_svg
 from fdt.preferences.tree import SortTree, SortTreeError
 from fdt.teacher.app import (
     TeacherContext,
@@ -61,7 +65,8 @@ class ComparisonPages:
     tables = TABLES
 
     def __init__(self, clips: str | Path, training_set: str | Path, seed: int = 0,
-                 settings: ClipSettings | None = None) -> None:
+                 settings: ClipSettings | None = None, cant_tell: str = "equal") -> None:
+        self.cant_tell = cant_tell  # a new tree's; a saved tree keeps its own
         self.bundle: ClipBundle = read_bundle(clips)
         self.data = TrainingSet(training_set, verify=False)
         if self.data.manifest.get("key") not in (None, self.bundle.dataset_key):
@@ -93,7 +98,7 @@ class ComparisonPages:
         row = db.execute("SELECT tree, pending_clip, pending_node FROM pref_tree WHERE bundle = ?",
                          (self.bundle.digest,)).fetchone()
         if row is None:
-            return SortTree(), None, None
+            return SortTree(self.cant_tell), None, None
         return SortTree.from_dict(json.loads(row[0])), row[1], row[2]
 
     def _save_tree(self, db, tree: SortTree, clip: int | None, node: int | None) -> None:
@@ -163,10 +168,17 @@ class ComparisonPages:
                      f"nodes, depth <span id='tree-depth'>{tree.depth()}</span>; "
                      f"{len(tree.set_aside)} set aside</p>")
             if clip is None:
-                return page("Sorted", f"<h1 id='done'>Every clip is sorted</h1>{shape}", labeller)
+                return page("Sorted", f"<h1 id='done'>Every clip is sorted</h1>{shape}"
+                            f"{self._drawing(tree, None)}", labeller)
             left = tree.nodes[node].clips[0]
             return page("Sort tree", shape + self._question("/tree", left, clip,
-                                                            "inserting the right clip"), labeller)
+                                                            "inserting the right clip")
+                        + self._drawing(tree, node), labeller)
+
+        async def tree_drawing(request: Request) -> Response:
+            with context.store.transaction() as db:
+                tree, _, _ = self._tree(db)
+            return Response(tree_svg(tree, self._thumbnail), media_type="image/svg+xml")
 
         async def record_tree(request: Request) -> Response:
             labeller = require_labeller(request)
@@ -210,8 +222,23 @@ class ComparisonPages:
 
         return [Route("/compare", compare), Route("/compare", record_pair, methods=["POST"]),
                 Route("/tree", tree_page), Route("/tree", record_tree, methods=["POST"]),
+                Route("/tree.svg", tree_drawing),
                 Route("/pref-media/{clip:int}.gif", gif),
                 Route("/comparisons.json", export)]
+
+    @staticmethod
+    def _thumbnail(clip: int) -> str:
+        return f"/pref-media/{clip}.gif"
+
+    def _drawing(self, tree: SortTree, asking: int | None) -> str:
+        """The tree drawn inline, the node under question outlined (a style rule, no script)."""
+        if tree.size == 0:
+            return ""
+        outline = (f"<style>#node-{asking} rect {{stroke: #f0a000; stroke-width: 5}}</style>"
+                   if asking is not None else "")
+        return (f"<h2 id='tree-drawing-title'>The sort tree</h2>{outline}"
+                f"<div id='tree-drawing' style='overflow-x: auto'>"
+                f"{tree_svg(tree, self._thumbnail)}</div>")
 
     def _comparison(self, fields: dict[str, str], labeller: str) -> Comparison:
         try:
