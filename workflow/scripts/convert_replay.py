@@ -4,6 +4,7 @@ from pathlib import Path
 
 from fdt.io import log_to
 from fdt.replay.dopamine import ReplayFormatError
+from fdt.replay.refused import discard_refused_copies
 from fdt.replay.store import convert_checkpoint
 
 log_to(snakemake.log[0])
@@ -17,8 +18,8 @@ try:
         provenance={"game": snakemake.wildcards.game, "run": int(snakemake.wildcards.run),
                     "source": dict(p.source), "code": p.code})
 except ReplayFormatError as err:
-    # The files are the fetch's cached copies: say where they came from and how to refetch.
-    raise ReplayFormatError(f"{err} (the files in {replay_dir} were fetched from {dict(p.source)}; "
-                            "once the source is mended, delete the checkpoints named here to "
-                            "fetch them again)") from None
+    # The files are the fetch's cached copies: those at fault are removed, so a rerun refetches.
+    number = int(snakemake.wildcards.buffer)
+    read = [number - 1] * p.with_previous + [number] + [number + 1] * p.with_following
+    raise discard_refused_copies(replay_dir, read, err, p.source) from None
 print(summary["counts"], flush=True)
