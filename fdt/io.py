@@ -98,8 +98,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         if is_disk_full(err):
-            code = err.errno if isinstance(err, OSError) and err.errno else errno.ENOSPC
-            raise OSError(code, f"{os.strerror(code)} while writing", str(final)) from err
+            raise disk_full_error(err, final, "while writing") from err
+        raise
+
+
+def disk_full_error(err: BaseException, path: str | os.PathLike[str], doing: str) -> OSError:
+    """A full disk as an OSError naming the file being written (the bare `[Errno 28]` names
+    none), e.g. "[Errno 28] No space left on device while writing: 'results/x.parquet'"."""
+    code = err.errno if isinstance(err, OSError) and err.errno else errno.ENOSPC
+    return OSError(code, f"{os.strerror(code)} {doing}", str(path))
+
+
+@contextlib.contextmanager
+def naming_full_disk(path: str | os.PathLike[str], doing: str = "while writing") -> Iterator[None]:
+    """Writes to `path` in this block: a full disk leaves as an OSError naming `path`."""
+    try:
+        yield
+    except BaseException as err:
+        if is_disk_full(err):
+            raise disk_full_error(err, path, doing) from err
         raise
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,19 @@ def test_number_ranges_are_short_however_many() -> None:
     assert number_ranges([5, 0, 1, 2]) == "0-2, 5"
     assert number_ranges(range(4, 200_001)) == "4-200000"
     assert number_ranges(range(0, 200, 2), limit=3) == "0, 2, 4 and 97 more ranges"
+
+
+def test_a_full_disk_while_staging_names_the_file(bucket_layout: Path, tmp_path: Path) -> None:
+    """Issue 28 item 10b: the staged copy cannot be written (here it is a link to /dev/full, whose
+    writes fail with ENOSPC); the error names the file and the source's, not a bare Errno 28."""
+    dest = tmp_path / "dest"
+    (dest / STAGING).mkdir(parents=True)
+    observation = checkpoint_files(1)[0]
+    part = dest / STAGING / f"{observation}.part"
+    part.symlink_to("/dev/full")
+    with pytest.raises(OSError) as raised:
+        fetch_checkpoint(LocalSource(bucket_layout), "Breakout", 1, 1, dest, workers=1, progress=False)
+    location = bucket_layout / "Breakout" / "1" / "replay_logs" / observation
+    assert str(raised.value) == f"[Errno 28] No space left on device while fetching {location} into: '{part}'"
+    assert raised.value.errno == errno.ENOSPC
+    assert not any((dest / name).exists() for name in checkpoint_files(1))  # nothing looks fetched

@@ -33,7 +33,7 @@ import urllib3
 from tqdm import tqdm
 
 from fdt.credentials import refuse_credentials, without_credentials
-from fdt.io import file_digests
+from fdt.io import atomic_path, file_digests, naming_full_disk
 from fdt.replay.dopamine import (
     ReplayFormatError,
     checkpoint_files,
@@ -665,7 +665,9 @@ def _fetch_file(source: ReplaySource, remote: RemoteFile, staging: Path, check_g
     while True:
         if part.exists():
             progress(part.stat().st_size)
-        _download_with_retries(source, remote, part, progress, attempts, backoff)
+        # The bytes kept stay, to resume once space is freed; the error names the file.
+        with naming_full_disk(part, f"while fetching {remote.location} into"):
+            _download_with_retries(source, remote, part, progress, attempts, backoff)
         try:
             entry = _verify(part, remote, check_gzip)
             break
@@ -754,8 +756,9 @@ def fetch_files(source: ReplaySource, game: str, run: int, names: list[str], des
             (dest / name).unlink()
         try:
             os.link(staging / name, dest / name)
-        except OSError:
-            shutil.copy2(staging / name, dest / name)
+        except OSError:  # another filesystem: a copy, atomic so a full disk leaves no half file
+            with atomic_path(dest / name) as tmp:
+                shutil.copy2(staging / name, tmp)
     for name in names:
         (staging / name).unlink()
     # The staging folder stays (empty): fetches of other checkpoints may be using it right now.
