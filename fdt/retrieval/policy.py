@@ -91,6 +91,16 @@ class EpisodeRows:
     returns_to_go: torch.Tensor
     timesteps: torch.Tensor
 
+    @classmethod
+    def of(cls, history: EpisodeHistory, device: torch.device) -> EpisodeRows:
+        steps = len(history.actions)
+        # clipped, as the training set's rewards (and so the memory's returns) are
+        rewards = np.clip(np.asarray(history.rewards, dtype=np.float64), -1.0, 1.0)
+        returns_to_go = np.cumsum(rewards[::-1])[::-1].astype(np.float32)
+        return cls(torch.stack(history.query_tokens[:steps]),
+                   torch.tensor(history.actions, device=device),
+                   torch.from_numpy(returns_to_go).to(device), torch.arange(steps, device=device))
+
     def window(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"state_tokens": self.state_tokens[rows], "actions": self.actions[rows],
                 "returns_to_go": self.returns_to_go[rows]}
@@ -162,35 +172,34 @@ class RetrievalPolicy(ModelPolicy):
         `construct_keys_and_values_from_trj`: every C steps from the first, a shorter tail
         included; each keyed by the K steps before its cut, holding the past and next C."""
         steps = len(history.actions)
-        C, width = self.model.config.subtrajectory_length, self.model.config.item_steps
-        K = self.k  # the memory's keys are of the training windows' K steps
+        C = self.model.config.subtrajectory_length
         cuts, _ = subtrajectory_starts(np.array([steps]), C, partial_last=True)
         if len(cuts) == 0:
             return
-        zeros, ends = np.zeros_like(cuts), np.full_like(cuts, steps)
-        # clipped, as the training set's rewards (and so the memory's returns) are
-        rewards = np.clip(np.asarray(history.rewards, dtype=np.float64), -1.0, 1.0)
-        episode = EpisodeRows(torch.stack(history.query_tokens[:steps]),
-                              torch.tensor(history.actions, device=self.device),
-                              torch.from_numpy(np.cumsum(rewards[::-1])[::-1].astype(np.float32)
-                                               ).to(self.device),
-                              torch.arange(steps, device=self.device))
-        first, length = key_windows(cuts, zeros, ends, K)
-        key_rows = torch.from_numpy(first).to(self.device)[:, None] + torch.arange(
-            K, device=self.device)
-        key_window = episode.window(key_rows.clamp(max=steps - 1))
-        keys = mean_state_embedding(self.embedder, {**key_window,
-                                                    "timesteps": torch.from_numpy(first).to(
-                                                        self.device)},
-                                    torch.from_numpy(length).to(self.device))
-        start, end = item_rows(cuts, zeros, ends, C)
-        items = item_windows(episode, episode.state_tokens, torch.from_numpy(start).to(
-            self.device), torch.from_numpy(end).to(self.device), width)
-        self.retriever.add(keys.cpu().numpy(), self.retriever.new_trajectory(),
-                           float(rewards.sum()))
+        episode = EpisodeRows.of(history, self.device)
+        begin, end = np.zeros_like(cuts), np.full_like(cuts, steps)
+        keys = self.episode_keys(episode, *key_windows(cuts, begin, end, self.k))
+        start, stop = (torch.from_numpy(rows).to(self.device)
+                       for rows in item_rows(cuts, begin, end, C))
+        items = item_windows(episode, episode.state_tokens, start, stop,
+                             self.model.config.item_steps)
+        self.retriever.add(keys, self.retriever.new_trajectory(),
+                           float(episode.returns_to_go[0]))
         self.items.extend(MemoryItems(items["state_tokens"], items["actions"],
                                       items["returns_to_go"], items["timesteps"], items["valid"]))
         self.cached_episodes += 1
+
+    def episode_keys(self, episode: EpisodeRows, first: np.ndarray,
+                     length: np.ndarray) -> np.ndarray:
+        """Keys (N, d) of an episode's windows of `length` steps from `first`, embedded as the
+        memory's keys are (the policy's K steps, read up to `length`)."""
+        rows = torch.from_numpy(first).to(self.device)[:, None] + torch.arange(
+            self.k, device=self.device)
+        window = episode.window(rows.clamp(max=len(episode.actions) - 1))
+        window["timesteps"] = torch.from_numpy(first).to(self.device)
+        keys = mean_state_embedding(self.embedder, window, torch.from_numpy(length).to(
+            self.device))
+        return keys.cpu().numpy()
 
     @torch.inference_mode()
     def logits(self, slots: Sequence[int]) -> np.ndarray:
