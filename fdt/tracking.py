@@ -6,7 +6,8 @@ tracker stops trying.
 
 A tracking server (an http(s) URI) is checked once, with a short timeout, before the run starts: an
 unreachable one costs a job a few seconds and one warning, not minutes of MLflow's own retries.
-Those retries are bounded too (see `bound_http_retries`), in case the server goes away mid-job.
+Those retries are bounded too (see `bound_http_retries`), in case the server goes away mid-job,
+and so is each call as a whole (`CALL_DEADLINE`), in case it answers the check and then stalls.
 
 Parallel jobs share the SQLite store: the first to open it creates its tables while holding a file
 lock (MLflow's schema migrations are not safe to run twice at once), and a write that finds the
@@ -19,6 +20,7 @@ import contextlib
 import math
 import os
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -75,6 +77,10 @@ HTTP_LIMITS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 CHECK_TIMEOUT = (3.0, 5.0)  # seconds to connect, then to wait for the answer
+# A server that answers the check and then stalls would hold each call for MLflow's timeout
+# times its retries (106 s): a call to a server gets this long before tracking gives up.
+CALL_DEADLINE = 15.0
+ARTIFACT_DEADLINE = 120.0  # an upload of a model file may take longer than a call
 
 
 def bound_http_retries() -> None:
@@ -105,6 +111,28 @@ def unreachable(uri: str, timeout: tuple[float, float] = CHECK_TIMEOUT) -> str |
     return None
 
 
+def within(deadline: float, action: Callable[[], Any]) -> Any:
+    """`action()`, or TimeoutError when it has not returned within `deadline` seconds. It runs in
+    a daemon thread, left to MLflow's own timeouts when abandoned, so it never holds the job's
+    exit."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = action()
+        except BaseException as err:  # handed to the caller below
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, name="mlflow-call", daemon=True)
+    thread.start()
+    thread.join(deadline)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {deadline:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
 class Tracker:
     """A lazily started MLflow run; `start()` returns its id so a resumed job continues it."""
 
@@ -124,10 +152,12 @@ class Tracker:
         warnings.warn(f"MLflow tracking at {self.uri} failed while {what} ({problem}); training"
                       " goes on untracked", stacklevel=stacklevel + 1)
 
-    def _guard(self, what: str, action: Any) -> Any:
+    def _guard(self, what: str, action: Any, deadline: float = CALL_DEADLINE) -> Any:
         if self.failed:
             return None
         try:
+            if is_server(self.uri):  # a server may stall; a SQLite store is a local file
+                return within(deadline, action)
             return retry_when_locked(action)
         except Exception as err:  # tracking must never stop training
             self._disable(what, f"{type(err).__name__}: {err}", stacklevel=3)
@@ -202,7 +232,8 @@ class Tracker:
 
     def log_artifact(self, path: str | Path) -> None:
         if self.run_id is not None:
-            self._guard(f"storing {path}", lambda: self.client.log_artifact(self.run_id, str(path)))
+            self._guard(f"storing {path}", lambda: self.client.log_artifact(self.run_id, str(path)),
+                        ARTIFACT_DEADLINE)
 
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:

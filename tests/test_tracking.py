@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fdt.tracking import HTTP_LIMITS, Tracker, default_tracking_uri, store_lock
+from fdt.tracking import CALL_DEADLINE, HTTP_LIMITS, Tracker, default_tracking_uri, store_lock
 from tests.conftest import REPO
 from tests.loopback import free_port
 
@@ -105,6 +105,31 @@ def silent_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def stalling_server() -> Iterator[str]:
+    """An http URI on loopback that answers GET /health (200) and then never answers again."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):  # the listener closes at the end of the test
+            while True:
+                conn = listener.accept()[0]
+                if conn.recv(65536).startswith(b"GET /health "):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+                    conn.close()
+                else:
+                    held.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+@contextlib.contextmanager
 def closed_port() -> Iterator[str]:
     """An http URI on a loopback port nobody listens on (connections are refused)."""
     yield f"http://127.0.0.1:{free_port()}"
@@ -134,6 +159,28 @@ def test_unreachable_server_disables_tracking_quickly(
     messages = [str(w.message) for w in caught if "MLflow tracking" in str(w.message)]
     assert len(messages) == 1, messages
     assert uri in messages[0] and "/health" in messages[0] and "untracked" in messages[0]
+
+
+def test_a_server_that_answers_the_check_then_stalls_is_given_up_quickly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 28 item 10c: /health answers, the first MLflow call then waits for ever; it held the
+    job 106 s (MLflow's timeout times its retries), now CALL_DEADLINE, once."""
+    for name in HTTP_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    with stalling_server() as uri, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        began = time.monotonic()
+        tracker = Tracker(uri, run_name="x", tags={"seed": 1}, artifact_root=tmp_path / "art")
+        run_id = tracker.start(None)
+        tracker.log_params({"batch_size": 4})
+        tracker.log_metrics({"loss": 1.0}, step=0)
+        tracker.end("FINISHED")
+        elapsed = time.monotonic() - began
+    assert CALL_DEADLINE <= elapsed < CALL_DEADLINE + 10, f"took {elapsed:.1f} s"
+    assert run_id is None and tracker.failed
+    messages = [str(w.message) for w in caught if "MLflow tracking" in str(w.message)]
+    assert messages == [f"MLflow tracking at {uri} failed while starting the run (TimeoutError: no "
+                        "answer within 15 s); training goes on untracked"]
 
 
 def test_mlflow_http_retries_are_bounded_unless_the_user_set_them(
