@@ -1,6 +1,6 @@
 """C51 as batch_rl trains it offline (fixed_replay/configs/c51.gin: Dopamine's Rainbow agent with
 uniform replay, 1-step, no noisy nets or dueling): the oracle's network and loss (fdt.oracle.c51,
-fdt.oracle.training), Adam, Rainbow's initialisation."""
+fdt.oracle.training), Adam as TensorFlow 1 computes it, Rainbow's initialisation."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from fdt.agents.agent import Batch
 from fdt.agents.networks import initialize
+from fdt.agents.optimizers import TFAdam
 from fdt.oracle.c51 import C51Network
 from fdt.oracle.training import c51_loss
 from fdt.settings import defaults
@@ -42,8 +43,7 @@ class C51:
         return net
 
     def optimizer(self, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        return torch.optim.Adam(parameters, lr=self.params.learning_rate,
-                                eps=self.params.adam_epsilon)
+        return TFAdam(parameters, lr=self.params.learning_rate, epsilon=self.params.adam_epsilon)
 
     def loss(self, online: nn.Module, target: nn.Module, batch: Batch,
              generator: torch.Generator) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch.nn as nn
 from fdt.agents.agent import Batch, chosen
 from fdt.agents.dqn import DQN, DQNParams, dqn_loss
 from fdt.agents.networks import QNetwork
+from fdt.agents.optimizers import TFAdam
 from fdt.agents.qr_dqn import qr_dqn_loss
 from fdt.settings import defaults
 
@@ -62,7 +63,7 @@ class CQL:
         p = self.params
         if p.base == "dqn":  # DQN's own optimizer (dqn.gin), at its learning rate
             return DQN(DQNParams(gamma=p.gamma)).optimizer(parameters)
-        return torch.optim.Adam(parameters, lr=p.learning_rate, eps=p.adam_epsilon)
+        return TFAdam(parameters, lr=p.learning_rate, epsilon=p.adam_epsilon)
 
     def loss(self, online: nn.Module, target: nn.Module, batch: Batch,
              generator: torch.Generator) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from fdt.agents.agent import Batch, bellman_targets, chosen
 from fdt.agents.networks import QNetwork
+from fdt.agents.optimizers import TFAdam
 from fdt.settings import defaults
 
 _QR = defaults("agents", "qr_dqn")  # the schema's, the one place they live
@@ -74,8 +75,7 @@ class QRDQN:
         return QNetwork(num_actions, self.params.num_quantiles, init="variance_scaling")
 
     def optimizer(self, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        return torch.optim.Adam(parameters, lr=self.params.learning_rate,
-                                eps=self.params.adam_epsilon)
+        return TFAdam(parameters, lr=self.params.learning_rate, epsilon=self.params.adam_epsilon)
 
     def loss(self, online: nn.Module, target: nn.Module, batch: Batch,
              generator: torch.Generator) -> torch.Tensor:

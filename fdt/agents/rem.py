@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from fdt.agents.agent import Batch, bellman_targets, chosen, huber
 from fdt.agents.networks import QNetwork
+from fdt.agents.optimizers import TFAdam
 from fdt.settings import defaults
 
 _REM = defaults("agents", "rem")  # the schema's, the one place they live
@@ -74,8 +75,7 @@ class _MultiHead:
         return QNetwork(num_actions, self.params.num_heads, init="variance_scaling")
 
     def optimizer(self, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        return torch.optim.Adam(parameters, lr=self.params.learning_rate,
-                                eps=self.params.adam_epsilon)
+        return TFAdam(parameters, lr=self.params.learning_rate, epsilon=self.params.adam_epsilon)
 
 
 class REM(_MultiHead):
