@@ -2,8 +2,8 @@
 
 An iteration (re)loads its data (batch_rl: checkpoints drawn for the iteration; training_set: the
 same transitions every time), makes `steps_per_iteration` updates on batches drawn from it, copies
-the online network to the target network every `target_update_period` updates (counted over the
-whole run), and, after the chosen iterations (by default every one, as batch_rl; the last always),
+the online network to the target network after updates 1, P + 1, 2P + 1, ... (P the
+`target_update_period`, counted over the whole run: Dopamine's timing, `target_synced_after`), and, after the chosen iterations (by default every one, as batch_rl; the last always),
 scores the agent under the Dopamine protocol (sticky actions 0.25, epsilon 0.001, 27,000-step cap)
 through the shared rollouts (fdt.oracle.scoring). A checkpoint is written after every iteration:
 weights, target, optimizer, history. Every random draw of an iteration comes from generators seeded
@@ -158,7 +158,7 @@ def train_agent(agent: Agent, data: AgentData, num_actions: int, out_dir: str | 
                 loss.backward()
                 optimizer.step()
                 state.updates += 1
-                if state.updates % period == 0:
+                if target_synced_after(state.updates, period):
                     target.load_state_dict(online.state_dict())
                 loss_sum += loss.detach()
                 if on_update is not None:
@@ -194,6 +194,15 @@ def train_agent(agent: Agent, data: AgentData, num_actions: int, out_dir: str | 
         bar.close()
     return _finish(out_dir, agent, params, online, num_actions, state, game,
                    time.perf_counter() - started_run, device, tracker)
+
+
+def target_synced_after(updates: int, period: int) -> bool:
+    """Whether the target network takes the online weights after update number `updates`
+    (counted from 1). Dopamine's _train_step trains when its step counter t is a multiple of
+    update_period (4) and then, in the same call, copies when t is a multiple of
+    target_update_period (8,000): t = 0 is the first update, so copies follow updates 1, 2001,
+    4001, ... (the period here is in updates: 8,000 / 4 = 2,000)."""
+    return (updates - 1) % period == 0
 
 
 @torch.no_grad()
