@@ -160,6 +160,7 @@ def test_concurrent_answers_to_one_query_count_once(tiny, tmp_path: Path) -> Non
     def answer(name: str) -> None:
         start.wait()
         try:
+            store.hand(name, "q0000")
             store.answer(name, "q0000", "good")
             outcomes.append("ok")
         except ConflictError as err:
@@ -171,8 +172,43 @@ def test_concurrent_answers_to_one_query_count_once(tiny, tmp_path: Path) -> Non
     for t in threads:
         t.join()
     assert outcomes.count("ok") == 1
-    assert all("already has its 1 answer(s)" in o for o in outcomes if o != "ok")
+    assert all("is being labelled by p" in o or "already has its 1 answer(s)" in o
+               for o in outcomes if o != "ok")
     assert store.progress()["answers"] == 1
+
+
+def test_answers_only_to_the_query_handed_to_the_labeller(tiny, tmp_path: Path) -> None:
+    """Issue 28: a query never served to a labeller was accepted from them."""
+    store = Store(tmp_path / "a.sqlite", tiny.bundle)
+    with pytest.raises(ConflictError, match="query q0003 was not handed to ann .*your answer was "
+                       "not recorded"):
+        store.answer("ann", "q0003", "good")
+    assert store.next_query("ann") == "q0000"
+    with pytest.raises(ConflictError, match="query q0003 was not handed to ann"):
+        store.answer("ann", "q0003", "good")  # holding another query is no licence either
+    with pytest.raises(ConflictError, match="ann holds query q0000; answer it first"):
+        store.hand("ann", "q0003")
+    store.answer("ann", "q0000", "good")
+    assert store.progress()["answers"] == 1
+
+
+def test_a_query_asked_of_several_is_handed_to_several(tiny, tmp_path: Path) -> None:
+    """Issue 28: with --answers-per-query N > 1, one labeller's lock told the others "nothing
+    left to label". Now a query is handed to up to N labellers at once."""
+    store = Store(tmp_path / "a.sqlite", tiny.bundle, answers_per_query=3)
+    queries = len(tiny.bundle["queries"])
+    handed = [store.next_query(f"p{i:02d}") for i in range(20)]
+    # 3 at a time per query, in serving order, while queries last.
+    assert handed == [tiny.bundle["queries"][i // 3]["id"] for i in range(20)]
+    store.answer("p00", "q0000", "good")
+    # p00 is free again and gets the first query with room left: q0006, held by p18 and p19.
+    assert queries >= 7 and store.next_query("p00") == "q0006"
+    with pytest.raises(ConflictError, match="query q0000 is being labelled by p01, p02"):
+        store.hand("late", "q0000")
+    store.answer("p01", "q0000", "bad", (tiny.bundle["queries"][0]["action"] + 1) % 4)
+    store.answer("p02", "q0000", "unsure")
+    with pytest.raises(ConflictError, match="query q0000 already has its 3 answer\\(s\\)"):
+        store.hand("late", "q0000")
 
 
 def test_a_database_of_another_bundle_is_refused(tiny, tmp_path: Path) -> None:
@@ -189,10 +225,17 @@ def test_a_database_of_another_bundle_is_refused(tiny, tmp_path: Path) -> None:
 # --- answers to labels ------------------------------------------------------------------------------
 
 
+def give(store: Store, labeller: str, query_id: str, verdict: str,
+         best: int | None = None) -> None:
+    """Answer as the app does: the query handed to the labeller first."""
+    store.hand(labeller, query_id)
+    store.answer(labeller, query_id, verdict, best)
+
+
 def answer_all(store: Store, answers: dict[str, list[tuple[str, str, int | None]]]) -> None:
     for query_id, given in answers.items():
         for labeller, verdict, best in given:
-            store.answer(labeller, query_id, verdict, best)
+            give(store, labeller, query_id, verdict, best)
 
 
 def test_majority_decides_and_ties_are_dropped(tiny, tmp_path: Path) -> None:
@@ -253,19 +296,19 @@ def test_human_labels_have_the_oracle_labels_schema(tiny, tmp_path: Path) -> Non
 def test_answers_digest_follows_the_answers_not_their_times(tiny, tmp_path: Path) -> None:
     clock = Clock()
     first = Store(tmp_path / "a.sqlite", tiny.bundle, clock=clock)
-    first.answer("ann", "q0000", "good")
+    give(first, "ann", "q0000", "good")
     clock.now += 50
     second = Store(tmp_path / "b.sqlite", tiny.bundle, clock=clock)
-    second.answer("ann", "q0000", "good")
+    give(second, "ann", "q0000", "good")
     digest = answers_digest([tmp_path / "a.sqlite"])
     assert digest == answers_digest([tmp_path / "b.sqlite"])
-    second.answer("ann", "q0002", "unsure")
+    give(second, "ann", "q0002", "unsure")
     assert answers_digest([tmp_path / "b.sqlite"]) != digest
     assert answers_digest([tmp_path / "none.sqlite"]) != digest
 
 
 def test_answers_of_another_bundle_make_no_labels(tiny, tmp_path: Path) -> None:
-    Store(tmp_path / "a.sqlite", tiny.bundle).answer("ann", "q0000", "good")
+    give(Store(tmp_path / "a.sqlite", tiny.bundle), "ann", "q0000", "good")
     other = {**tiny.bundle, "bundle_id": "1" * 16}
     with pytest.raises(StoreError, match="answers are to query bundle .* not to 1111"):
         human_labels(other, tmp_path / "a.sqlite", tiny.states, tmp_path / "out")
@@ -273,7 +316,7 @@ def test_answers_of_another_bundle_make_no_labels(tiny, tmp_path: Path) -> None:
 
 
 def test_cli_exports_and_summarises(tiny, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    Store(tmp_path / "a.sqlite", tiny.bundle).answer("ann", "q0001", "good")
+    give(Store(tmp_path / "a.sqlite", tiny.bundle), "ann", "q0001", "good")
     assert main(["export", str(tmp_path / "a.sqlite"), str(tmp_path / "e.json")]) == 0
     export = json.loads((tmp_path / "e.json").read_text())
     assert [a["query_id"] for a in export["answers"]] == ["q0001"]
@@ -311,8 +354,8 @@ def test_synthetic_labels_flip_with_epsilon(tiny, tmp_path: Path) -> None:
 
 def test_report_section_counts_answers_per_labeller(tiny, tmp_path: Path) -> None:
     store = Store(tmp_path / "a.sqlite", tiny.bundle)
-    store.answer("ann", "q0000", "good")
-    store.answer("bob", "q0001", "good")
+    give(store, "ann", "q0000", "good")
+    give(store, "bob", "q0001", "good")
     section = build_teacher_report([("Breakout", 7, tiny.bundle_dir)], [tmp_path / "a.sqlite"],
                                    tmp_path / "results", tmp_path / "report", "human")
     assert [t["csv"] for t in section["tables"]] == ["queries.csv", "labellers.csv"]
@@ -350,8 +393,8 @@ def test_human_labels_are_keyed_by_the_answers(tiny, tmp_path: Path,
     assert human.model("Breakout", "dt").key == base.model("Breakout", "dt").key
     assert human.answer_files("Breakout") == ["feedback/Breakout/seed123/answers.sqlite"]
     before = human.model("Breakout", "fdt").key
-    Store(tmp_path / "feedback/Breakout/seed123/answers.sqlite", tiny.bundle).answer(
-        "ann", "q0000", "good")
+    give(Store(tmp_path / "feedback/Breakout/seed123/answers.sqlite", tiny.bundle), "ann",
+         "q0000", "good")
     after = plan({"kind": "human"})
     assert after.teacher_labels("Breakout").inputs == (after.queries("Breakout").key,)
     assert after.model("Breakout", "fdt").key != before

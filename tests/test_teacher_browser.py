@@ -97,10 +97,15 @@ def test_labelling_five_states_by_click_and_keyboard(app_world, browser, tmp_pat
     refused = page.goto(f"{url}/label/q0006")
     assert refused.status == 409
     assert page.inner_text("#error") == "query q0006 is being labelled by bob"
-    posted = page.request.post(f"{url}/label/q0006", form={"verdict": "good"})
+    csrf = page.get_attribute("input[name=csrf]", "value")  # the sign-out form carries it
+    posted = page.request.post(f"{url}/label/q0006", form={"verdict": "good", "csrf": csrf})
     assert posted.status == 409 and "your answer was not recorded" in posted.text()
-    bad = bob.request.post(f"{url}/label/q0006", form={"verdict": "bad", "best_action": "9"})
+    bob_csrf = bob.get_attribute("input[name=csrf]", "value")
+    bad = bob.request.post(f"{url}/label/q0006", form={"verdict": "bad", "best_action": "9",
+                                                       "csrf": bob_csrf})
     assert bad.status == 400 and "unknown action 9" in bad.text()
+    forged = bob.request.post(f"{url}/label/q0006", form={"verdict": "good"})  # no token
+    assert forged.status == 403
 
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT query_id, labeller, verdict, best_action, gold FROM answers "

@@ -58,6 +58,7 @@ def test_human_answers_train_fdt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     # a labeller answers: yes to the first, no (with another action) to the others
     store = Store(tmp_path / ANSWERS, bundle)
     for k, query in enumerate(real):
+        store.hand("ann", query["id"])
         if k == 0:
             store.answer("ann", query["id"], "good")
         else:
@@ -87,6 +88,8 @@ def test_human_answers_train_fdt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     # another answer is another digest: new labels and a new FDT, the old ones kept
     before = human.model("Breakout", "fdt").key  # (the plan reads the answers when asked)
-    Store(tmp_path / ANSWERS, bundle, answers_per_query=2).answer("bob", real[0]["id"], "good")
+    two = Store(tmp_path / ANSWERS, bundle, answers_per_query=2)
+    two.hand("bob", real[0]["id"])
+    two.answer("bob", real[0]["id"], "good")
     again = plan_in(tmp_path, tiny_config("human"), monkeypatch)
     assert again.model("Breakout", "fdt").key != before

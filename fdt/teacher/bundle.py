@@ -178,16 +178,71 @@ def _write_images(out_dir: Path, record: dict[str, Any], data: TrainingSet,
             tmp.write_bytes(stack_png(np.asarray(data.frames[stacks[position]]), clip.scale))
 
 
+_INTEGER = {"type": "integer"}
+_DIGEST = {"type": "string", "pattern": "^[0-9a-f]{16}$"}
+_QUERY_ID = "q[0-9]{4,}"
+# What build_bundle writes, exactly: a bundle made elsewhere (or edited) is checked against it
+# before any of it reaches a page, so no field can carry markup or a path out of the bundle.
+BUNDLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["format_version", "game", "training_set", "action_names", "clip", "gold_rate",
+                 "queries", "bundle_id"],
+    "properties": {
+        "format_version": {"const": FORMAT_VERSION},
+        "game": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]*$"},
+        "training_set": _DIGEST,
+        "bundle_id": _DIGEST,
+        "action_names": {"type": "array", "minItems": 2, "maxItems": 18,
+                         "items": {"type": "string", "pattern": "^[A-Z][A-Z_]*$"}},
+        "clip": {"type": "object"},
+        "gold_rate": {"type": "number", "minimum": 0},
+        "queries": {"type": "array", "items": {
+            "type": "object",
+            "required": [*STATE_COLUMNS, "id", "action_name", "gold", "clip", "stack"],
+            "additionalProperties": False,
+            "properties": {
+                **{name: _INTEGER for name in STATE_COLUMNS if name != "gap"},
+                "gap": {"type": "number"},
+                "id": {"type": "string", "pattern": f"^{_QUERY_ID}$"},
+                "action_name": {"type": "string", "pattern": "^[A-Z][A-Z_]*$"},
+                "gold": {"oneOf": [{"type": "null"}, {
+                    "type": "object", "required": ["feedback", "oracle_action"],
+                    "additionalProperties": False,
+                    "properties": {"feedback": _INTEGER, "oracle_action": _INTEGER}}]},
+                "clip": {"type": "string", "pattern": f"^clips/{_QUERY_ID}\\.gif$"},
+                "stack": {"type": "string", "pattern": f"^stacks/{_QUERY_ID}\\.png$"},
+            }}},
+    },
+}
+
+
 def load_bundle(folder: str | Path) -> dict[str, Any]:
-    """A bundle's `bundle.json`, checked to be complete and of this format."""
+    """A bundle's `bundle.json`, checked against BUNDLE_SCHEMA and for actions the game has."""
+    import jsonschema
+
     path = Path(folder) / BUNDLE
     if not path.is_file():
         raise BundleError(f"{path}: missing; {folder} is not a query bundle (build it with the "
                           "workflow's build_queries rule)")
-    bundle = json.loads(path.read_text())
-    if bundle.get("format_version") != FORMAT_VERSION:
+    try:
+        bundle = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(f"{path}: not JSON ({err})") from None
+    if isinstance(bundle, dict) and bundle.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{path}: format {bundle.get('format_version')}, expected "
                           f"{FORMAT_VERSION} (rebuild the bundle)")
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(BUNDLE_SCHEMA).iter_errors(bundle))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "the top level"
+        raise BundleError(f"{path}: not a query bundle as build_bundle writes it: at {where}, "
+                          f"{error.message}")
+    actions = len(bundle["action_names"])
+    for query in bundle["queries"]:
+        if not 0 <= query["action"] < actions or query["action_name"] != \
+                bundle["action_names"][query["action"]]:
+            raise BundleError(f"{path}: query {query['id']} has action {query['action']} "
+                              f"({query['action_name']}), not one of the game's {actions}")
     return bundle
 
 

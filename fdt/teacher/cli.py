@@ -2,6 +2,8 @@
 
     fdt-feedback serve QUERIES [--db answers.sqlite] [--host 127.0.0.1] [--port 8000]
                        [--answers-per-query 1] [--training-set DATASET]
+                       [--auth name|invite] [--allowed-host NAME ...]
+    fdt-feedback invite QUERIES [--db answers.sqlite] [--url http://host:8000] NAME [NAME ...]
     fdt-feedback export DB OUT.json
     fdt-feedback summary DB QUERIES
 
@@ -15,6 +17,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from fdt.teacher.app import ServeError
 from fdt.teacher.bundle import BundleError, check_training_set, load_bundle
 from fdt.teacher.store import StoreError
 
@@ -32,6 +35,19 @@ def parser() -> argparse.ArgumentParser:
                        help="labellers asked per query (a majority decides; default %(default)s)")
     serve.add_argument("--training-set", help="refuse the bundle unless it was built from this "
                        "training set (its folder, results/{Game}/dataset/{key}/seed{S})")
+    serve.add_argument("--auth", choices=("name", "invite"), default="name",
+                       help="how labellers sign in: by name (this machine only; the default) or "
+                       "by the links `fdt-feedback invite` prints (required beyond 127.0.0.1)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a host name labellers reach the app by (repeat; needed with "
+                       "--host 0.0.0.0); requests for other Host headers are refused")
+    invite = commands.add_parser("invite", help="make sign-in links for labellers (--auth invite)")
+    invite.add_argument("queries", help="the query bundle's folder (holding bundle.json)")
+    invite.add_argument("names", nargs="+", metavar="NAME")
+    invite.add_argument("--db", default="answers.sqlite",
+                        help="the answers' SQLite database (default %(default)s)")
+    invite.add_argument("--url", default="http://127.0.0.1:8000",
+                        help="where the app is served, for the links (default %(default)s)")
     export = commands.add_parser("export", help="write a database's answers as JSON")
     export.add_argument("db")
     export.add_argument("out")
@@ -50,7 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.training_set:
                 check_training_set(load_bundle(args.queries), args.training_set)
             serve(args.queries, args.db, host=args.host, port=args.port,
-                  answers_per_query=args.answers_per_query)
+                  answers_per_query=args.answers_per_query, auth=args.auth,
+                  allowed_hosts=args.allowed_host)
+        elif args.command == "invite":
+            from fdt.teacher.store import Store
+
+            store = Store(args.db, load_bundle(args.queries))
+            for name in args.names:
+                # The token is shown once; the database keeps only its sha256.
+                print(f"{name}\t{args.url.rstrip('/')}/invite/{store.invite(name)}")
         elif args.command == "export":
             from fdt.teacher.export import export_answers
 
@@ -68,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             meta, answers = load_answers(args.db)
             check_answers_bundle(meta, bundle, args.db)
             print(json.dumps(labeller_table(bundle, answers), indent=2))
-    except (BundleError, StoreError) as err:
+    except (BundleError, StoreError, ServeError) as err:
         print(f"fdt-feedback: {err}", file=sys.stderr)
         return 2
     return 0

@@ -10,8 +10,6 @@ an unknown action). Keys: Y yes, N no, C can't tell; then 1..9 the actions in th
 
 from __future__ import annotations
 
-import html
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -20,7 +18,7 @@ from fdt.teacher.app import (
     TeacherContext,
     error_page,
     form_fields,
-    page,
+    render,
     require_labeller,
 )
 from fdt.teacher.store import ConflictError, StoreError
@@ -53,10 +51,7 @@ class LabellingPages:
                 return labeller
             query_id = store.next_query(labeller)
             if query_id is None:
-                p = store.progress(labeller)
-                return page("Done", f"<h1 id='done'>Nothing left to label</h1><p class='progress'>"
-                            f"{p['answers']} of {p['budget']} answers in; you gave {p['mine']}. "
-                            "Thank you.</p>", labeller)
+                return render("done.html", "Done", labeller, progress=store.progress(labeller))
             return RedirectResponse(f"/label/{query_id}", status_code=303)
 
         async def show(request: Request) -> Response:
@@ -68,15 +63,14 @@ class LabellingPages:
                 query = store.query(query_id)
             except StoreError as err:
                 return error_page(str(err), labeller, 404, "/label")
-            holder = store.holder(query_id)
-            if holder != labeller:
-                if holder is not None:
-                    return error_page(f"query {query_id} is being labelled by {holder}",
-                                      labeller, 409, "/label")
+            holders = store.holders(query_id)
+            if labeller not in holders:
+                if holders:
+                    return error_page(f"query {query_id} is being labelled by "
+                                      f"{', '.join(holders)}", labeller, 409, "/label")
                 return RedirectResponse("/label", status_code=303)
             asking_best = request.query_params.get("step") == "best"
-            return page(f"Query {query_id}", self._query_html(context, query, labeller,
-                                                              asking_best), labeller)
+            return self._query_page(context, query, labeller, asking_best)
 
         async def answer(request: Request) -> Response:
             labeller = require_labeller(request)
@@ -105,31 +99,13 @@ class LabellingPages:
                 Route("/label/{query_id}", answer, methods=["POST"])]
 
     @staticmethod
-    def _query_html(context: TeacherContext, query: dict, labeller: str, asking_best: bool) -> str:
+    def _query_page(context: TeacherContext, query: dict, labeller: str,
+                    asking_best: bool) -> Response:
         names = context.bundle["action_names"]
-        taken = html.escape(names[query["action"]])
-        p = context.store.progress(labeller)
-        if asking_best:
-            buttons = "".join(
-                f"<button type='submit' name='best_action' value='{a}' data-key='{action_key(a)}'"
-                f" id='best-{a}'>{html.escape(name)} <kbd>{action_key(a)}</kbd></button>"
-                for a, name in enumerate(names) if a != query["action"])
-            question = ("<h2 id='question'>Which action would be best?</h2>"
-                        "<input type='hidden' name='verdict' value='bad'>" + buttons)
-        else:
-            buttons = "".join(f"<button type='submit' name='verdict' value='{v}' data-key='{k}' "
-                              f"id='verdict-{v}'>{label} <kbd>{k.upper()}</kbd></button>"
-                              for v, k, label in VERDICT_BUTTONS)
-            question = "<h2 id='question'>Was this action good here?</h2>" + buttons
-        return (f"<p class='progress' id='progress'>{p['answers']} of {p['budget']} answers in "
-                f"(budget); {p['mine']} yours</p>"
-                f"<p class='progress' id='where'>{html.escape(context.bundle['game'])}, query "
-                f"{query['id']}: replay index {query['replay_index']} (buffer {query['buffer']}, "
-                f"slot {query['slot']})</p>"
-                "<div class='media'>"
-                f"<figure><img id='clip' src='/media/{query['clip']}' alt='clip around the state'>"
-                "<figcaption>the state is framed red</figcaption></figure>"
-                f"<figure><img id='stack' src='/media/{query['stack']}' alt='frame stack'>"
-                "<figcaption>the 4 frames the agent saw, oldest first</figcaption></figure></div>"
-                f"<p id='taken'>Action taken: <strong>{taken}</strong></p>"
-                f"<form method='post' action='/label/{query['id']}'>{question}</form>")
+        best_actions = [{"value": a, "key": action_key(a), "name": name}
+                        for a, name in enumerate(names) if a != query["action"]]
+        verdicts = [{"value": v, "key": k, "label": label} for v, k, label in VERDICT_BUTTONS]
+        return render("query.html", f"Query {query['id']}", labeller, query=query,
+                      game=context.bundle["game"], taken=names[query["action"]],
+                      progress=context.store.progress(labeller), asking_best=asking_best,
+                      best_actions=best_actions, verdicts=verdicts)
