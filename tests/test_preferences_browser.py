@@ -5,9 +5,7 @@ export checked."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,7 +61,7 @@ def test_compare_two_clips(browser, pref_world) -> None:  # noqa: F811
     assert all(r[4].endswith("+00:00") for r in stored)  # the time, in UTC
     held = set(bundle.heldout)
     assert not held & {*first, *second}  # only training clips are asked
-    export = json.loads(urllib.request.urlopen(f"{url}/comparisons.json?mode=pairs").read())
+    export = page.request.get(f"{url}/comparisons.json?mode=pairs").json()  # signed in only
     assert export["bundle"] == bundle.digest and len(export["comparisons"]) == 2
 
 
@@ -91,7 +89,7 @@ def test_insert_three_clips_into_the_sort_tree(browser, pref_world) -> None:  # 
     stored = rows(db, "tree")
     assert [r[:4] for r in stored] == [(root, second, "right", "bob"), (root, third, "right", "bob"),
                                        (second, third, "right", "bob")]
-    export = json.loads(urllib.request.urlopen(f"{url}/comparisons.json?mode=tree").read())
+    export = page.request.get(f"{url}/comparisons.json?mode=tree").json()
     tree = replay_tree([*map(_comparison, export["comparisons"])])
     assert tree.ordinals() == {root: 0, second: 1, third: 2}
     assert tree.nodes[tree.root].clips == [second]  # the middle clip rose to the root

@@ -128,6 +128,34 @@ def read_comparisons(path: str | Path, bundle: str,
     return train, heldout, data
 
 
+def without_repeats(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """People's answers as they count: a clip against itself dropped, and of the answers one
+    labeller gave to the same two clips (either side left), the first only."""
+    seen: set[tuple[str, frozenset[int]]] = set()
+    kept = []
+    for c in comparisons:
+        key = (c.labeller, frozenset((c.left, c.right)))
+        if c.left != c.right and key not in seen:
+            seen.add(key)
+            kept.append(c)
+    return kept
+
+
+def check_people_answers(path: str | Path, comparisons: Sequence[Comparison]) -> None:
+    """Refuse a file of people's answers holding a clip compared with itself or one labeller's
+    repeated answer to the same two clips (which would count twice in the reward model)."""
+    for c in comparisons:
+        if c.left == c.right:
+            raise ComparisonsError(f"{path}: clip {c.left} is compared with itself (labeller "
+                                   f"{c.labeller!r}); a comparison is of two clips")
+    kept = without_repeats(comparisons)
+    if len(kept) != len(comparisons):
+        repeats = len(comparisons) - len(kept)
+        raise ComparisonsError(f"{path}: {repeats} repeated answer(s): the same labeller answered "
+                               "the same two clips more than once; export the answers again "
+                               "(the app's export keeps each labeller's first answer per pair)")
+
+
 def informative(comparisons: Sequence[Comparison]) -> list[Comparison]:
     """The comparisons a reward model learns from: all but "can't tell"."""
     return [c for c in comparisons if c.answer is not Answer.CANT_TELL]

@@ -10,7 +10,7 @@ the held-out accuracy measures clips the model never saw.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from fdt.preferences.comparisons import (
     Answer,
     Comparison,
     ComparisonsError,
+    check_people_answers,
     informative,
     label_pairs,
     preference_targets,
@@ -43,7 +44,7 @@ from fdt.preferences.reward_model import (
     save_reward_model,
     train_reward_model,
 )
-from fdt.preferences.tree import SortTree, sort_clips
+from fdt.preferences.tree import Placement, SortTree, predicted_start, sort_clips
 from fdt.settings import defaults
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,52 @@ class ComparisonParams:
     noise: float = _PREFERENCES["noise"]  # synthetic only
     heldout_comparisons: int = _PREFERENCES["heldout_comparisons"]  # synthetic only
     cant_tell: str = _PREFERENCES["cant_tell"]  # tree mode: equal (rl-teacher-atari) | set_aside
+    presort_every: int | None = _PREFERENCES["presort_every"]  # synthetic tree mode; None: root
     file: str | None = None
 
 
-def make_comparisons(bundle: ClipBundle, params: ComparisonParams, out_dir: str | Path) -> dict[str, Any]:
-    """Write `comparisons.json` (and `tree.json` in tree mode) to `out_dir`; return a summary."""
+# A reward model fitted to a sort tree: each clip's predicted return.
+Predict = Callable[[SortTree], Mapping[int, float]]
+
+
+def sort_presorted(order: Sequence[int], labeller: Callable[[int, int], Answer], budget: int,
+                   name: str, cant_tell: str, every: int,
+                   predict: Predict) -> tuple[SortTree, list[Placement]]:
+    """Insert clips in turn until the comparisons reach `budget`; the first `every` from the
+    root, then each from where the latest fit of `predict` (refitted every `every` insertions)
+    places it. A fit the tree cannot feed yet (no informative answer) keeps the last one."""
+    tree = SortTree(cant_tell)
+    placements: list[Placement] = []
+    predicted: Mapping[int, float] | None = None
+    for count, clip in enumerate(order):
+        if len(tree.comparisons) >= budget:
+            break
+        if count and count % every == 0:
+            try:
+                predicted = predict(tree)
+            except ComparisonsError as err:
+                log.info("pre-sorting: no refit after %d clips (%s)", count, err)
+        at = predicted_start(tree, predicted, clip) if predicted is not None else None
+        placements.append(tree.insert(clip, labeller, name, at))
+    return tree, placements
+
+
+def reward_predictor(bundle: ClipBundle, states: np.ndarray, actions: np.ndarray,
+                     num_actions: int, params: RewardParams, device: torch.device) -> Predict:
+    """The stage's reward model (same loss and settings) fitted to a tree's answers so far."""
+    def predict(tree: SortTree) -> dict[int, float]:
+        data = reward_training_data(bundle, states, actions, tree.comparisons, tree, params.loss,
+                                    1, "pre-sorting")
+        net, _ = train_reward_model(data, params, num_actions, device, progress=False)
+        returns = predicted_clip_returns(net, states, actions, device)
+        return {clip_id: float(value) for clip_id, value in zip(bundle.ids, returns)}
+    return predict
+
+
+def make_comparisons(bundle: ClipBundle, params: ComparisonParams, out_dir: str | Path,
+                     predict: Predict | None = None) -> dict[str, Any]:
+    """Write `comparisons.json` (and `tree.json` in tree mode) to `out_dir`; return a summary.
+    `predict` is the reward model pre-sorting refits (needed with `presort_every`)."""
     out_dir = Path(out_dir)
     tree: SortTree | None = None
     if params.source == "synthetic":
@@ -75,8 +117,14 @@ def make_comparisons(bundle: ClipBundle, params: ComparisonParams, out_dir: str 
         labeller = synthetic_labeller(bundle.returns, params.noise, rng)
         order = [int(i) for i in rng.permutation(bundle.training_ids)]
         if params.mode == "tree":
-            tree, placements = sort_clips(order, labeller, params.budget, SYNTHETIC_LABELLER,
-                                          params.cant_tell)
+            if params.presort_every is None:
+                tree, placements = sort_clips(order, labeller, params.budget, SYNTHETIC_LABELLER,
+                                              params.cant_tell)
+            elif predict is None:
+                raise ValueError("preferences.presort_every needs the reward model to pre-sort with")
+            else:
+                tree, placements = sort_presorted(order, labeller, params.budget, SYNTHETIC_LABELLER,
+                                                  params.cant_tell, params.presort_every, predict)
             for placement in placements:
                 log.info(placement.describe())
             train = list(tree.comparisons)
@@ -98,7 +146,9 @@ def make_comparisons(bundle: ClipBundle, params: ComparisonParams, out_dir: str 
         contradictions = tree.contradictions()
         ordinals = tree.ordinals()
         returns = dict(zip(bundle.ids, bundle.returns))
+        placed = tree.clip_count + len(tree.set_aside)
         summary.update(tree_size=tree.size, tree_depth=tree.depth(), sorted_clips=tree.clip_count,
+                       comparisons_per_clip=len(train) / placed if placed else float("nan"),
                        set_aside=len(tree.set_aside), contradictions=len(contradictions),
                        # how well the tree's order follows the true returns (1: exactly)
                        true_order_accuracy=rank_accuracy(list(ordinals.values()),
@@ -117,6 +167,7 @@ def split_imported(path: str | Path, bundle: ClipBundle) -> tuple[list[Compariso
     """An exported file's comparisons, split by the bundle's held-out clips: both held out ->
     held out, both training clips -> training, one of each -> dropped (counted)."""
     train, heldout, _ = read_comparisons(path, bundle.digest, bundle.ids)
+    check_people_answers(path, [*train, *heldout])
     held = set(bundle.heldout)
     kept_train, kept_heldout, dropped = [], [], 0
     for c in [*train, *heldout]:

@@ -34,11 +34,17 @@ from starlette.routing import BaseRoute, Route
 
 from fdt.dataset.training_set import TrainingSet
 from fdt.preferences.clips import ClipBundle, clip_frames, read_bundle
-from fdt.preferences.comparisons import FORMAT_VERSION, Answer, Comparison
+from fdt.preferences.comparisons import (
+    FORMAT_VERSION,
+    Answer,
+    Comparison,
+    without_repeats,
+)
 from fdt.preferences.drawing import tree_svg
 from fdt.preferences.tree import SortTree, SortTreeError
 from fdt.teacher.app import (
     TeacherContext,
+    csrf_input,
     error_page,
     form_fields,
     page,
@@ -53,6 +59,9 @@ CREATE TABLE IF NOT EXISTS pref_comparisons (
     labeller TEXT NOT NULL, time TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pref_tree (
     bundle TEXT PRIMARY KEY, tree TEXT NOT NULL, pending_clip INTEGER, pending_node INTEGER);
+CREATE TABLE IF NOT EXISTS pref_served (
+    bundle TEXT NOT NULL, labeller TEXT NOT NULL, left_clip INTEGER NOT NULL,
+    right_clip INTEGER NOT NULL, since REAL NOT NULL, PRIMARY KEY (bundle, labeller));
 """
 BUTTONS = ((Answer.LEFT, "l", "Left is better"), (Answer.RIGHT, "r", "Right is better"),
            (Answer.EQUAL, "e", "Equal"), (Answer.CANT_TELL, "c", "Can't tell"))
@@ -106,9 +115,57 @@ class ComparisonPages:
                    "VALUES (?, ?, ?, ?)", (self.bundle.digest, json.dumps(tree.to_dict()),
                                            clip, node))
 
-    def _next_pair(self, context: TeacherContext) -> tuple[int, int] | None:
-        done = {(c.left, c.right) for c in self._answered(context, "pairs")}
-        return next((p for p in self.pairs if p not in done and p[::-1] not in done), None)
+    def _hand_pair(self, context: TeacherContext, labeller: str) -> tuple[int, int] | None:
+        """The pair handed to the labeller: the one they hold, else the next in the seeded
+        sequence that they have not answered and that still needs answers (each pair is asked
+        of as many labellers as each query, `answers_per_query`) beyond those held by others;
+        held from now on. None when none is left for them."""
+        store, digest = context.store, self.bundle.digest
+        with store.transaction() as db:
+            db.execute("DELETE FROM pref_served WHERE since < ?",
+                       (store.clock() - store.lock_seconds,))
+            held = db.execute("SELECT left_clip, right_clip FROM pref_served WHERE bundle = ? AND "
+                              "labeller = ?", (digest, labeller)).fetchone()
+            if held is not None:
+                return int(held[0]), int(held[1])
+            taken: dict[frozenset[int], int] = {}
+            mine: set[frozenset[int]] = set()
+            for left, right, who in db.execute(
+                    "SELECT left_clip, right_clip, labeller FROM pref_comparisons WHERE bundle = ? "
+                    "AND mode = 'pairs' UNION ALL SELECT left_clip, right_clip, labeller FROM "
+                    "pref_served WHERE bundle = ?", (digest, digest)):
+                key = frozenset((left, right))
+                taken[key] = taken.get(key, 0) + 1
+                if who == labeller:
+                    mine.add(key)
+            for pair in self.pairs:
+                key = frozenset(pair)
+                if key in mine or taken.get(key, 0) >= store.answers_per_query:
+                    continue
+                db.execute("INSERT INTO pref_served VALUES (?, ?, ?, ?, ?)",
+                           (digest, labeller, *pair, store.clock()))
+                return pair
+        return None
+
+    def _record_pair(self, context: TeacherContext, comparison: Comparison) -> None:
+        """Record an answer to the pair handed to its labeller (and only to that pair: a pair
+        never shown, or shown to someone else, is refused)."""
+        if comparison.left == comparison.right:
+            raise ValueError(f"clip {comparison.left} compared with itself: a comparison is of "
+                             "two clips")
+        store, digest = context.store, self.bundle.digest
+        with store.transaction() as db:
+            held = db.execute("SELECT left_clip, right_clip FROM pref_served WHERE bundle = ? AND "
+                              "labeller = ? AND since >= ?",
+                              (digest, comparison.labeller,
+                               store.clock() - store.lock_seconds)).fetchone()
+            if held is None or (int(held[0]), int(held[1])) != (comparison.left, comparison.right):
+                raise SortTreeError(f"clips {comparison.left} and {comparison.right} are not the "
+                                    f"pair handed to {comparison.labeller}; the answer was not "
+                                    "recorded")
+            self._record(db, "pairs", comparison)
+            db.execute("DELETE FROM pref_served WHERE bundle = ? AND labeller = ?",
+                       (digest, comparison.labeller))
 
     def _next_insertion(self, db) -> tuple[SortTree, int | None, int | None]:
         """The tree and the clip under way (started if none is), placing clips that need no
@@ -138,7 +195,7 @@ class ComparisonPages:
             labeller = require_labeller(request)
             if not isinstance(labeller, str):
                 return labeller
-            pair = self._next_pair(context)
+            pair = self._hand_pair(context, labeller)
             if pair is None:
                 return page("Done", "<h1 id='done'>No pairs left to compare</h1>", labeller)
             count = len(self._answered(context, "pairs"))
@@ -151,10 +208,11 @@ class ComparisonPages:
                 return labeller
             try:
                 comparison = self._comparison(await form_fields(request), labeller)
+                self._record_pair(context, comparison)
+            except SortTreeError as err:
+                return error_page(str(err), labeller, 409, "/compare")
             except ValueError as err:
                 return error_page(str(err), labeller, 400, "/compare")
-            with context.store.transaction() as db:
-                self._record(db, "pairs", comparison)
             return RedirectResponse("/compare", status_code=303)
 
         async def tree_page(request: Request) -> Response:
@@ -213,12 +271,16 @@ class ComparisonPages:
             return Response(self.gifs[clip_id], media_type="image/gif")
 
         async def export(request: Request) -> Response:
+            labeller = require_labeller(request)
+            if not isinstance(labeller, str):
+                return labeller
             mode = request.query_params.get("mode", "pairs")
             if mode not in ("pairs", "tree"):
                 return JSONResponse({"error": f"mode {mode!r}: expected pairs or tree"}, 400)
             return JSONResponse({"format_version": FORMAT_VERSION, "bundle": self.bundle.digest,
                                  "mode": mode, "heldout": [],
-                                 "comparisons": [c.to_dict() for c in self._answered(context, mode)]})
+                                 "comparisons": [c.to_dict() for c in
+                                                 without_repeats(self._answered(context, mode))]})
 
         return [Route("/compare", compare), Route("/compare", record_pair, methods=["POST"]),
                 Route("/tree", tree_page), Route("/tree", record_tree, methods=["POST"]),
@@ -264,6 +326,6 @@ class ComparisonPages:
                 f"<figcaption>left: clip {left}</figcaption></figure>"
                 f"<figure><img id='right-clip' src='/pref-media/{right}.gif' alt='right clip'>"
                 f"<figcaption>right: clip {right}</figcaption></figure></div>"
-                f"<form method='post' action='{action}'>"
+                f"<form method='post' action='{action}'>{csrf_input()}"
                 f"<input type='hidden' name='left' value='{left}'>"
                 f"<input type='hidden' name='right' value='{right}'>{buttons}</form>")
