@@ -52,3 +52,17 @@ def test_evaluation_refuses_a_planted_model(tmp_path: Path) -> None:
             evaluate_model(tmp_path / "model.pt", "Pong", EvalParams(targets=(20.0,)),
                            tmp_path / "eval", model_name="dt", train_seed=1, progress=False)
     assert not marker.exists()
+
+
+def test_the_reward_model_loader_refuses_a_planted_file(tmp_path: Path) -> None:
+    """Issue 28 item 10d: it called torch.load itself, whose refusal is paragraphs of advice
+    that name no file."""
+    from fdt.preferences.reward_model import load_reward_model
+
+    marker = tmp_path / "ran"
+    plant(tmp_path / "reward_model.pt", marker)
+    with pytest.raises(TorchFileError) as info:
+        load_reward_model(tmp_path / "reward_model.pt")
+    assert str(info.value).startswith(f"{tmp_path / 'reward_model.pt'}: holds something other than "
+                                      "weights and plain data (")
+    assert not marker.exists()

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from fdt.io import atomic_path
 from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
 from fdt.settings import defaults
+from fdt.torchfile import load_torch_file
 
 LOSSES = ("bradley_terry", "ordinal")
 MODEL_FILE = "reward_model.pt"
@@ -228,7 +229,7 @@ def save_reward_model(path: str | Path, net: RewardEnsemble, params: RewardParam
 
 
 def load_reward_model(path: str | Path, device: str | torch.device = "cpu") -> RewardEnsemble:
-    payload = torch.load(path, map_location=device, weights_only=True)
+    payload = load_torch_file(path, device)  # a planted pickle is refused naming the file
     net = RewardEnsemble(int(payload["num_actions"]), int(payload["members"]))
     net.load_state_dict(payload["state"])
     return net.to(device).eval()
