@@ -159,8 +159,9 @@ def _check_origin(request: Request) -> None:
         origin = f"{parts.scheme}://{parts.netloc}"
     if origin is None:
         return  # not a browser's cross-site form: the CSRF token decides
-    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    if origin != own:
+    # By host and port only: behind an HTTPS proxy the app may see its own scheme as http.
+    own = request.headers.get("host", "")
+    if urlsplit(origin).netloc != own:
         raise FormRefused(403, f"a form sent from {origin} is not accepted here; answer on "
                                f"{own} itself")
 
