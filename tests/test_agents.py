@@ -146,10 +146,11 @@ def test_registry_builds_every_agent_with_the_schemas_defaults() -> None:
 
     assert sorted(agent_names()) == sorted(AGENTS)
     for name in AGENTS:
-        agent = make_agent(name)
+        set_alpha = {"alpha": 4.0} if name == "cql" else {}  # CQL's is left to the data regime
+        agent = make_agent(name, set_alpha)
         assert agent.name == name
         from dataclasses import asdict
-        assert asdict(agent.params) == defaults("agents", name)
+        assert asdict(agent.params) == defaults("agents", name) | set_alpha
     assert isinstance(make_agent("c51").network(4), C51Network)
     assert make_agent("rem", {"num_heads": 3}).params.num_heads == 3
     with pytest.raises(UnknownAgentError, match="unknown agent 'dqnn'"):
@@ -162,7 +163,7 @@ def test_every_agent_updates_its_network() -> None:
     batch = {"state": states, "next_state": states.roll(1, 0),
              **_batch([0, 1, 2, 3], [0.0, 1.0, -1.0, 0.0], [False, False, True, False])}
     small = {"rem": {"num_heads": 4}, "ensemble_dqn": {"num_heads": 4},
-             "qr_dqn": {"num_quantiles": 5}, "cql": {"num_quantiles": 5}}
+             "qr_dqn": {"num_quantiles": 5}, "cql": {"num_quantiles": 5, "alpha": 4.0}}
     for name in AGENTS:
         agent = make_agent(name, small.get(name))
         online, target = agent.network(4), agent.network(4)

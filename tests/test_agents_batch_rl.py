@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
 import torch
 
 from fdt.agents.registry import make_agent
@@ -47,3 +48,21 @@ def test_training_copies_the_target_after_update_one(episode_store: list[Path],
     for name, value in two["checkpoint"]["target"].items():
         assert torch.equal(value, two["seen"][1][name]), name
     assert any(not torch.equal(v, two["seen"][2][k]) for k, v in two["checkpoint"]["target"].items())
+
+
+# --- CQL's weight per data regime ---
+
+
+def test_cqls_weight_follows_the_data_regime_as_cqls_readme() -> None:
+    from fdt.agents.registry import agent_for_data
+    from fdt.settings import defaults
+
+    assert defaults("agents", "cql")["alpha"] is None  # left to the regime unless set
+    assert agent_for_data("cql", {}, "training_set").params.alpha == 4.0  # the DT paper's 1%
+    assert agent_for_data("cql", {}, "batch_rl", 1.0).params.alpha == 1.0  # the full buffers
+    assert agent_for_data("cql", {}, "batch_rl", 0.1).params.alpha == 1.0  # the README's 10%
+    assert agent_for_data("cql", {}, "batch_rl", 0.01).params.alpha == 4.0  # its 1%
+    assert agent_for_data("cql", {"alpha": 2.5}, "batch_rl").params.alpha == 2.5  # set: kept
+    assert agent_for_data("qr_dqn", {}, "training_set").params == make_agent("qr_dqn").params
+    with pytest.raises(ValueError, match="agents.cql.alpha is unset: it follows the data regime"):
+        make_agent("cql")

@@ -36,5 +36,5 @@ def test_agents_are_optional_and_defaults_are_batch_rls() -> None:
     agents = config["agents"]
     assert agents["names"] == [] and agents["iterations"] == 200
     assert agents["steps_per_iteration"] == 62500 and agents["checkpoints_per_iteration"] == 5
-    assert agents["rem"]["num_heads"] == 200 and agents["cql"]["alpha"] == 4.0
+    assert agents["rem"]["num_heads"] == 200 and agents["cql"]["alpha"] is None
     validate_config({**BASE, "agents": {"names": ["rem", "cql"], "checkpoints_per_iteration": 3}})

@@ -33,12 +33,12 @@ def test_tensorflow_adam_by_hand() -> None:
 
 def test_every_adam_agent_steps_with_tensorflows_adam() -> None:
     for name in ("c51", "qr_dqn", "rem", "ensemble_dqn", "cql"):
-        agent = make_agent(name)
+        agent = make_agent(name, {"alpha": 1.0} if name == "cql" else None)
         optimizer = agent.optimizer(agent.network(2).parameters())
         assert isinstance(optimizer, TFAdam), name
         assert optimizer.defaults["lr"] == agent.params.learning_rate
         assert optimizer.defaults["epsilon"] == agent.params.adam_epsilon == 3.125e-4
-    assert not isinstance(make_agent("cql", {"base": "dqn"}).optimizer(
+    assert not isinstance(make_agent("cql", {"base": "dqn", "alpha": 1.0}).optimizer(
         make_agent("dqn").network(2).parameters()), TFAdam)  # DQN's RMSProp, as dqn.gin
 
 

@@ -4,8 +4,9 @@ quantile.gin) plus alpha times the conservative term
     mean over the batch of  logsumexp_a Q(s, a) - Q(s, a_data),
 
 Q being the mean of the quantiles. `base: dqn` puts the same term on DQN's Huber loss (DQN's
-Q-values, RMSProp as dqn.gin). alpha is the CQL README's minq_weight: 4.0 for 1% of the data
-(the DT paper's protocol), 1.0 for 10%.
+Q-values, RMSProp as dqn.gin; no published run of CQL on DQN exists to compare with). alpha is
+the CQL README's minq_weight: 4.0 for 1% of the data (the DT paper's protocol), 1.0 for 10%;
+left unset, it follows the data regime (`regime_alpha`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,26 @@ BASES = ("qr_dqn", "dqn")
 @dataclass(frozen=True)
 class CQLParams:
     base: str = _CQL["base"]  # the CQL paper's Atari agent is QR-DQN
-    alpha: float = _CQL["alpha"]  # minq_weight: 4.0 for 1% data, 1.0 for 10% (CQL's atari README)
+    alpha: float | None = _CQL["alpha"]  # minq_weight; None: the data regime's (regime_alpha)
     learning_rate: float = _CQL["learning_rate"]  # quantile.gin: Adam lr = 0.00005
     adam_epsilon: float = _CQL["adam_epsilon"]  # AdamOptimizer.epsilon = 0.0003125
     gamma: float = _CQL["gamma"]  # gamma = 0.99, update_horizon = 1
     target_update_period: int = _CQL["target_update_period"]  # 8000 agent steps / update_period 4
     num_quantiles: int = _CQL["num_quantiles"]  # num_atoms = 200
     kappa: float = _CQL["kappa"]  # kappa = 1.0
+
+
+ALPHA_ONE_PERCENT = 4.0  # CQL's README: "For 1% data, use minq_weight=4.0"
+ALPHA_MORE_DATA = 1.0  # "and for 10% data, use minq_weight=1.0"; none is published for more
+ONE_PERCENT = 0.01
+
+
+def regime_alpha(data: str, data_fraction: float) -> float:
+    """CQL's weight for a data regime: the README's 1% value when an agent sees at most 1% of
+    each checkpoint (`training_set` is the DT paper's 1%; `batch_rl` sees `data_fraction` of each
+    checkpoint), its 10% value otherwise, the full buffers included."""
+    share = ONE_PERCENT if data == "training_set" else data_fraction
+    return ALPHA_ONE_PERCENT if share <= ONE_PERCENT else ALPHA_MORE_DATA
 
 
 def cql_term(q: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -52,7 +66,11 @@ class CQL:
         if params.base not in BASES:
             raise ValueError(f"agents.cql.base must be one of {', '.join(BASES)}, not "
                              f"{params.base!r}")
+        if params.alpha is None:
+            raise ValueError("agents.cql.alpha is unset: it follows the data regime, so build the "
+                             "agent with fdt.agents.registry.agent_for_data, or give a number")
         self.params = params
+        self.alpha: float = params.alpha
 
     def network(self, num_actions: int) -> QNetwork:
         if self.params.base == "dqn":
@@ -75,4 +93,4 @@ class CQL:
             base = dqn_loss(outputs[..., 0], next_outputs[..., 0], batch, p.gamma)
         else:
             base = qr_dqn_loss(outputs, next_outputs, batch, p.gamma, p.kappa)
-        return base + p.alpha * cql_term(outputs.mean(-1), batch["action"])
+        return base + self.alpha * cql_term(outputs.mean(-1), batch["action"])

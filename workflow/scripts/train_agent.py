@@ -9,7 +9,7 @@ log_to(snakemake.log[0])
 
 import torch
 
-from fdt.agents.registry import make_agent
+from fdt.agents.registry import agent_for_data
 from fdt.agents.replay import BatchRLData, TrainingSetData
 from fdt.agents.training import AgentEvaluation, AgentTrainingParams, train_agent
 from fdt.atari import minimal_action_count
@@ -22,7 +22,8 @@ wc = snakemake.wildcards
 seed = int(wc.seed)
 settings = p.agent
 torch.set_num_threads(snakemake.threads)
-agent = make_agent(wc.agent, settings["hyperparameters"])
+agent = agent_for_data(wc.agent, settings["hyperparameters"], settings["data"],
+                       settings.get("data_fraction", 1.0))
 evaluation = params_from(AgentEvaluation, settings["evaluation"], p.run["evaluation"])
 params = params_from(AgentTrainingParams, settings, p.run, seed=seed, evaluation=evaluation)
 if settings["data"] == "batch_rl":
