@@ -16,6 +16,7 @@ holds their shapes, dtypes and sha256, written last.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -182,15 +183,18 @@ def _frame_table(slots: Mapping[int, BufferSlots], buffer: np.ndarray, slot: np.
     return stacks, sources
 
 
-def save_arrays(out_dir: Path, arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """Write each array as `name.npy` atomically; return their manifest entries."""
+def save_arrays(out_dir: Path, arrays: Mapping[str, np.ndarray],
+                together: contextlib.ExitStack | None = None) -> dict[str, dict[str, Any]]:
+    """Write each array as `name.npy` atomically; return their manifest entries. With
+    `together`, each is renamed into place only when that stack closes (and removed if it
+    closes on an error), so arrays that belong together appear together."""
     entries = {}
     for name, array in arrays.items():
-        path = out_dir / f"{name}.npy"
-        with atomic_path(path) as tmp:
+        with contextlib.ExitStack() as alone:
+            tmp = (together or alone).enter_context(atomic_path(out_dir / f"{name}.npy"))
             with open(tmp, "wb") as f:
                 np.save(f, array)
-        entries[name] = array_entry(path, array.shape, array.dtype)
+            entries[name] = array_entry(tmp, array.shape, array.dtype)
     return entries
 
 

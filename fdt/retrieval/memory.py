@@ -32,6 +32,7 @@ queries (W, d) float32, state_features (n, d) float32.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -185,12 +186,15 @@ def embed_windows(model: DecisionTransformer, batches: WindowBatches, features: 
     return out
 
 
-def deduplicate_keys(keys: np.ndarray, trajectory: np.ndarray, sim_cutoff: float,
-                     k: int = 10, batch_size: int = 512) -> np.ndarray:
-    """RA-DT's `deduplicate_cache` (its `dedup_kwargs` defaults k 10, batch 512): the items, in
-    order and in batches, each search their k nearest among the items that are neither of a
-    trajectory in the batch nor removed yet, and every neighbour above `sim_cutoff` is removed.
-    Items removed before their batch do not search. Returns the kept mask."""
+def deduplicate_keys(keys: np.ndarray, sim_cutoff: float, k: int = 10,
+                     batch_size: int = 512) -> np.ndarray:
+    """RA-DT's `deduplicate_cache` as the configs that deduplicate run it (radt_disc_icl and
+    radt_mazerunner set `use_gpu`, so it takes its GPU path; `dedup_kwargs` defaults k 10,
+    batch 512): the items, in order and in batches, each search their k nearest among all items,
+    removed ones and their own trajectory's included, and every neighbour above `sim_cutoff`
+    other than the item itself is removed. Items removed before their batch do not search; two
+    near-copies in one batch remove each other. (Its CPU path would exclude the batch's
+    trajectories and the removed items from the search.) Returns the kept mask."""
     import faiss
 
     keys = np.ascontiguousarray(keys, dtype=np.float32)
@@ -202,11 +206,8 @@ def deduplicate_keys(keys: np.ndarray, trajectory: np.ndarray, sim_cutoff: float
         batch = batch[~removed[batch]]
         if len(batch) == 0:
             continue
-        # as RA-DT's CPU path: the whole batch's trajectories are excluded for every query
-        excluded = np.flatnonzero(np.isin(trajectory, trajectory[batch]) | removed)
-        selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(excluded.astype(np.int64)))
-        similarity, neighbours = index.search(keys[batch], k,
-                                              params=faiss.SearchParameters(sel=selector))
+        similarity, neighbours = index.search(keys[batch], min(k, len(keys)))
+        similarity[neighbours == batch[:, None]] = -1.0  # never the item itself
         copies = (neighbours >= 0) & (similarity > sim_cutoff)
         removed[neighbours[copies]] = True
     return ~removed
@@ -242,14 +243,18 @@ def build_memory(training_set: str | Path, embedder: DecisionTransformer, out_di
                             K, params.embed_batch_size, "window queries", progress)
     embedded = len(cuts)
     if params.deduplicate:
-        kept = deduplicate_keys(keys, trajectory, params.dedup_sim_cutoff)
+        kept = deduplicate_keys(keys, params.dedup_sim_cutoff)
         keys, starts, stops, trajectory = keys[kept], starts[kept], stops[kept], trajectory[kept]
     total_return = np.asarray(data.returns_to_go, dtype=np.float32)[begins][trajectory]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    entries = save_arrays(out_dir, {"keys": keys, "trajectory": trajectory, "start": starts,
-                                    "end": stops, "total_return": total_return, "queries": queries,
-                                    "state_features": features.cpu().numpy()})
+    # The arrays appear together once all are written: a killed build leaves only temporaries
+    # (.NAME.npy.tmp-PID), which the next build removes, not arrays no rule declares.
+    with contextlib.ExitStack() as together:
+        entries = save_arrays(out_dir, {"keys": keys, "trajectory": trajectory, "start": starts,
+                                        "end": stops, "total_return": total_return,
+                                        "queries": queries, "state_features": features.cpu().numpy()},
+                              together)
     manifest = {
         "format_version": FORMAT_VERSION,
         "params": asdict(params),
