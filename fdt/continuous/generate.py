@@ -7,6 +7,8 @@ Policies act stochastically (their sampled actions), as D4RL's behaviour data do
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,9 +42,18 @@ def save_policies(path: str | Path, env: Any, run: BehaviourRun, params: SACPara
     summary = {"medium": {"step": medium_step, "score": medium_score},
                "expert": {"step": final_step, "score": final_score},
                "sizes": asdict(sizes), "hidden": params.hidden}
+    weights = {"medium": plain_weights(medium_weights), "expert": plain_weights(final_weights)}
     with atomic_path(path) as tmp:
-        torch.save({**summary, "weights": {"medium": medium_weights, "expert": final_weights}}, tmp)
+        torch.save({**summary, "weights": weights}, tmp)
     return summary
+
+
+def plain_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict as a plain dict with interned names. Pickle writes an object it has met
+    before as a reference: a run resumed from its checkpoint holds snapshots whose names (and
+    `_metadata`) were unpickled apart, and without this its policies.pt differed in bytes from
+    a run never stopped."""
+    return {sys.intern(str(name)): tensor for name, tensor in state.items()}
 
 
 def load_actor(path: str | Path, which: str) -> Actor:

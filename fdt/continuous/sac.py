@@ -4,6 +4,7 @@ behaviour agent whose replay, snapshots and final policy become the D4RL-style d
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from fdt.continuous.episodes import EpisodeRecorder, Episodes
 from fdt.io import atomic_path
 from fdt.settings import defaults
 from fdt.torchfile import load_torch_file
+
+log = logging.getLogger(__name__)
 
 LOG_STD_RANGE = (-20.0, 2.0)
 
@@ -213,6 +216,8 @@ def train_behaviour(env: Any, eval_env: Any, params: SACParams,
     if checkpoint is not None and checkpoint.is_file():
         done_steps, episode, loss = _restore(checkpoint, agent, buffer, record, snapshots, curve,
                                               rng, env)
+        log.info("resumed from %s at step %d of %d (episode %d)", checkpoint, done_steps,
+                 params.steps, episode)
     last_saved = done_steps
     t, score = 0, 0.0
     observation, _ = env.reset(seed=params.seed + episode)
