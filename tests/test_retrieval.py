@@ -89,18 +89,15 @@ def test_recall_counts_the_exact_neighbours_found() -> None:
     assert recall(exact, exact) == 1.0
 
 
-def test_deduplication_removes_near_copies_of_other_trajectories() -> None:
+def test_deduplication_removes_near_copies_as_ra_dts_gpu_path() -> None:
     keys = normalise(np.array([[1.0, 0.0], [1.0, 0.001], [1.0, 0.002], [0.0, 1.0],
                                [0.0, 1.0]], dtype=np.float32))
-    # items 0 and 1 are near-copies in other trajectories, 2 is 0's near-copy in its own
-    # trajectory (kept), 3 and 4 are exact copies of two trajectories
-    trajectory = np.array([0, 1, 0, 2, 3])
-    # one item a batch: 0 removes 1, 3 removes 4
-    kept = deduplicate_keys(keys, trajectory, sim_cutoff=0.98, batch_size=1)
-    assert kept.tolist() == [True, False, True, True, False]
-    assert deduplicate_keys(keys, trajectory, sim_cutoff=1.5, batch_size=1).all()
-    # RA-DT's batch of 512 excludes every trajectory in it: five items never remove each other
-    assert deduplicate_keys(keys, trajectory, sim_cutoff=0.98).all()
+    # one item a batch: 0 removes its near-copies 1 and 2 (of any trajectory), 3 removes 4
+    kept = deduplicate_keys(keys, sim_cutoff=0.98, batch_size=1)
+    assert kept.tolist() == [True, False, False, True, False]
+    assert deduplicate_keys(keys, sim_cutoff=1.5, batch_size=1).all()
+    # RA-DT's batch of 512 holds all five: near-copies searching together remove each other
+    assert not deduplicate_keys(keys, sim_cutoff=0.98).any()
 
 
 def _unit(degrees: list[float]) -> np.ndarray:
@@ -108,27 +105,15 @@ def _unit(degrees: list[float]) -> np.ndarray:
     return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
 
 
-def test_deduplication_searches_past_the_own_trajectory_as_ra_dt() -> None:
-    # 11 items of trajectory 0 at 0 degrees, then one of trajectory 1 at 0.5 (cos 0.99996):
-    # RA-DT's k = 10 nearest exclude the batch's trajectories, so item 11 is found and removed
-    # (searching 11 over all items found only trajectory 0's copies)
-    keys = _unit([0.0] * 11 + [0.5])
-    trajectory = np.array([0] * 11 + [1])
-    kept = deduplicate_keys(keys, trajectory, sim_cutoff=0.98, batch_size=11)
-    assert kept.tolist() == [True] * 11 + [False]
-
-
-def test_deduplication_removes_what_ra_dts_batches_remove() -> None:
-    # batch [0, 1] (trajectories 0, 1 excluded) finds item 2 (cos 1 degree) and removes it; 0 and
-    # 1 are near-copies but in one batch, so neither removes the other; 2, removed, never searches
-    keys = _unit([0.0, 0.5, 1.0, 90.0])
-    kept = deduplicate_keys(keys, np.array([0, 1, 2, 3]), sim_cutoff=0.98, batch_size=2)
-    assert kept.tolist() == [True, True, False, True]
-    # a later batch removes an item that searched before it: with k = 1, item 0 removes its
-    # exact copy 1, then item 2 (0.5 degrees), among the items not removed, finds and removes 0
-    kept = deduplicate_keys(_unit([0.0, 0.0, 0.5]), np.array([0, 1, 2]), sim_cutoff=0.98, k=1,
-                            batch_size=1)
-    assert kept.tolist() == [False, False, True]
+def test_deduplication_searches_removed_items_too_as_ra_dt() -> None:
+    # k = 2: item 0 finds itself (skipped) and 1 (0.3 degrees), removing 1; item 2 (0.5)
+    # finds itself and the removed 1 (0.2 degrees away), which fills the slot where 0 (0.5
+    # away) would have been, so 0 and 2 are both kept
+    kept = deduplicate_keys(_unit([0.0, 0.3, 0.5]), sim_cutoff=0.98, k=2, batch_size=1)
+    assert kept.tolist() == [True, False, True]
+    # with k = 3, item 0 reaches 2 as well
+    kept = deduplicate_keys(_unit([0.0, 0.3, 0.5]), sim_cutoff=0.98, k=3, batch_size=1)
+    assert kept.tolist() == [True, False, False]
 
 
 def test_min_max_norm_over_valid_entries() -> None:

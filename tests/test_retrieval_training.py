@@ -143,6 +143,13 @@ def test_bad_memory_is_one_sentence_before_training(training_set: Path, memory: 
                      MemoryParams(subtrajectory_length=50, context_length=2), embedder_key="k",
                      device=torch.device("cpu"), progress=False)
     assert not (tmp_path / "empty" / "manifest.json").exists()
+    # RA-DT's deduplication with every similarity above the cutoff (-1.5) removes all 9 cuts
+    with pytest.raises(RetrievalError, match="deduplication above -1.5 removed all 9 items"):
+        build_memory(training_set, _embedder(data), tmp_path / "deduplicated",
+                     MemoryParams(subtrajectory_length=2, context_length=2, deduplicate=True,
+                                  dedup_sim_cutoff=-1.5),
+                     embedder_key="k", device=torch.device("cpu"), progress=False)
+    assert not (tmp_path / "deduplicated" / "manifest.json").exists()
 
 
 def test_radt_trains_with_the_trainer_and_saves_what_it_retrieves_with(

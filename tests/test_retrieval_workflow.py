@@ -110,8 +110,7 @@ def test_the_workflow_trains_and_evaluates_radt(tmp_path: Path) -> None:
     memory = json.loads((tmp_path / f"results/{g}/memory/{p.memory(g).key}/seed{seed}/"
                                      "manifest.json").read_text())
     assert memory["embedding_model"] == p.model(g, "dt").key and memory["width"] == 16
-    counts = memory["counts"]  # deduplication on, as RA-DT's radt_disc_icl
-    assert 0 < counts["kept"] == counts["subtrajectories"] - counts["removed_as_duplicates"]
+    assert memory["counts"]["kept"] == memory["counts"]["subtrajectories"] > 0
     model_dir = tmp_path / f"results/{g}/models/radt/{p.model(g, 'radt').key}/seed{seed}"
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["model"] == "radt" and metrics["epochs"] == 1

@@ -244,6 +244,11 @@ def build_memory(training_set: str | Path, embedder: DecisionTransformer, out_di
     embedded = len(cuts)
     if params.deduplicate:
         kept = deduplicate_keys(keys, params.dedup_sim_cutoff)
+        if not kept.any():
+            raise RetrievalError(f"deduplication above {params.dedup_sim_cutoff} removed all "
+                                 f"{len(keys)} items of {data.folder}: the embedder's keys are "
+                                 "near-copies of one another (set retrieval.deduplicate: false "
+                                 "or raise retrieval.dedup_sim_cutoff)")
         keys, starts, stops, trajectory = keys[kept], starts[kept], stops[kept], trajectory[kept]
     total_return = np.asarray(data.returns_to_go, dtype=np.float32)[begins][trajectory]
     out_dir = Path(out_dir)

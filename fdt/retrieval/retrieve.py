@@ -49,7 +49,8 @@ def min_max_norm(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Each row scaled to [0, 1] over its valid entries (RA-DT's `min_max_norm_values`)."""
     low = np.where(valid, values, np.inf).min(axis=1, keepdims=True)
     high = np.where(valid, values, -np.inf).max(axis=1, keepdims=True)
-    scaled = (values - low) / (high - low + 1e-8)
+    with np.errstate(invalid="ignore"):  # a row with nothing valid: NaN, masked to 0 below
+        scaled = (values - low) / (high - low + 1e-8)
     return np.where(valid, scaled, 0.0)
 
 
