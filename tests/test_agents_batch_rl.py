@@ -66,3 +66,70 @@ def test_cqls_weight_follows_the_data_regime_as_cqls_readme() -> None:
     assert agent_for_data("qr_dqn", {}, "training_set").params == make_agent("qr_dqn").params
     with pytest.raises(ValueError, match="agents.cql.alpha is unset: it follows the data regime"):
         make_agent("cql")
+
+
+# --- Dopamine's evaluation budget ---
+
+
+def test_dopamines_runner_counts_whole_episodes_until_the_budget() -> None:
+    from fdt.agents.evaluation import counted_episodes, describe_budget
+    from fdt.agents.training import AgentEvaluation
+
+    lengths = [10, 5, 20, 7]
+    assert counted_episodes(lengths, 30) == 3  # 35 steps: the third episode passes 30, finished
+    assert counted_episodes(lengths, 35) == 3
+    assert counted_episodes(lengths, 36) == 4
+    assert counted_episodes(lengths, 1) == 1
+    assert counted_episodes(lengths, 43) is None  # 42 steps fall short: play on
+    assert describe_budget("steps", 125000, 10) == "125,000 steps"
+    assert describe_budget("episodes", 125000, 10) == "10 episodes"
+    with pytest.raises(ValueError, match="budget must be one of steps, episodes"):
+        describe_budget("minutes", 1, 1)
+    default = AgentEvaluation()  # the protocol's default is batch_rl's, evaluation_steps 125,000
+    assert (default.budget, default.steps, default.max_steps) == ("steps", 125000, None)
+
+
+def test_a_step_budget_plays_whole_episodes_in_order(episode_store: list[Path],
+                                                     tmp_path: Path) -> None:
+    """Episodes capped at 12 steps and a budget of 30: the third episode reaches 36 steps, so
+    three count, whatever the fourth played beside it in the same round of 2 environments."""
+    from fdt.agents.replay import BatchRLData
+    from fdt.agents.training import AgentEvaluation, AgentTrainingParams, train_agent
+
+    params = AgentTrainingParams(seed=1, iterations=1, steps_per_iteration=1, batch_size=2,
+                                 device="cpu", evaluation=AgentEvaluation(
+                                     budget="steps", steps=30, max_steps=12, seed=5, envs=2))
+    metrics = train_agent(make_agent("dqn"), BatchRLData(dict(enumerate(episode_store)), 2, seed=1),
+                          4, tmp_path / "out", params, game="Breakout", progress=False)
+    scored = metrics["evaluations"][-1]
+    assert [e["episode"] for e in scored["episodes"]] == [0, 1, 2]
+    assert [e["steps"] for e in scored["episodes"]] == [12, 12, 12] and scored["steps"] == 36
+    assert scored["budget"] == "30 steps" and metrics["final_evaluation"]["budget"] == "30 steps"
+    returns = [e["return"] for e in scored["episodes"]]
+    assert scored["mean_return"] == pytest.approx(sum(returns) / 3)
+
+
+def test_the_report_says_which_budget_was_played(tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    from fdt.report.build import build_agents_report
+    from tests.conftest import REPO
+
+    files = []
+    for seed, final in ((1, {"budget": "125,000 steps", "episodes": 41}), (2, {"episodes": 10})):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        metrics = {"agent": "qr_dqn", "game": "Pong", "seed": seed,
+                   "history": [{"iteration": 1, "updates": 10, "loss": 1.0, "eval_mean": 1.0}],
+                   "final_evaluation": {"iteration": 1, "mean_return": 1.0, "std_return": 0.0,
+                                        **final}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        (folder / "params.json").write_text(json.dumps({"params": {"data": "batch_rl"}}))
+        files.append(folder / "metrics.json")
+    build_agents_report(files, REPO / "workflow" / "data" / "paper_results.csv", tmp_path / "r")
+    table = pd.read_csv(tmp_path / "r" / "agents.csv")
+    assert sorted(table["evaluation"]) == ["10 episodes", "125,000 steps"]  # older metrics: episodes
+    section = json.loads((tmp_path / "r" / "section.json").read_text())
+    assert "each evaluation playing 10 episodes, 125,000 steps" in section["summary"]

@@ -142,7 +142,8 @@ def test_scores_after_the_chosen_iterations_under_the_dopamine_protocol(
 
     params = AgentTrainingParams(seed=1, iterations=3, steps_per_iteration=1, batch_size=2,
                                  evaluate_after=(1,), device="cpu",
-                                 evaluation=AgentEvaluation(episodes=2, max_steps=12, seed=5))
+                                 evaluation=AgentEvaluation(budget="episodes", episodes=2,
+                                                            max_steps=12, seed=5))
     data = BatchRLData(dict(enumerate(episode_store)), 2, seed=1)
     metrics = train_agent(make_agent("dqn"), data, 4, tmp_path / "out", params, game="Breakout",
                           progress=False)
@@ -151,4 +152,5 @@ def test_scores_after_the_chosen_iterations_under_the_dopamine_protocol(
     assert last["seed"] == 5 + 3 and len(last["episodes"]) == 2
     assert all(e["steps"] <= 12 for e in last["episodes"])
     assert metrics["final_evaluation"]["iteration"] == 3
+    assert metrics["final_evaluation"]["budget"] == "2 episodes"
     assert "eval_mean" in metrics["history"][0] and "eval_mean" not in metrics["history"][1]

@@ -32,7 +32,7 @@ TINY = {
     "evaluation": {"setups": ["argmax", "sample+noop"], "test_seeds": [0, 1], "episodes": 1,
                    "targets": {"Breakout": [90, 120]}, "max_steps": 30, "envs": 4},
     # merged over config.yaml's agents (dqn and cql, 2 iterations of 2 checkpoints)
-    "agents": {"steps_per_iteration": 3, "evaluation": {"episodes": 1, "max_steps": 30}},
+    "agents": {"steps_per_iteration": 3, "evaluation": {"steps": 30, "max_steps": 30}},
     "continuous": {"datasets": []},  # off here: tests/test_continuous_workflow.py runs it
 }
 

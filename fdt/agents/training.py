@@ -3,9 +3,10 @@
 An iteration (re)loads its data (batch_rl: checkpoints drawn for the iteration; training_set: the
 same transitions every time), makes `steps_per_iteration` updates on batches drawn from it, copies
 the online network to the target network after updates 1, P + 1, 2P + 1, ... (P the
-`target_update_period`, counted over the whole run: Dopamine's timing, `target_synced_after`), and, after the chosen iterations (by default every one, as batch_rl; the last always),
-scores the agent under the Dopamine protocol (sticky actions 0.25, epsilon 0.001, 27,000-step cap)
-through the shared rollouts (fdt.oracle.scoring). A checkpoint is written after every iteration:
+`target_update_period`, counted over the whole run: Dopamine's timing, `target_synced_after`),
+and, after the chosen iterations (by default every one, as batch_rl; the last always), scores the
+agent under the Dopamine protocol with batch_rl's budget, 125,000 agent steps of whole episodes,
+or a number of episodes (fdt.agents.evaluation). A checkpoint is written after every iteration:
 weights, target, optimizer, history. Every random draw of an iteration comes from generators seeded
 by (seed, iteration), so a job killed mid-iteration resumes from the last checkpoint and ends with
 the same weights as an uninterrupted run.
@@ -33,6 +34,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from fdt.agents.agent import Agent, chosen
+from fdt.agents.evaluation import score_agent
 from fdt.agents.registry import AGENTS, make_agent
 from fdt.agents.replay import Sampler, TransitionPool, iteration_rng
 from fdt.device import resolve_device
@@ -61,6 +63,8 @@ class AgentTrainingError(RuntimeError):
 class AgentEvaluation:
     """Scoring under the Dopamine protocol; iteration i plays its episodes with seed + i."""
 
+    budget: str = _EVALUATION["budget"]  # steps (Runner.evaluation_steps) or episodes
+    steps: int = _EVALUATION["steps"]  # FixedReplayRunner.evaluation_steps = 125000
     episodes: int = _EVALUATION["episodes"]
     max_steps: int | None = _EVALUATION["max_steps"]
     seed: int = _EVALUATION["seed"]
@@ -222,15 +226,13 @@ def _check_actions(pool: TransitionPool, num_actions: int) -> None:
 def _evaluate(online: nn.Module, game: str, evaluation: AgentEvaluation,
               iteration: int) -> dict[str, Any]:
     """The agent's score now, under the Dopamine protocol, on the CPU (as the rollouts feed it)."""
-    from fdt.oracle.scoring import evaluate_oracle
-
-    net = copy.deepcopy(online).cpu()
-    result = evaluate_oracle(net, game, episodes=evaluation.episodes,  # type: ignore[arg-type]
-                             seed=evaluation.seed + iteration, max_steps=evaluation.max_steps,
-                             envs=min(evaluation.envs, evaluation.episodes), progress=False)
+    net = copy.deepcopy(online).cpu().eval()
+    result = score_agent(net, game, budget=evaluation.budget, steps=evaluation.steps,
+                         episodes=evaluation.episodes, seed=evaluation.seed + iteration,
+                         max_steps=evaluation.max_steps, envs=evaluation.envs)
     online.train()
-    return {"iteration": iteration, **{k: result[k] for k in ("seed", "max_steps", "episodes",
-                                                              "mean_return", "std_return")}}
+    return {"iteration": iteration, **{k: result[k] for k in (
+        "budget", "seed", "max_steps", "steps", "episodes", "mean_return", "std_return")}}
 
 
 def _payload(agent: Agent, params: AgentTrainingParams, online: nn.Module, target: nn.Module,
@@ -283,7 +285,7 @@ def _finish(out_dir: Path, agent: Agent, params: AgentTrainingParams, online: nn
                "iterations": state.iteration, "updates": state.updates,
                "final_loss": state.history[-1]["loss"] if state.history else None,
                "final_evaluation": None if final is None else {
-                   k: final[k] for k in ("iteration", "mean_return", "std_return")} | {
+                   k: final[k] for k in ("iteration", "budget", "mean_return", "std_return")} | {
                    "episodes": len(final["episodes"])},
                "history": state.history, "evaluations": state.evaluations,
                "seconds_this_run": seconds, "device": str(device)}

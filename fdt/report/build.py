@@ -195,18 +195,26 @@ AGENT_PAPER_NAMES = {"dqn": "DQN", "c51": "C51", "qr_dqn": "QR-DQN", "rem": "REM
 CURVE_COLUMNS = ["game", "agent", "seed", "iteration", "updates", "loss", "q_mean", "eval_mean"]
 
 
+def evaluation_budget(final_evaluation: Mapping[str, Any]) -> str:
+    """What an agent's evaluation played: its budget ('125,000 steps', '10 episodes'); metrics
+    written before budgets were recorded played a number of episodes."""
+    return final_evaluation.get("budget") or f"{final_evaluation['episodes']:,} episodes"
+
+
 def agent_scores(runs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Per (game, agent): the mean and std over seeds of each seed's last score (the mean return
-    of its final evaluation under the Dopamine protocol), with the normalized scores."""
+    of its final evaluation under the Dopamine protocol, with the budget it played), with the
+    normalized scores."""
     rows = [{"game": r["game"], "agent": r["agent"], "seed": r["seed"], "data": r["data"],
+             "evaluation": evaluation_budget(r["final_evaluation"]),
              "iteration": r["final_evaluation"]["iteration"],
              "episodes": r["final_evaluation"]["episodes"],
              "return": r["final_evaluation"]["mean_return"]} for r in runs]
-    columns = ["game", "agent", "data", "iteration", "seeds", "episodes", "mean", "std",
-               "gamer_normalized", "human_normalized"]
+    columns = ["game", "agent", "data", "evaluation", "iteration", "seeds", "episodes", "mean",
+               "std", "gamer_normalized", "human_normalized"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    table = pd.DataFrame(rows).groupby(["game", "agent", "data"], as_index=False).agg(
+    table = pd.DataFrame(rows).groupby(["game", "agent", "data", "evaluation"], as_index=False).agg(
         iteration=("iteration", "max"), seeds=("seed", "size"), episodes=("episodes", "sum"),
         mean=("return", "mean"), std=("return", lambda x: float(x.std(ddof=0))))
     table["gamer_normalized"] = [normalized(m, g, "gamer") for m, g in zip(table["mean"], table["game"])]
@@ -251,8 +259,9 @@ def build_agents_report(metrics_files: Sequence[str | Path], paper_csv: str | Pa
                "games": sorted({r["game"] for r in runs}),
                "agents": sorted({r["agent"] for r in runs}),
                "published_columns": [c for c in table.columns if c not in
-                                     ("game", "agent", "data", "iteration", "seeds", "episodes",
-                                      "mean", "std", "gamer_normalized", "human_normalized")]}
+                                     ("game", "agent", "data", "evaluation", "iteration",
+                                      "seeds", "episodes", "mean", "std", "gamer_normalized",
+                                      "human_normalized")]}
     write_json(out_dir / "summary.json", summary)
     _write_agents_section(out_dir, table, summary)
     return summary
@@ -260,9 +269,11 @@ def build_agents_report(metrics_files: Sequence[str | Path], paper_csv: str | Pa
 
 def _write_agents_section(out_dir: Path, table: pd.DataFrame, summary: Mapping[str, Any]) -> None:
     scores = "; ".join(f"{r.game} {r.agent} {r.mean:.1f}" for r in table.itertuples()) or "none"
+    budgets = ", ".join(sorted(set(table["evaluation"]))) or "none"
     text = (f"batch_rl's offline agents ({', '.join(summary['agents'])}) trained on the same "
             f"replay store, {summary['runs']} runs, scored under the Dopamine protocol (sticky "
-            f"actions, epsilon 0.001). Last evaluation's mean raw return: {scores}. Published "
+            f"actions, epsilon 0.001), each evaluation playing {budgets} (batch_rl: 125,000 "
+            f"steps of whole episodes). Last evaluation's mean raw return: {scores}. Published "
             "numbers, where a source has the game, sit beside ours.")
     write_section(out_dir, "batch_rl's offline agents", text,
                   [Table("Agent x game, beside the published numbers", "agents.csv")],
