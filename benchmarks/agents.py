@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fdt.agents.registry import AGENTS, make_agent
+from fdt.agents.registry import AGENTS, agent_for_data
 from fdt.agents.replay import BatchRLData, Sampler
 from fdt.oracle.training import OracleParams, train_oracle
 from fdt.replay.dopamine import FRAME_SHAPE, CircularReplayWriter
@@ -70,7 +70,7 @@ def sampler_seconds(sampler: Sampler, device: torch.device, batches: int) -> flo
 
 def update_seconds(name: str, sampler: Sampler, device: torch.device, updates: int) -> float:
     """Seconds per update of an agent (sampling included, as in training)."""
-    agent = make_agent(name)
+    agent = agent_for_data(name, {}, "training_set")  # CQL at its 1% weight
     torch.manual_seed(0)
     online, target = agent.network(4).to(device), agent.network(4).to(device)
     target.load_state_dict(online.state_dict())
