@@ -20,6 +20,7 @@ try:
 except ReplayFormatError as err:
     # The files are the fetch's cached copies: those at fault are removed, so a rerun refetches.
     number = int(snakemake.wildcards.buffer)
-    read = [number - 1] * p.with_previous + [number] + [number + 1] * p.with_following
+    read = [n for n, used in ((number - 1, p.with_previous), (number, True),
+                              (number + 1, p.with_following)) if used]
     raise discard_refused_copies(replay_dir, read, err, p.source) from None
 print(summary["counts"], flush=True)
