@@ -58,7 +58,7 @@ def is_secret_name(name: str) -> bool:
 
 def _holds_nothing(name: str, value: Any) -> bool:
     """A secret-named option that is unset, a switch, or gcsfs's way to find credentials."""
-    if value is None or isinstance(value, bool) or value == "":
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value):
         return True
     return _normal(name) == "token" and isinstance(value, str) and value in TOKEN_MODES
 
@@ -66,9 +66,9 @@ def _holds_nothing(name: str, value: Any) -> bool:
 def secret_in_text(text: str) -> str | None:
     """What secret a string holds, in words, or None: a user name or password in a URL, a
     secret query parameter, a connection string's key, a PEM private key."""
-    for match in _SCHEME_USERINFO.finditer(text):
-        userinfo = match.group(1)
-        return ("a user name and password in a URL (user:password@)" if ":" in userinfo
+    userinfo = _SCHEME_USERINFO.search(text)
+    if userinfo:
+        return ("a user name and password in a URL (user:password@)" if ":" in userinfo.group(1)
                 else "a user name in a URL (user@)")
     for match in _QUERY_NAME.finditer(text):
         if is_secret_name(match.group(1)):
