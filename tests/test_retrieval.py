@@ -21,6 +21,7 @@ from fdt.retrieval.retrieve import (
     RetrievalParams,
     Retriever,
     drop_candidates,
+    filter_by_similarity,
     min_max_norm,
     reweight_retrieved_trjs,
 )
@@ -293,3 +294,20 @@ def test_return_reweighting_only_at_evaluation() -> None:
                           training.at_evaluation()).retrieve(query)
     assert retrieved.ids.tolist() == [[1]]
     np.testing.assert_allclose(retrieved.score, [[1.0 + np.sin(np.radians(10))]], atol=1e-5)
+
+
+def test_sim_cutoff_keeps_near_copies_at_minus_one_in_a_pool_of_100_as_ra_dt() -> None:
+    query = np.array([[1.0, 0.0]], dtype=np.float32)
+    zero = np.zeros(5, np.float32)
+    # top_k 1: RA-DT searches 100 (here all 5), gives 0 (1.0) and 1 (0.985) similarity -1, and
+    # keeps the best one left, 45 degrees (searching only top_k would leave nothing)
+    one = RetrievalParams(top_k=1, reweight_top_k=1, sim_cutoff=0.98)
+    assert Retriever(KEYS, np.arange(5), zero, one).retrieve(query).ids.tolist() == [[4]]
+    similarity, ids = filter_by_similarity(np.array([[1.0, 0.985, 0.7, -np.inf]]),
+                                           np.array([[0, 1, 4, -1]]), 0.98, 3)
+    assert ids.tolist() == [[4, 0, 1]] and similarity.tolist() == [[0.7, -1.0, -1.0]]
+    # every key a near-copy: one is still read (the first searched), at score 0
+    near = Retriever(_unit([0.0, 0.5, 1.0]), np.arange(3), np.zeros(3, np.float32),
+                     RetrievalParams(top_k=2, reweight_top_k=1, sim_cutoff=0.98))
+    retrieved = near.retrieve(query)
+    assert retrieved.ids.tolist() == [[0]] and retrieved.score.tolist() == [[0.0]]

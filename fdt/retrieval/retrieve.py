@@ -1,8 +1,11 @@
 """Retrieval as RA-DT does it (ml-jku/RA-DT, src/buffers/cache.py), on the memory's index.
 
-For each query: the `top_k` most similar keys; candidates too similar to the query (inner product
-above `sim_cutoff`: near-copies, RA-DT's `filter_by_similarity`) and, during training, those of the
-query's own trajectory (`exclude_same_trjs`) are dropped; the rest are scored by
+For each query: during training, the query's own trajectory is never a candidate
+(`exclude_same_trjs`); the `top_k` most similar keys are the candidates, or, with a `sim_cutoff`,
+the best `top_k` of a pool of the SIM_CUTOFF_POOL most similar after those too similar to the
+query (inner product above `sim_cutoff`: near-copies) are given similarity -1, as RA-DT's
+`filter_by_similarity` does (so they are read only when fewer than `top_k` others are left); the
+candidates are scored by
 `dist_weight` x similarity + `return_weight` x trajectory return, each min-max normalised over the
 row's candidates (RA-DT's `reweight_retrieved_trjs`), and the best `reweight_top_k` are kept.
 Parameter names are RA-DT's.
@@ -24,6 +27,9 @@ from fdt.retrieval.index import IndexParams, build_index, search
 from fdt.settings import defaults
 
 _RETRIEVAL = defaults("retrieval")
+# RA-DT's Cache default `sim_cutoff_k`, which none of its configs changes: the pool searched when
+# a sim_cutoff is set.
+SIM_CUTOFF_POOL = 100
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,15 @@ def drop_candidates(similarity: np.ndarray, ids: np.ndarray, drop: np.ndarray,
     ids = np.take_along_axis(np.where(valid, ids, -1), order, axis=1)
     similarity = np.take_along_axis(np.where(valid, similarity, -np.inf), order, axis=1)
     return similarity, ids
+
+
+def filter_by_similarity(similarity: np.ndarray, ids: np.ndarray, sim_cutoff: float,
+                         k: int) -> tuple[np.ndarray, np.ndarray]:
+    """RA-DT's `filter_by_similarity`: candidates above `sim_cutoff` get similarity -1, then the
+    k most similar of each row are kept (ties in their order); a missing one (-1 id) stays last."""
+    similarity = np.where(similarity > sim_cutoff, -1.0, similarity)
+    order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(similarity, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
 def reweight_retrieved_trjs(similarity: np.ndarray, ids: np.ndarray, total_return: np.ndarray,
@@ -116,14 +131,15 @@ class Retriever:
         `exclude_same_trjs`), none of the query's own trajectory."""
         p = self.params
         exclude = p.exclude_same_trjs and query_trajectory is not None
-        fetch = p.top_k + (self.most_per_trajectory if exclude else 0)
+        pool = p.top_k if p.sim_cutoff is None else max(p.top_k, SIM_CUTOFF_POOL)
+        fetch = pool + (self.most_per_trajectory if exclude else 0)
         similarity, ids = search(self.index, queries, fetch)
         drop = np.zeros(ids.shape, dtype=bool)
-        if p.sim_cutoff is not None:
-            drop |= similarity > p.sim_cutoff
         if exclude:
             drop |= self.trajectory[np.maximum(ids, 0)] == np.asarray(query_trajectory)[:, None]
-        similarity, ids = drop_candidates(similarity, ids, drop, p.top_k)
+        similarity, ids = drop_candidates(similarity, ids, drop, pool)
+        if p.sim_cutoff is not None:
+            similarity, ids = filter_by_similarity(similarity, ids, p.sim_cutoff, p.top_k)
         score, kept = reweight_retrieved_trjs(similarity, ids, self.total_return,
                                               p.reweight_top_k, p.dist_weight, p.return_weight)
         return Retrieved(kept, score)
