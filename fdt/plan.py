@@ -473,6 +473,9 @@ class StagePlan:
                                   "heldout_comparisons": p["heldout_comparisons"]}
         if p["mode"] == "tree":
             params["cant_tell"] = p["cant_tell"]
+        if p["mode"] == "tree" and p["source"] == "synthetic" and p["presort_every"] is not None:
+            params["presort_every"] = p["presort_every"]  # and the reward model it refits
+            params["presort_reward"] = {k: v for k, v in p["reward_model"].items() if k != "device"}
         if p["source"] == "synthetic":
             params["noise"] = p["noise"]
         else:

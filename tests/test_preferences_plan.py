@@ -54,6 +54,7 @@ def test_dt_pref_is_the_trainers_dt_on_the_relabelled_set() -> None:
     ({"budget": 60}, {"comparisons", "reward", "relabel", "model", "evaluation"}),
     ({"noise": 0.1}, {"comparisons", "reward", "relabel", "model", "evaluation"}),
     ({"cant_tell": "set_aside"}, {"comparisons", "reward", "relabel", "model", "evaluation"}),
+    ({"presort_every": 20}, {"comparisons", "reward", "relabel", "model", "evaluation"}),
     ({"clips": 100}, {"clips", "comparisons", "reward", "relabel", "model", "evaluation"}),
     ({"reward_model": {"loss": "bradley_terry"}}, {"reward", "relabel", "model", "evaluation"}),
     ({"reward_model": {"device": "cpu"}}, set()),  # how to run, not what is learnt
@@ -64,6 +65,19 @@ def test_a_preferences_change_moves_exactly_the_keys_it_feeds(change: dict, stal
     before = pref_keys(plan(), budget)
     after = pref_keys(plan(**change), change.get("budget", budget))
     assert {k for k in before if before[k] != after[k]} == stale
+
+
+def test_presorting_keys_the_comparisons_by_the_reward_model_it_refits() -> None:
+    budget = DEFAULT["preferences"]["budget"]
+    presorting = plan(presort_every=20)
+    params = presorting.preference_comparisons(GAME, budget).params
+    assert params["presort_every"] == 20 and params["presort_reward"] == {
+        k: v for k, v in presorting.config["preferences"]["reward_model"].items() if k != "device"}
+    updates = plan(presort_every=20, reward_model={"updates": 7})
+    assert updates.preference_comparisons(GAME, budget).key != presorting.preference_comparisons(GAME, budget).key
+    # without pre-sorting the reward model's settings do not reach the comparisons
+    assert plan(reward_model={"updates": 7}).preference_comparisons(GAME, budget).key == \
+        plan().preference_comparisons(GAME, budget).key
 
 
 def test_an_imported_file_keys_the_comparisons_by_its_bytes(tmp_path: Path) -> None:

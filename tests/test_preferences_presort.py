@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from fdt.preferences.comparisons import Answer, Comparison, synthetic_labeller
-from fdt.preferences.stage import replay_tree
+from fdt.preferences.comparisons import Answer, Comparison, ComparisonsError, synthetic_labeller
+from fdt.preferences.stage import ComparisonParams, make_comparisons, replay_tree, sort_presorted
 from fdt.preferences.tree import SortTree, SortTreeError, predicted_start, sort_clips
-from tests.test_preferences import check_red_black, order_labeller
+from tests.test_preferences import bundle_of, check_red_black, order_labeller
 
 # 3 is the root, 1 and 5 its children, 0, 2, 4 and 6 the leaves (10 comparisons from the root).
 BALANCED = [3, 1, 5, 0, 2, 4, 6]
@@ -107,3 +107,41 @@ def test_cant_tell_as_equal_binds_the_clip_to_the_node() -> None:
     assert replay_tree(tree.comparisons, cant_tell="set_aside").set_aside == [2]
     with pytest.raises(SortTreeError, match="cant_tell 'tie'"):
         SortTree(cant_tell="tie")
+
+
+def test_the_stage_refits_its_predictor_and_presorts_the_later_clips() -> None:
+    """Fits after 10, 20 and 30 insertions; a perfect predictor then costs each later clip two
+    comparisons (its two neighbours), one for a new worst or best clip (no bound on that side)."""
+    values = {clip: float(v) for clip, v in enumerate(np.random.default_rng(2).permutation(40))}
+    order = list(values)
+    fitted_at: list[int] = []
+
+    def perfect(tree: SortTree) -> dict[int, float]:
+        fitted_at.append(tree.clip_count)
+        return values
+
+    tree, placements = sort_presorted(order, order_labeller(values), 10_000, "s", "equal", 10, perfect)
+    root, root_placements = sort_clips(order, order_labeller(values))
+    assert fitted_at == [10, 20, 30] and tree.ordinals() == root.ordinals()
+    assert [len(p.comparisons) for p in placements[:10]] == [
+        len(p.comparisons) for p in root_placements[:10]]
+    expected = []
+    for i in range(10, 40):
+        before = [values[c] for c in order[:i]]
+        extreme = values[order[i]] < min(before) or values[order[i]] > max(before)
+        expected.append(1 if extreme else 2)
+    assert [len(p.comparisons) for p in placements[10:]] == expected
+    check_red_black(tree)
+
+
+def test_a_fit_without_informative_answers_keeps_inserting_from_the_root() -> None:
+    values = {clip: float(clip) for clip in range(12)}
+
+    def unfit(tree: SortTree) -> dict[int, float]:
+        raise ComparisonsError("no informative comparison yet")
+
+    tree, placements = sort_presorted(list(values), order_labeller(values), 10_000, "s", "equal", 4, unfit)
+    root, root_placements = sort_clips(list(values), order_labeller(values), name="s")
+    assert [p.comparisons for p in placements] == [p.comparisons for p in root_placements]
+    with pytest.raises(ValueError, match="presort_every needs the reward model"):
+        make_comparisons(bundle_of(6), ComparisonParams(seed=0, presort_every=2), "unused")

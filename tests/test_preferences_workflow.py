@@ -19,7 +19,7 @@ from tests.conftest import REPO
 from tests.test_workflow import TINY, snakemake
 
 PREFERENCES = {"clips": 16, "clip_length": 4, "heldout_fraction": 0.25, "heldout_comparisons": 10,
-               "budget": 15, "sweep": [8], "min_comparisons": 5,
+               "budget": 15, "sweep": [8], "min_comparisons": 5, "presort_every": 4,
                "reward_model": {"loss": "ordinal", "updates": 10, "batch_size": 4}}
 
 
@@ -39,6 +39,8 @@ def test_dt_pref_end_to_end(tmp_path: Path) -> None:
     assert described["title"].startswith("Learning a reward from preferences")
     assert [t["csv"] for t in described["tables"]] == ["preferences.csv"]
     assert (folder / described["figures"][0]["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert described["figures"][1]["png"] == "sort_tree.svg"  # dt_pref's tree, drawn
+    assert (folder / "sort_tree.svg").read_text().count("class='node'") > 0
     table = pd.read_csv(folder / "preferences.csv")
     assert table["budget"].tolist() == [8, 15] and (table["seeds"] == 1).all()
     assert table["dt_return"].isna().all()  # plain DT is not among the models here
@@ -49,6 +51,9 @@ def test_dt_pref_end_to_end(tmp_path: Path) -> None:
                                   "comparisons.json").read_text())
         summary = comparisons["summary"]
         assert summary["comparisons"] == made and len(comparisons["heldout"]) == 10
+        # pre-sorted: the reward model refitted every 4 insertions placed the later clips
+        assert summary["comparisons_per_clip"] == pytest.approx(
+            made / (summary["sorted_clips"] + summary["set_aside"]))
         strict = sum(c["answer"] in ("left", "right") for c in comparisons["heldout"])
         metrics = json.loads((tmp_path / "results/Breakout/preferences/reward/"
                               f"{plan.preference_reward('Breakout', budget).key}/seed7/"

@@ -48,6 +48,7 @@ rule preference_comparisons:
     params:
         comparisons=lambda wc: pref_stage(PLAN.preference_comparisons, wc).params,
         file=PREFERENCES["file"],
+        device=PREFERENCES["reward_model"]["device"],  # pre-sorting's reward model
         input_keys=lambda wc: list(pref_stage(PLAN.preference_comparisons, wc).inputs),
         code=CODE["preference_comparisons"],
     message:

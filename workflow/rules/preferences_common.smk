@@ -65,12 +65,16 @@ def pref_clips_inputs(wildcards):
 
 def pref_comparisons_inputs(wildcards):
     game = wildcards.game
-    pref_budget(
+    budget = pref_budget(
         game, wildcards.key, PLAN.preference_comparisons, f"comparisons of {game}"
     )
     inputs = {"clips": f"{pref_clips_dir(game, wildcards.seed)}/clips.json"}
     if PREFERENCES["source"] == "file":
         inputs["file"] = PREFERENCES["file"]
+    if "presort_every" in PLAN.preference_comparisons(game, budget).params:
+        folder = dataset_dir(game, wildcards.seed)  # the clips' frames, for the reward model
+        inputs["manifest"] = f"{folder}/manifest.json"
+        inputs["arrays"] = training_set_arrays(folder)
     return inputs
 
 
