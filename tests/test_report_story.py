@@ -13,12 +13,22 @@ import pytest
 from fdt.evaluation.policies import UniformPolicy
 from fdt.evaluation.play import EvalParams, evaluate_random
 from fdt.mining.images import write_png
+from fdt.report.aggregate import (
+    aggregate_table,
+    improvement_pairs,
+    improvement_table,
+    profile_table,
+    rliable,
+    too_few_seeds,
+)
 from fdt.report.build import build_report, has_target_sweep
 from fdt.report.context import behaviour_returns, random_scores
 from fdt.report.html import build_html
+from fdt.report.plots import plot_return_vs_target, plot_returns_per_setup
 from fdt.report.section import Figure, SectionError, Table, read_section, write_section
 from tests.browser import open_page
 from tests.conftest import REPO, convert_run
+from tests.report_pages import default_like_page, page_height
 
 PAPER = REPO / "workflow" / "data" / "paper_results.csv"
 
@@ -158,13 +168,146 @@ def test_html_report_opens_in_chromium_with_every_image_loaded(story: Path) -> N
     with open_page(story.as_uri()) as page:
         images = page.eval_on_selector_all(
             "img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth])")
-        # setups, behaviour, training curves, contact sheet, target sweep; the agents' curve
-        assert len(images) == 6
+        # aggregates, setups, P(FDT > DT), behaviour, training curves, contact sheet, target
+        # sweep; the agents' curve
+        assert len(images) == 8
         assert all(width > 0 for _, width in images), images
         assert page.title() == "FDT workflow report"
-        assert page.locator("table").count() == 7  # 6 of the scores section, 1 of the agents
+        assert page.locator("table").count() == 9  # 8 of the scores section, 1 of the agents
         assert page.locator("text=A caption").count() == 1
         (story.parent / "agents" / "curve.png").unlink()  # the check sees a broken image
         page.reload(wait_until="load")
         widths = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
         assert widths[-1] == 0 and all(widths[:-1])
+
+
+# --- the page read at a glance, and the statistics across seeds (issue 30) ----------------------
+
+def _hand_made_matrices() -> dict[str, np.ndarray]:
+    """3 algorithms x (5 runs x 3 games) of human-normalized scores, DT the weakest."""
+    rng = np.random.default_rng(7)
+    return {name: rng.normal(loc, 0.3, size=(5, 3))
+            for name, loc in [("dt", 0.2), ("fdt", 0.5), ("radt", 0.4)]}
+
+
+def test_aggregates_equal_rliables_own_functions() -> None:
+    matrices = _hand_made_matrices()
+    library, metrics = rliable()
+    table = aggregate_table(matrices, reps=300, seed=3).set_index(["algorithm", "metric"])
+    functions = {"IQM": metrics.aggregate_iqm, "Mean": metrics.aggregate_mean,
+                 "Median": metrics.aggregate_median,
+                 "Optimality gap": metrics.aggregate_optimality_gap}
+    for metric, function in functions.items():
+        np.random.seed(3)  # rliable's bootstrap draws from numpy's global state
+        points, intervals = library.get_interval_estimates(
+            matrices, lambda s, f=function: np.array([f(s)]), reps=300)
+        for name in matrices:
+            row = table.loc[(name, metric)]
+            assert row["estimate"] == pytest.approx(points[name][0], abs=1e-12)
+            # the same bootstrap draws: every metric's interval comes from one resample set
+            assert (row["low"], row["high"]) == pytest.approx(
+                (intervals[name][0, 0], intervals[name][1, 0]), abs=1e-12)
+    assert table.loc[("fdt", "IQM"), "estimate"] > table.loc[("dt", "IQM"), "estimate"]
+
+
+def test_probability_of_improvement_and_profiles_equal_rliables() -> None:
+    matrices = _hand_made_matrices()
+    library, metrics = rliable()
+    pairs = improvement_pairs(sorted(matrices), "dt")
+    assert pairs == [("fdt", "dt"), ("radt", "dt")]
+    table = improvement_table(matrices, pairs, reps=300, seed=5)
+    np.random.seed(5)
+    points, intervals = library.get_interval_estimates(
+        {f"{x},{y}": (matrices[x], matrices[y]) for x, y in pairs},
+        metrics.probability_of_improvement, reps=300)
+    for row in table.itertuples():
+        assert row.probability == pytest.approx(points[f"{row.x},{row.y}"])
+        assert (row.low, row.high) == pytest.approx(tuple(intervals[f"{row.x},{row.y}"][:, 0]))
+    assert table.set_index("x").loc["fdt", "probability"] > 0.5
+    taus = np.linspace(-0.5, 1.5, 9)
+    profiles = profile_table(matrices, taus, reps=100)
+    expected, _ = library.create_performance_profile(matrices, taus)
+    for name in matrices:
+        mine = profiles[profiles["algorithm"] == name]
+        assert mine["fraction"].to_numpy() == pytest.approx(expected[name])
+        assert (mine["low"] <= mine["fraction"]).all() and (mine["fraction"] <= mine["high"]).all()
+
+
+def test_one_seed_gives_a_sentence_not_aggregates(tmp_path: Path) -> None:
+    one_seed = pd.read_parquet(_episodes(tmp_path, [90.0]))
+    one_seed = one_seed[one_seed["train_seed"] == 1]
+    one_seed.to_parquet(tmp_path / "one.parquet")
+    summary = build_report([tmp_path / "one.parquet"], PAPER, tmp_path / "out")
+    assert "need at least 2 training seeds per model; this run has dt 1, fdt 1" in \
+        summary["aggregates"]
+    section = read_section(tmp_path / "out" / "section.json")
+    assert summary["aggregates"] in section.summary
+    assert section.figures[0].png == "returns_per_setup.png"  # the headline without aggregates
+    assert not (tmp_path / "out" / "aggregates.csv").exists()
+    assert too_few_seeds({}, "model") is not None  # no game with a human reference: a sentence
+
+
+def test_aggregates_pool_the_headline_setup_and_target_per_seed(tmp_path: Path) -> None:
+    # _episodes: model i's return is seed + i, at every setup and target
+    build_report([_episodes(tmp_path, [30.0, 90.0])], PAPER, tmp_path / "out")
+    runs = pd.read_csv(tmp_path / "out" / "scores_per_seed.csv")
+    assert sorted(zip(runs["algorithm"], runs["seed"], runs["return"])) == [
+        ("dt", 1, 1.0), ("dt", 2, 2.0), ("fdt", 1, 2.0), ("fdt", 2, 3.0)]
+    assert runs["score"].iloc[0] == pytest.approx((runs["return"].iloc[0] - 1.7) / (30.5 - 1.7),
+                                                  rel=1e-5)  # the CSV keeps 6 digits
+    improvement = pd.read_csv(tmp_path / "out" / "improvement.csv")
+    assert improvement[["x", "y"]].values.tolist() == [["fdt", "dt"]]
+    # of the 4 (fdt, dt) seed pairs 3 are above and 1 ties, which counts half
+    assert improvement["probability"].iloc[0] == pytest.approx(0.875)
+
+
+@pytest.fixture
+def default_page(episode_run: Path, tmp_path: Path) -> Path:
+    """The default run's page shape (tests/report_pages.py), with three seeds and with one."""
+    return default_like_page(episode_run, tmp_path, seeds=(1, 2, 3))
+
+
+def test_page_is_read_at_a_glance_in_chromium(default_page: Path) -> None:
+    with open_page(default_page.as_uri(), viewport={"width": 1280, "height": 720}) as page:
+        widths = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
+        assert len(widths) >= 11 and all(widths), widths  # folded figures load too
+        # each section: its headline figure comes before its first table
+        order = page.eval_on_selector_all("h2[id] ~ *", """els => els.map(e =>
+            e.tagName === 'H2' ? 'section' : e.querySelector('img') && e.tagName === 'FIGURE'
+            ? 'figure' : e.querySelector('table') ? 'table' : '')""")
+        sections = " ".join(order).split("section")[2:]  # after "what was run" and contents
+        assert len(sections) == 3
+        for parts in sections:
+            assert parts.split()[0] == "figure", parts
+        assert page.locator("details[open]").count() == 0
+        assert page.locator("details table").count() == page.locator("table").count()
+        assert page.locator("table").first.is_visible() is False  # folded
+        # the page before issue 30, built from the same data, was 9,301 px tall (one seed)
+        assert page_height(page) < 3500
+
+
+def test_figures_keep_their_legends_off_the_data(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    table = pd.DataFrame([{"game": "Breakout", "model": m, "setup": s, "target": t,
+                           "mean": 5.0, "std": 1.0} for m in ["dt", "fdt"]
+                          for s in ["argmax", "eps"] for t in [30.0, 90.0]])
+    plt.close("all")
+    monkeypatch.setattr(plt, "close", lambda *args: None)  # keep the figures to measure them
+    plot_return_vs_target(table, tmp_path / "t.png")
+    plot_returns_per_setup(table, tmp_path / "s.png")
+    figures = [plt.figure(n) for n in plt.get_fignums()]
+    monkeypatch.undo()
+    assert len(figures) == 2 and len(figures[0].axes) == 2  # one panel per model
+    for fig in figures:
+        renderer = fig.canvas.get_renderer()
+        legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        assert len(legends) == 1
+        box = legends[0].get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent(renderer))
+        plt.close(fig)

@@ -19,6 +19,7 @@ from fdt.evaluation.scores import (
     score_table,
 )
 from fdt.io import atomic_path, write_json
+from fdt.report.aggregate import write_aggregates
 from fdt.report.context import behaviour_returns, random_scores
 from fdt.report.plots import (
     plot_behaviour,
@@ -71,9 +72,34 @@ def build_report(episode_files: Sequence[str | Path], paper_csv: str | Path, out
                "target_sweep": swept}
     if context:
         summary.update(_write_context(context, behaviour_run, out_dir))
+    setup, targets = headline_cell(table, setups)
+    aggregates = write_aggregates(per_seed_returns(episodes, setup, targets), "dt", out_dir,
+                                  "model")
+    summary.update(headline_setup=setup, headline_targets=targets,
+                   aggregates=aggregates["sentence"])
     write_json(out_dir / "summary.json", summary)
-    _write_scores_section(out_dir, table, summary, bool(context), swept)
+    _write_scores_section(out_dir, table, summary, aggregates, bool(context), swept)
     return summary
+
+
+def headline_cell(table: pd.DataFrame, setups: Sequence[str] | None) -> tuple[str, dict[str, float]]:
+    """The setup and, per game, the target the headline statistics compare models at: the
+    first configured setup played, and each game's highest target (the paper's, in the default
+    sweep 30/90)."""
+    played = list(dict.fromkeys(table["setup"]))
+    setup = next((s for s in (setups or []) if s in played), sorted(played)[0] if played else "")
+    rows = table[table["setup"] == setup]
+    return setup, {str(g): float(t) for g, t in rows.groupby("game")["target"].max().items()}
+
+
+def per_seed_returns(episodes: pd.DataFrame, setup: str,
+                     targets: Mapping[str, float]) -> pd.DataFrame:
+    """Each (model, training seed, game)'s mean return over its test seeds and episodes at the
+    headline setup and the game's target: one run of one task, as rliable counts them."""
+    mine = episodes[(episodes["setup"] == setup)
+                    & (episodes["target"] == episodes["game"].map(targets))]
+    runs = mine.groupby(["model", "train_seed", "game"], as_index=False)["return"].mean()
+    return runs.rename(columns={"model": "algorithm", "train_seed": "seed"})
 
 
 def has_target_sweep(table: pd.DataFrame) -> bool:
@@ -152,38 +178,41 @@ def _curve(game: str, name: str, path: str | Path) -> pd.DataFrame:
 
 
 def _write_scores_section(out_dir: Path, table: pd.DataFrame, summary: Mapping[str, Any],
-                          with_context: bool, swept: bool) -> None:
-    """The section of the HTML report: the scores told against their floor and their data."""
-    best = table.sort_values("mean", ascending=False).drop_duplicates(["game", "model"])
-    told = "; ".join(f"{r.game} {r.model.upper()} {r.mean:.1f} ({r.setup}, target {r.target:g})"
-                     for r in best.itertuples()) or "no episodes"
+                          aggregates: Mapping[str, Any], with_context: bool, swept: bool) -> None:
+    """The section of the HTML report: the aggregates across seeds as its headline where there
+    are enough seeds (else the returns per setup), then the scores told against their floor."""
+    targets = ", ".join(f"{g} {t:g}" for g, t in summary["headline_targets"].items())
     text = (f"{summary['episodes']} evaluation episodes of {', '.join(summary['models'])} on "
-            f"{', '.join(summary['games'])}. Best mean raw return per model: {told}.")
+            f"{', '.join(summary['games'])}; statistics across seeds use setup "
+            f"{summary['headline_setup']} at target {targets or 'none'}. "
+            f"{aggregates['sentence']}")
     if with_context:
         floor = "; ".join(f"{g} {v:.1f}" for g, v in summary["random"].items())
-        text += (f" A uniformly random policy under the same protocol scores {floor}. The "
-                 "behaviour table gives the return of the policy that logged the data, per "
-                 "checkpoint, as sums of the dataset's clipped rewards (not game scores).")
-    tables = [Table("Scores per model, setup and target (raw returns)", "scores.csv"),
-              Table("FDT against DT (paired t-test over seeds)", "ttest.csv"),
-              Table("Ours beside the paper", "comparison.csv"),
-              Table("The oracle: its score and its labels' agreement", "oracle.csv")]
-    figures = [Figure("Returns per setup", "returns_per_setup.png",
-                      "Mean raw return over seeds and episodes, std as error bars.")]
+        text += f" A uniformly random policy under the same protocol scores {floor}."
+    per_setup = Figure("Returns per setup", "returns_per_setup.png",
+                       "Mean raw return over seeds and episodes, std as error bars, at each "
+                       "game's first target.")
+    figures = [Figure(*f) for f in aggregates["figures"]]
+    figures.insert(1 if figures else 0, per_setup)
+    tables = [Table(*t) for t in aggregates["tables"]]
+    tables += [Table("Scores per model, setup and target (raw returns)", "scores.csv"),
+               Table("Ours beside the paper", "comparison.csv")]
     if with_context:
-        tables[1:1] = [Table("Random policy under the protocol", "random.csv"),
-                       Table("Behaviour policy per checkpoint (clipped returns)",
-                             "behaviour.csv")]
+        tables += [Table("Random policy under the protocol", "random.csv"),
+                   Table("Behaviour policy per checkpoint (clipped returns)", "behaviour.csv")]
         figures += [Figure("The data", "behaviour.png", "Mean clipped return of the complete "
-                           "episodes that start in each checkpoint the training set draws from."),
+                           "episodes that start in each checkpoint the training set draws from "
+                           "(sums of clipped rewards, not game scores)."),
                     Figure("Training curves", "training_curves.png",
                            "Training loss per logged step, mean over seeds.")]
         figures += [Figure(f"Mined important states: {g}", f"contact_sheet_{g}.png",
                            "The top-ranked states' 4-frame stacks, as FDT's feedback sees them.")
                     for g in summary["contact_sheets"]]
+    tables.append(Table("The oracle: its score and its labels' agreement", "oracle.csv"))
     if swept:
         figures.append(Figure("Return against target", "return_vs_target.png",
-                              "Mean raw return at each target return-to-go of the sweep."))
+                              "Mean raw return at each target return-to-go of the sweep, one "
+                              "panel per model."))
     write_section(out_dir, "Decision Transformer, BC and FDT", text, tables, figures)
 
 
@@ -262,20 +291,29 @@ def build_agents_report(metrics_files: Sequence[str | Path], paper_csv: str | Pa
                                      ("game", "agent", "data", "evaluation", "iteration",
                                       "seeds", "episodes", "mean", "std", "gamer_normalized",
                                       "human_normalized")]}
+    final = pd.DataFrame([{"algorithm": r["agent"], "seed": r["seed"], "game": r["game"],
+                           "return": r["final_evaluation"]["mean_return"]} for r in scored],
+                         columns=["algorithm", "seed", "game", "return"])
+    aggregates = write_aggregates(final, "dqn", out_dir, "agent")
+    summary["aggregates"] = aggregates["sentence"]
     write_json(out_dir / "summary.json", summary)
-    _write_agents_section(out_dir, table, summary)
+    _write_agents_section(out_dir, table, summary, aggregates)
     return summary
 
 
-def _write_agents_section(out_dir: Path, table: pd.DataFrame, summary: Mapping[str, Any]) -> None:
-    scores = "; ".join(f"{r.game} {r.agent} {r.mean:.1f}" for r in table.itertuples()) or "none"
+def _write_agents_section(out_dir: Path, table: pd.DataFrame, summary: Mapping[str, Any],
+                          aggregates: Mapping[str, Any]) -> None:
+    """The agents' aggregates across seeds as the headline where there are enough seeds (else
+    their learning curves), then the table beside the published numbers."""
     budgets = ", ".join(sorted(set(table["evaluation"]))) or "none"
     text = (f"batch_rl's offline agents ({', '.join(summary['agents'])}) trained on the same "
-            f"replay store, {summary['runs']} runs, scored under the Dopamine protocol (sticky "
-            f"actions, epsilon 0.001), each evaluation playing {budgets} (batch_rl: 125,000 "
-            f"steps of whole episodes). Last evaluation's mean raw return: {scores}. Published "
-            "numbers, where a source has the game, sit beside ours.")
-    write_section(out_dir, "batch_rl's offline agents", text,
-                  [Table("Agent x game, beside the published numbers", "agents.csv")],
-                  [Figure("Learning curves", "learning_curves.png",
-                          "Score after each evaluated iteration, and training loss.")])
+            f"replay store, {summary['runs']} runs, scored by their last evaluation under the "
+            f"Dopamine protocol (sticky actions, epsilon 0.001), each evaluation playing {budgets} "
+            f"(batch_rl: 125,000 steps of whole episodes). {aggregates['sentence']}")
+    curves = Figure("Learning curves", "learning_curves.png",
+                    "Score after each evaluated iteration, and training loss.")
+    figures = [Figure(*f) for f in aggregates["figures"]]
+    figures.insert(1 if figures else 0, curves)
+    tables = [Table(*t) for t in aggregates["tables"]]
+    tables.insert(0, Table("Agent x game, beside the published numbers", "agents.csv"))
+    write_section(out_dir, "batch_rl's offline agents", text, tables, figures)

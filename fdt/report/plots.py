@@ -9,6 +9,12 @@ import numpy as np
 import pandas as pd
 
 
+def legend_beside(ax: object, **kwargs: object) -> None:
+    """The legend to the right of the axes, where it covers no data (tight_layout keeps room)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,  # type: ignore[attr-defined]
+              **kwargs)
+
+
 def plot_returns_per_setup(table: pd.DataFrame, path: str | Path,
                            setups: Sequence[str] | None = None) -> None:
     """Grouped bars: mean return (std as error bar) per setup and model, one panel per game."""
@@ -34,33 +40,38 @@ def plot_returns_per_setup(table: pd.DataFrame, path: str | Path,
         ax.set_xticklabels(order, rotation=30)
         ax.set_title(f"{game} (target {rows['target'].min():g})")
         ax.set_ylabel("raw return")
-        ax.legend()
+    legend_beside(axes[0, -1])
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
 
 
 def plot_return_vs_target(table: pd.DataFrame, path: str | Path) -> None:
-    """Mean return against the target return-to-go, per model, one panel per game."""
+    """Mean return against the target return-to-go: one row per game, one panel per model, one
+    line per setup (a panel holds a handful of lines; the one legend sits beside the last)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    games = sorted(table["game"].unique())
-    fig, axes = plt.subplots(1, len(games), figsize=(6 * len(games), 4), squeeze=False)
-    for ax, game in zip(axes[0], games):
+    games, models = sorted(table["game"].unique()), sorted(table["model"].unique())
+    fig, axes = plt.subplots(len(games), len(models), figsize=(2.6 * len(models) + 1.5,
+                                                              2.6 * len(games)),
+                             sharey="row", squeeze=False)
+    for row, game in enumerate(games):
         rows = table[table["game"] == game]
-        for (model, setup), line in rows.groupby(["model", "setup"]):
-            line = line.sort_values("target")
-            ax.errorbar(line["target"], line["mean"], yerr=line["std"], marker="o", capsize=2,
-                        label=f"{model.upper()} {setup}")
         targets = sorted(rows["target"].unique())
-        ax.plot(targets, targets, linestyle=":", color="grey", label="return = target")
-        ax.set_xlabel("target return-to-go")
-        ax.set_ylabel("raw return")
-        ax.set_title(game)
-        ax.legend(fontsize=7)
+        for column, model in enumerate(models):
+            ax = axes[row, column]
+            for setup, line in rows[rows["model"] == model].groupby("setup"):
+                line = line.sort_values("target")
+                ax.errorbar(line["target"], line["mean"], yerr=line["std"], marker="o",
+                            capsize=2, label=setup)
+            ax.plot(targets, targets, linestyle=":", color="grey", label="return = target")
+            ax.set_title(f"{game}: {model.upper()}", fontsize=9)
+            ax.set_xlabel("target return-to-go", fontsize=8)
+        axes[row, 0].set_ylabel("raw return")
+    legend_beside(axes[0, -1], fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
@@ -90,8 +101,8 @@ def plot_learning_curves(curves: pd.DataFrame, path: str | Path) -> None:
             axes[1, column].set_yscale("log")
         for ax in axes[:, column]:
             ax.set_xlabel("iteration")
-            if len(rows):
-                ax.legend(fontsize=8)
+    if len(curves):
+        legend_beside(axes[0, -1], fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
@@ -114,8 +125,8 @@ def plot_training_curves(curves: pd.DataFrame, path: str | Path) -> None:
         ax.set_title(f"{game}: training loss")
         ax.set_xlabel("step")
         ax.set_ylabel("cross-entropy (FDT: with its feedback term)")
-        if len(rows):
-            ax.legend(fontsize=8)
+    if len(curves):
+        legend_beside(axes[0, -1], fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
