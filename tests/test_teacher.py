@@ -359,7 +359,7 @@ def test_report_section_counts_answers_per_labeller(tiny, tmp_path: Path) -> Non
     section = build_teacher_report([("Breakout", 7, tiny.bundle_dir)], [tmp_path / "a.sqlite"],
                                    tmp_path / "results", tmp_path / "report", "human")
     assert [t["csv"] for t in section["tables"]] == ["queries.csv", "labellers.csv"]
-    assert section["figures"] == []
+    assert [f["png"] for f in section["figures"]] == ["labelling.png"]  # the headline
     queries = (tmp_path / "report" / "queries.csv").read_text().splitlines()
     assert queries[1].startswith(f"Breakout,7,{tiny.bundle['bundle_id']},5,3,2,1,0,")
     labellers = (tmp_path / "report" / "labellers.csv").read_text().splitlines()
@@ -457,7 +457,7 @@ def test_noise_budget_runs_are_found_and_tabulated(tiny, tmp_path: Path) -> None
     assert study[["epsilon", "budget", "labels_key", "episodes", "mean_return"]].values.tolist() == [
         [0.0, 5, "L2", 2, 5.0], [0.1, 5, "L1", 2, 2.0]]
     assert study["std_return"].round(4).tolist() == [1.4142, 1.4142]
-    assert [f["png"] for f in section["figures"]] == ["noise_budget.png"]
+    assert [f["png"] for f in section["figures"]] == ["noise_budget.png", "labelling.png"]
     assert (tmp_path / "report" / "noise_budget.png").read_bytes()[:4] == b"\x89PNG"
     assert section["tables"][-1]["csv"] == "noise_budget.csv"
 

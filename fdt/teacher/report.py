@@ -94,7 +94,32 @@ def plot_study(table: pd.DataFrame, path: str | Path) -> None:
                     marker="o", capsize=3, label=f"{game}, budget {budget} ({schedule})")
     ax.set_xlabel("label flip noise epsilon")
     ax.set_ylabel("FDT mean episode return")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+
+
+LABELLING_COUNTS = ["queries", "gold", "answers", "labelled"]
+
+
+def plot_labelling(queries: pd.DataFrame, path: str | Path) -> None:
+    """How far labelling has come: queries, gold queries, answers and decided states, grouped
+    per training set (game and seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [f"{g} seed {s}" for g, s in zip(queries["game"], queries["seed"])]
+    fig, ax = plt.subplots(figsize=(3 + 1.2 * len(names), 2.8))
+    width = 0.8 / len(LABELLING_COUNTS)
+    for i, column in enumerate(LABELLING_COUNTS):
+        ax.bar([n + i * width for n in range(len(names))], queries[column], width, label=column)
+    ax.set_xticks([n + width * (len(LABELLING_COUNTS) - 1) / 2 for n in range(len(names))])
+    ax.set_xticklabels(names)
+    ax.set_ylabel("count")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
@@ -143,6 +168,11 @@ def build_teacher_report(bundles: Sequence[tuple[str, int, str | Path]],
                         "caption": "Mean episode return (std over episodes and seeds) of FDT "
                                    "trained on the synthetic labeller's labels, per flip noise "
                                    "epsilon, one line per label budget and schedule."})
+    with atomic_path(out_dir / "labelling.png") as tmp:
+        plot_labelling(queries, tmp)
+    figures.append({"title": "Labelling so far", "png": "labelling.png",
+                    "caption": "Per training set: its labelling and gold queries, the answers "
+                               "given and the states decided by majority."})
     for _, name, frame in tables:
         with atomic_path(out_dir / name) as tmp:
             frame.to_csv(tmp, index=False)
