@@ -102,7 +102,11 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=4000, help="rows per checkpoint")
     parser.add_argument("--checkpoints", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds: the test suite's check that the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.updates, args.capacity, args.checkpoints, args.batch_size = 1, 400, 2, 4
     device = torch.device(args.device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, batch {args.batch_size}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +118,7 @@ def main() -> None:
               f"and loaded ({len(pool)} transitions, {len(pool.frames)} frames) in "
               f"{time.perf_counter() - started:.1f} s")
         sampler = Sampler(pool, args.batch_size)
-        sample = sampler_seconds(sampler, device, 200)
+        sample = sampler_seconds(sampler, device, 10 if args.quick else 200)
         print(f"sampler: {sample * 1e3:.3f} ms per batch of {args.batch_size} stacked transitions "
               f"(state and next state), {1 / sample:,.0f} batches/s")
         print(f"{'update':<28} {'ms/update':>10} {'updates/s':>10} {'update/sample':>14}")

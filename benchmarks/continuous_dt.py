@@ -169,15 +169,22 @@ def evaluation_rates(episodes: int, horizon: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corl", type=Path, required=True, help="CORL checkout or bare git dir")
+    parser.add_argument("--corl", type=Path, help="CORL checkout or bare git dir (required "
+                        "but with --quick, which times ours alone)")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per case")
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--episodes", type=int, default=16, help="evaluation episodes")
     parser.add_argument("--horizon", type=int, default=100, help="steps per evaluation episode")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds: the test suite's check that the script runs")
     args = parser.parse_args()
+    if args.corl is None and not args.quick:
+        parser.error("--corl is required (or --quick, which times ours alone)")
+    if args.quick:
+        args.steps, args.batches, args.episodes, args.horizon = 2, [8], 2, 5
     torch.set_num_threads(1)
-    corl = import_corl(args.corl)
-    data = synthetic_episodes()
+    corl = import_corl(args.corl) if args.corl else None
+    data = synthetic_episodes(8 if args.quick else 40)
     params = DTParams()
     print(f"training: {len(data)} transitions, {len(data.lengths())} trajectories, CORL's architecture "
           f"(width {params.embedding_dim}, {params.num_layers} layers, sequence {params.seq_len}), 1 thread")
@@ -185,6 +192,9 @@ def main() -> None:
     for batch in args.batches:
         torch.manual_seed(0)
         ours = samples_per_second(our_trainer(data, batch, params), batch, args.steps)
+        if corl is None:
+            print(f"{batch:>6} {ours:>15.1f} {'-':>15} {'-':>10}", flush=True)
+            continue
         torch.manual_seed(0)
         theirs = samples_per_second(corl_trainer(corl, data, batch, params), batch, args.steps)
         print(f"{batch:>6} {ours:>15.1f} {theirs:>15.1f} {ours / theirs:>9.2f}x", flush=True)

@@ -22,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -155,7 +156,12 @@ def main() -> None:
                         help="comma-separated replay.zstd_level values to convert with, side by "
                              "side (the first is the reported `convert`; write --zstd-levels=-1,3 "
                              "when it is negative)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds: the test suite's check that the script runs")
     args = parser.parse_args()
+    if args.quick:  # a checkpoint of 5,000 rows from 500 real frames, once, in a fresh folder
+        args.rows, args.real_frames, args.repeat = 5000, 500, 1
+        args.workdir = Path(tempfile.mkdtemp(prefix="fdt-bench-convert-"))
     folder = args.workdir / f"rows{args.rows}_gz{args.compresslevel}"
     if not (folder / file_name("observation", 1)).exists():
         t = time.perf_counter()

@@ -97,9 +97,15 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=16, help="cores of the target machine")
     parser.add_argument("--gpu-ms-per-step", type=float, default=5.0,
                         help="assumed model time per batched step on the target GPU")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds: the test suite's check that the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.envs, args.episodes, args.reference_episodes, args.max_steps = 2, 16, 1, 5
     torch.manual_seed(0)
-    model = DecisionTransformer(ModelConfig(num_actions=4, context_length=30, max_timestep=3000))
+    sizes = {"n_layer": 1, "n_head": 2, "n_embd": 16} if args.quick else {}
+    model = DecisionTransformer(ModelConfig(num_actions=4, context_length=30, max_timestep=3000,
+                                            **sizes))
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, model 6x128, K 30")
     jobs = protocol_jobs(["sample+noop"], [90.0], list(range(16)), args.episodes // 16)
     ref_rate, ref_steps, _ = timed_rollout(model, jobs[:args.reference_episodes], 1, 0, False,
@@ -112,7 +118,7 @@ def main() -> None:
           f"steps/s ({steps} steps; creating {args.envs} environments took {created:.1f} s "
           "before timing)")
     print(f"speedup: {rate / ref_rate:.2f}x")
-    per_core = env_rate()
+    per_core = env_rate(50 if args.quick else 2000)
     print(f"environment alone: {per_core:8.1f} agent steps/s per core")
     group = max(1, args.envs // 2)
     model_only = model_seconds_per_window(model.to(args.device).eval(), group, args.device)

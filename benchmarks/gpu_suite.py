@@ -95,7 +95,7 @@ def labelling(device: str, states: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dry", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument("--dry", "--quick", action="store_true", help="tiny sizes on the CPU")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     dry = args.dry

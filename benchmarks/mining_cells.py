@@ -37,7 +37,11 @@ def main() -> None:
     parser.add_argument("--game", default="Breakout")
     parser.add_argument("--chunk", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds: the test suite's check that the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.transitions, args.repeats = 2000, 1
     n = args.transitions
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (n, 84, 84), dtype=np.uint8)

@@ -34,7 +34,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--transitions", type=int, default=2_000_000)
     parser.add_argument("--cells", type=int, default=400_000)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds: the test suite's check that the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.transitions, args.cells = 20_000, 4_000
     n = args.transitions
     before = rss_mb()
     rng = np.random.default_rng(0)

@@ -70,7 +70,11 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=4096)
     parser.add_argument("--updates", type=int, default=50)
     parser.add_argument("--actions", type=int, default=4)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds: the test suite's check that the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.states, args.updates = 64, 2
     device = torch.device(args.device)
     print(f"device {device}, torch threads {torch.get_num_threads()}")
     rng = np.random.default_rng(1)
@@ -80,7 +84,7 @@ def main() -> None:
         n = args.states if batch > 1 else min(args.states, 256)
         rate = labelling_rate(net, states[:n], batch, device)
         print(f"labelling, batch {batch:4d}: {rate:10,.0f} states/s")
-    rate = training_rate(args.actions, 20_000, args.updates, 32, device)
+    rate = training_rate(args.actions, 500 if args.quick else 20_000, args.updates, 32, device)
     print(f"offline C51 training, batch 32: {rate:8.1f} updates/s = {rate * 32:10,.0f} "
           "transitions/s")
 

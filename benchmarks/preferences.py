@@ -161,11 +161,12 @@ def cant_tell_agreement(values: dict[int, float], margin: float, policy: str) ->
     return sorted_agreement, len(ordinals) / len(values), float(np.mean(right))
 
 
-def sort_tree_counts() -> None:
-    """Comparisons per clip (root, ascending, pre-sorted) and the can't-tell policies' agreement."""
+def sort_tree_counts(quick: bool = False) -> None:
+    """Comparisons per clip (root, ascending, pre-sorted) and the can't-tell policies' agreement
+    (quick: the smallest sizes only)."""
     print(f"\n{'sort tree, n clips':<20} {'log2 n':>7} {'random order':>13} {'ascending':>10} "
           f"{'random / log2 n':>16}")
-    for n in (100, 1000, 10000):
+    for n in (100,) if quick else (100, 1000, 10000):
         shuffled, ascending = comparisons_per_clip(n, False), comparisons_per_clip(n, True)
         print(f"{n:<20} {math.log2(n):>7.2f} {shuffled:>13.2f} {ascending:>10.2f} "
               f"{shuffled / math.log2(n):>16.2f}")
@@ -174,7 +175,7 @@ def sort_tree_counts() -> None:
 
     print(f"\n{'pre-sorting, n clips':<20} {'prediction noise sd':>20} {'rank acc.':>10} "
           f"{'from root':>10} {'pre-sorted':>11}   (comparisons per clip, same clips and answers)")
-    for n in (120, 1000):
+    for n in (120,) if quick else (120, 1000):
         for noise_sd in (0.0, 0.05, 0.2, 0.5, 2.0):
             root, presorted, accuracy = presorted_comparisons(n, noise_sd)
             print(f"{n:<20} {noise_sd:>20.2f} {accuracy:>10.3f} {root:>10.2f} {presorted:>11.2f}")
@@ -201,9 +202,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--tree-only", action="store_true",
                         help="only the sort tree's comparisons (pre-sorting, can't tell)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds: the test suite's check that the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.updates, args.clip_length, args.batch_size = 2, 4, 4
     if args.tree_only:
-        sort_tree_counts()
+        sort_tree_counts(args.quick)
         return
     device = torch.device(args.device)
     print(f"device {device}, torch threads {torch.get_num_threads()}, clips of "
@@ -230,7 +235,7 @@ def main() -> None:
     predict_rewards(RewardNet(4).to(device).eval(), frames, stacks, actions.reshape(-1), device)
     print(f"relabelling: {rows / (time.perf_counter() - started):,.0f} rows/s predicted")
 
-    sort_tree_counts()
+    sort_tree_counts(args.quick)
 
 if __name__ == "__main__":
     main()

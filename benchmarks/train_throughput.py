@@ -377,7 +377,12 @@ def main() -> None:
                         help="steps per loop in the side-by-side comparison (0: skip it)")
     parser.add_argument("--compare-compile", action="store_true",
                         help="also ours under torch.compile in the comparison (compile time shown)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds: the test suite's check that the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.transitions, args.batch_size, args.context_length = 200, 8, 5
+        args.repeats, args.compare_steps, args.device = 1, 0, "cpu"
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fdt-bench-"))
     folder = workdir / "training_set"
