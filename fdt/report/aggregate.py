@@ -276,7 +276,8 @@ def write_aggregates(raw: pd.DataFrame, against: str, out_dir: str | Path,
     scores = human_normalized_scores(raw)
     _write_csv(scores, out_dir / "scores_per_seed.csv")
     written: dict[str, Any] = {
-        "tables": [(f"Human-normalized score of each {what}, seed and game", "scores_per_seed.csv")],
+        "tables": [(f"Human-normalized score of each {what}, seed and game",
+                    "scores_per_seed.csv")],
         "figures": []}
     matrices = score_matrices(scores)
     note = too_few_seeds(matrices, what)

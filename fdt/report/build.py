@@ -82,7 +82,8 @@ def build_report(episode_files: Sequence[str | Path], paper_csv: str | Path, out
     return summary
 
 
-def headline_cell(table: pd.DataFrame, setups: Sequence[str] | None) -> tuple[str, dict[str, float]]:
+def headline_cell(table: pd.DataFrame,
+                  setups: Sequence[str] | None) -> tuple[str, dict[str, float]]:
     """The setup and, per game, the target the headline statistics compare models at: the
     first configured setup played, and each game's highest target (the paper's, in the default
     sweep 30/90)."""

@@ -29,9 +29,11 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-top: 1em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ddd; padding: 0.2em 0.5em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-figure { margin: 0.5em 0; } figure img { max-width: 100%; max-height: 24em; border: 1px solid #eee; }
+figure { margin: 0.5em 0; }
+figure img { max-width: 100%; max-height: 24em; border: 1px solid #eee; }
 details { margin: 0.3em 0; } summary { cursor: pointer; } details table { margin-top: 0.3em; }
-.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(30em, 1fr)); gap: 1em; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(30em, 1fr));
+           gap: 1em; }
 figcaption { font-size: 0.9em; color: #555; } dl { display: grid; grid-template-columns: max-content auto; }
 dt { font-weight: 600; padding-right: 1em; } dd { margin: 0; } .note { color: #666; }
 """

@@ -11,8 +11,8 @@ import pandas as pd
 
 def legend_beside(ax: object, **kwargs: object) -> None:
     """The legend to the right of the axes, where it covers no data (tight_layout keeps room)."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,  # type: ignore[attr-defined]
-              **kwargs)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0),  # type: ignore[attr-defined]
+              frameon=False, **kwargs)
 
 
 def plot_returns_per_setup(table: pd.DataFrame, path: str | Path,
