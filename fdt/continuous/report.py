@@ -80,7 +80,7 @@ def plot_score_per_target(table: pd.DataFrame, path: str | Path) -> None:
     ax.set_xlabel("target return (prompt)")
     ax.set_ylabel("normalized score (ours: random 0, expert 100)")
     ax.set_title("DT score per target return")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
@@ -101,8 +101,8 @@ def plot_learning_curves(losses: pd.DataFrame, scores: pd.DataFrame, path: str |
         score_ax.plot(mean.index, mean.values, marker="o", label=f"{dataset} @ {target:g}")
     loss_ax.set(xlabel="update", ylabel="action MSE (training)", title="training loss")
     score_ax.set(xlabel="update", ylabel="normalized score", title="evaluation during training")
-    loss_ax.legend(fontsize=7)
-    score_ax.legend(fontsize=7)
+    loss_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    score_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
@@ -123,8 +123,10 @@ def plot_behaviour_curves(curves: dict[str, pd.DataFrame], path: str | Path) -> 
         ax.plot(episodes["step"], episodes["episode_return"], alpha=0.4, label="training episodes")
         ax.plot(snapshots["step"], snapshots["evaluation_return"], marker="o", label="snapshots (deterministic)")
         ax.set(xlabel="environment step", ylabel="return", title=f"{env_id}: SAC behaviour agent")
-        ax.legend(fontsize=7)
-    if not curves:
+    if curves:  # one legend, beside the last panel, covering no data
+        axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                           frameon=False)
+    else:
         axes[0, 0].set_title("no behaviour agent (Minari datasets)")
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")

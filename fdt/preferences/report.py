@@ -77,7 +77,9 @@ def plot_score_vs_comparisons(table: pd.DataFrame, path: str | Path) -> None:
                           label="DT on the true reward")
         score.set_title(game)
         score.set_ylabel("true game return")
-        score.legend()
+        if column == len(games) - 1:  # one legend, beside the last column, covering no data
+            score.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                         frameon=False)
         accuracy.plot(rows["comparisons"], rows["heldout_accuracy"], marker="o",
                       label="held-out comparisons")
         accuracy.plot(rows["comparisons"], rows["heldout_rank_accuracy"], marker="s",
@@ -86,7 +88,9 @@ def plot_score_vs_comparisons(table: pd.DataFrame, path: str | Path) -> None:
         accuracy.set_ylim(0, 1.05)
         accuracy.set_xlabel("comparisons")
         accuracy.set_ylabel("reward model accuracy")
-        accuracy.legend()
+        if column == len(games) - 1:
+            accuracy.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                            frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
