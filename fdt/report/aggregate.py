@@ -99,8 +99,8 @@ def too_few_seeds(matrices: Mapping[str, np.ndarray], what: str) -> str | None:
     """One sentence for the report where some algorithm has fewer runs than the statistics need
     (None when every one has enough)."""
     if not matrices:
-        return (f"No {what} has a human-normalized score (its games have no human reference), "
-                "so there are no aggregates across seeds.")
+        return (f"No {what} has a human-normalized score (no scored runs, or only games "
+                "without a human reference score), so there are no aggregates across seeds.")
     runs = {name: matrix.shape[0] for name, matrix in matrices.items()}
     short = {name: n for name, n in runs.items() if n < MIN_SEEDS}
     if not short:
