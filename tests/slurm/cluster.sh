@@ -2,15 +2,19 @@
 # A real one-node SLURM cluster on localhost, for the slurm profile's test (no systemd needed).
 #   tests/slurm/cluster.sh install   apt packages: slurmctld slurmd slurm-client munge (root)
 #   tests/slurm/cluster.sh start     munge key, slurm.conf for this host, start the daemons
-#   tests/slurm/cluster.sh stop      stop the daemons it started
+#   tests/slurm/cluster.sh stop      stop the daemons it started (by their PID files)
 set -euo pipefail
 state=/var/spool/fdt-slurm
 conf=/etc/slurm/slurm.conf
 
 install() {
     command -v slurmctld >/dev/null && command -v munged >/dev/null && return
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge
+    if ! { apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge; }; then
+        echo "SLURM could not be installed (apt-get install slurmctld slurmd slurm-client munge" \
+            "failed; needs root and Debian's package archive)" >&2
+        exit 1
+    fi
 }
 
 start() {
@@ -25,7 +29,10 @@ start() {
     fi
     chown -R munge:munge /etc/munge /run/munge /var/log/munge /var/lib/munge 2>/dev/null || true
     chmod 400 /etc/munge/munge.key
-    pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged --force
+    if ! pgrep -x munged >/dev/null; then  # ours to stop only if we started it
+        runuser -u munge -- /usr/sbin/munged --force
+        touch "$state/munged.ours"
+    fi
     cat > "$conf" <<CONF
 ClusterName=fdt-test
 SlurmctldHost=$host
@@ -63,8 +70,15 @@ CONF
 }
 
 stop() {
-    pkill -x slurmd || true
-    pkill -x slurmctld || true
+    # by the PIDs the daemons recorded, never by name (other SLURMs may run here)
+    for pidfile in "$state/slurmd.pid" "$state/slurmctld.pid"; do
+        [ -s "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+        rm -f "$pidfile"
+    done
+    if [ -e "$state/munged.ours" ] && [ -s /run/munge/munged.pid ]; then
+        kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+        rm -f "$state/munged.ours"
+    fi
 }
 
 "${1:?usage: cluster.sh install|start|stop}"
