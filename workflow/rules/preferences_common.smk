@@ -72,7 +72,8 @@ def pref_comparisons_inputs(wildcards):
     if PREFERENCES["source"] == "file":
         inputs["file"] = PREFERENCES["file"]
     if "presort_every" in PLAN.preference_comparisons(game, budget).params:
-        folder = dataset_dir(game, wildcards.seed)  # the clips' frames, for the reward model
+        # the clips' frames, for the reward model
+        folder = dataset_dir(game, wildcards.seed)
         inputs["manifest"] = f"{folder}/manifest.json"
         inputs["arrays"] = training_set_arrays(folder)
     return inputs
