@@ -20,13 +20,9 @@ from collections.abc import Callable, Iterable
 import torch
 
 
-class TFRMSProp(torch.optim.Optimizer):
-    """TensorFlow 1's RMSProp (the module's docstring gives its update)."""
-
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, decay: float = 0.9,
-                 momentum: float = 0.0, epsilon: float = 1e-10, centered: bool = False) -> None:
-        super().__init__(params, {"lr": lr, "decay": decay, "momentum": momentum,
-                                  "epsilon": epsilon, "centered": centered})
+class _PerParameterOptimizer(torch.optim.Optimizer):
+    """The loop both optimizers share: each parameter with a gradient is updated from its own
+    state, made on its first step; subclasses say how (`_initial_state`, `_update`)."""
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -35,29 +31,47 @@ class TFRMSProp(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            rho, lr = group["decay"], group["lr"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad
                 state = self.state[p]
                 if not state:
-                    state["ms"] = torch.ones_like(p)
-                    state["mg"] = torch.zeros_like(p)
-                    state["mom"] = torch.zeros_like(p)
-                ms, mg, mom = state["ms"], state["mg"], state["mom"]
-                ms.mul_(rho).addcmul_(g, g, value=1 - rho)
-                denominator = ms.clone()
-                if group["centered"]:
-                    mg.mul_(rho).add_(g, alpha=1 - rho)
-                    denominator.addcmul_(mg, mg, value=-1)
-                denominator.add_(group["epsilon"]).sqrt_()
-                mom.mul_(group["momentum"]).addcdiv_(g, denominator, value=lr)
-                p.sub_(mom)
+                    state.update(self._initial_state(p))
+                self._update(p, p.grad, state, group)
         return loss
 
+    def _initial_state(self, p: torch.Tensor) -> dict[str, torch.Tensor | int]:
+        raise NotImplementedError
 
-class TFAdam(torch.optim.Optimizer):
+    def _update(self, p: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+
+class TFRMSProp(_PerParameterOptimizer):
+    """TensorFlow 1's RMSProp (the module's docstring gives its update)."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, decay: float = 0.9,
+                 momentum: float = 0.0, epsilon: float = 1e-10, centered: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "decay": decay, "momentum": momentum,
+                                  "epsilon": epsilon, "centered": centered})
+
+    def _initial_state(self, p: torch.Tensor) -> dict[str, torch.Tensor | int]:
+        return {"ms": torch.ones_like(p), "mg": torch.zeros_like(p), "mom": torch.zeros_like(p)}
+
+    def _update(self, p: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
+        rho, lr = group["decay"], group["lr"]
+        ms, mg, mom = state["ms"], state["mg"], state["mom"]
+        ms.mul_(rho).addcmul_(g, g, value=1 - rho)
+        denominator = ms.clone()
+        if group["centered"]:
+            mg.mul_(rho).add_(g, alpha=1 - rho)
+            denominator.addcmul_(mg, mg, value=-1)
+        denominator.add_(group["epsilon"]).sqrt_()
+        mom.mul_(group["momentum"]).addcdiv_(g, denominator, value=lr)
+        p.sub_(mom)
+
+
+class TFAdam(_PerParameterOptimizer):
     """TensorFlow 1's Adam (tf.train.AdamOptimizer), the optimizer of batch_rl's C51, QR-DQN,
     REM and Ensemble-DQN (their gin files) and of CQL's Atari code.
 
@@ -82,28 +96,15 @@ class TFAdam(torch.optim.Optimizer):
         # defaults are tf.train.AdamOptimizer's
         super().__init__(params, {"lr": lr, "beta1": beta1, "beta2": beta2, "epsilon": epsilon})
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["beta1"], group["beta2"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["m"] = torch.zeros_like(p)
-                    state["v"] = torch.zeros_like(p)
-                state["step"] += 1
-                t = state["step"]
-                lr_t = group["lr"] * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-                m, v = state["m"], state["v"]
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                p.addcdiv_(m, v.sqrt().add_(group["epsilon"]), value=-lr_t)
-        return loss
+    def _initial_state(self, p: torch.Tensor) -> dict[str, torch.Tensor | int]:
+        return {"step": 0, "m": torch.zeros_like(p), "v": torch.zeros_like(p)}
+
+    def _update(self, p: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
+        beta1, beta2 = group["beta1"], group["beta2"]
+        state["step"] += 1
+        t = state["step"]
+        lr_t = group["lr"] * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        m, v = state["m"], state["v"]
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        p.addcdiv_(m, v.sqrt().add_(group["epsilon"]), value=-lr_t)
