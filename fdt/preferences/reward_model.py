@@ -16,7 +16,7 @@ resample of the data, and predicts their mean.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -80,20 +80,25 @@ class RewardNet(nn.Module):
 
 
 class RewardEnsemble(nn.Module):
-    """The members' mean reward."""
+    """The members' mean reward. `member` makes one member (default: the Atari CNN); the online
+    loop (fdt.online) passes an MLP over observation vectors and continuous actions."""
 
-    def __init__(self, num_actions: int, members: int) -> None:
+    def __init__(self, num_actions: int, members: int,
+                 member: Callable[[], nn.Module] | None = None) -> None:
         super().__init__()
-        self.members = nn.ModuleList(RewardNet(num_actions) for _ in range(members))
+        make = member or (lambda: RewardNet(num_actions))
+        self.members = nn.ModuleList(make() for _ in range(members))
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(states, actions) for m in self.members]).mean(0)
 
 
 def clip_returns(net: nn.Module, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Predicted returns of clips: states (n, L, 4, 84, 84), actions (n, L) -> (n,)."""
-    n, length = actions.shape
-    rewards = net(states.reshape(n * length, *states.shape[2:]), actions.reshape(n * length))
+    """Predicted returns of clips: states (n, L, 4, 84, 84), actions (n, L) -> (n,); actions may
+    carry trailing dimensions (continuous actions, (n, L, d))."""
+    n, length = actions.shape[:2]
+    rewards = net(states.reshape(n * length, *states.shape[2:]),
+                  actions.reshape(n * length, *actions.shape[2:]))
     return rewards.reshape(n, length).sum(1)
 
 
@@ -129,14 +134,20 @@ class TrainingData:
 
 
 def train_reward_model(data: TrainingData, params: RewardParams, num_actions: int,
-                       device: torch.device, progress: bool = True) -> tuple[RewardEnsemble, dict[str, Any]]:
-    """Train each member for `updates` minibatch steps on a bootstrap resample of the data."""
+                       device: torch.device, progress: bool = True,
+                       ensemble: RewardEnsemble | None = None) -> tuple[RewardEnsemble, dict[str, Any]]:
+    """Train each member for `updates` minibatch steps on a bootstrap resample of the data.
+
+    `ensemble` continues training a model (the online loop retrains the same model as labels
+    arrive, as rl-teacher does); without it a fresh one is trained."""
     if params.loss not in LOSSES:
         raise RewardModelError(f"reward_model.loss must be one of {', '.join(LOSSES)}; "
                                f"got {params.loss!r}")
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
-    ensemble = RewardEnsemble(num_actions, params.ensemble).to(device)
+    if ensemble is None:
+        ensemble = RewardEnsemble(num_actions, params.ensemble).to(device)
+    ensemble.train()
     states = torch.from_numpy(np.ascontiguousarray(data.states)).to(device)
     actions = torch.from_numpy(np.ascontiguousarray(data.actions)).to(device)
     targets = torch.from_numpy(np.asarray(data.targets, dtype=np.float32)).to(device)
