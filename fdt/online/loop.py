@@ -22,10 +22,10 @@ minibatches (rl-teacher: one per 100 steps), its normalisation is recomputed and
 replay relabelled. The agent is scored on the unchanged task's true return every `eval_every`
 steps.
 
-Resume: at the first episode end after every `checkpoint_every` steps the agent (with its
+Resume: every `checkpoint_every` steps (after that step's retraining) the agent (with its
 replay), the reward model, the clip store, the comparisons, the tree and the curve are saved
-atomically; a run that finds the checkpoint goes on from there (episode i is reset with seed + i,
-so the environment replays the same way). A human run's answers live in SQLite and are read
+atomically; a run that finds the checkpoint goes on from there, the episode under way then
+started afresh (with the next episode's seed). A human run's answers live in SQLite and are read
 again. A diverged reward model stops the loop naming the retraining; reward_model.pt keeps the
 last good one.
 """
@@ -206,6 +206,8 @@ class OnlineLoop:
         p = self.params
         if self.model is not None and not self.state.pretrained:
             self._pretrain()
+        if self._resumed:  # the episode under way at the checkpoint starts afresh
+            self.state.episode += 1
         observation, _ = self.env.reset(seed=p.seed + self.state.episode)
         self._new_trace()
         episode_return, last_saved = 0.0, self.state.step
@@ -233,7 +235,8 @@ class OnlineLoop:
                 self._retrain(step)
             if step % p.eval_every == 0 or step == p.steps:
                 self._evaluate(step)
-            if episode_over and step - last_saved >= p.checkpoint_every and step < p.steps:
+            if step - last_saved >= p.checkpoint_every and step < p.steps:
+                # after the retraining of this step, so no play is traced but not yet cut
                 self._save_checkpoint()
                 last_saved = step
         return self._finish()
@@ -304,6 +307,8 @@ class OnlineLoop:
             self._publish_queries()
 
     def _publish_queries(self) -> None:
+        """The clips first, then what to ask of them, so the app never names a missing clip."""
+        self.store.save(self.out / STORE)
         write_json(self.out / QUERIES, {"bundle": self.digest, "env_id": self.task.env_id,
                                         "pairs": self.state.queued, "tree_clips": self.state.offered})
 

@@ -266,7 +266,7 @@ class ComparisonPages:
             if clip_id not in self.clips:
                 return Response(f"no clip {clip_id} in bundle {self.bundle.digest}", 404)
             if clip_id not in self.gifs:
-                frames = clip_frames(self.data, self.clips[clip_id])
+                frames = self.frames(clip_id)
                 self.gifs[clip_id] = clip_gif(frames, NO_MARK, self.settings)
             return Response(self.gifs[clip_id], media_type="image/gif")
 
@@ -287,6 +287,11 @@ class ComparisonPages:
                 Route("/tree.svg", tree_drawing),
                 Route("/pref-media/{clip:int}.gif", gif),
                 Route("/comparisons.json", export)]
+
+    def frames(self, clip_id: int) -> np.ndarray:
+        """What a person watches of a clip, (length, 84, 84) uint8 (the online loop's pages,
+        fdt.online.human, render their clips instead)."""
+        return clip_frames(self.data, self.clips[clip_id])
 
     @staticmethod
     def _thumbnail(clip: int) -> str:
