@@ -131,6 +131,11 @@ def _check_oracle(config: dict[str, Any], origin: str) -> None:
         return
     _check_teacher_kind(config, origin)
     kind = oracle["base"] if oracle["kind"] in ("human", "synthetic") else oracle["kind"]
+    if kind == "demo" and config["source"]["kind"] != "demo":
+        raise ConfigError(f"config error in {origin} at oracle.kind: oracle kind 'demo' labels with "
+                          "the demo simulator's scripted controller, which only source kind "
+                          f"'demo' records; source.kind is {config['source']['kind']!r} (use "
+                          "oracle kind offline, dopamine, published or agent for it)")
     if kind == "published" and not oracle["labels_path"]:
         raise ConfigError(f"config error in {origin} at oracle.labels_path: oracle kind "
                           "'published' needs the folder holding {Game}/{run}/"

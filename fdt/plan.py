@@ -141,15 +141,26 @@ class StagePlan:
         settings = train_settings(self.config, game)
         return {k: settings[k] for k in TRAIN_RUN_SETTINGS}
 
-    def model(self, game: str, model: str) -> Stage:
-        """What decides a model's weights for a game (the seed is the folder below the key)."""
+    def fdt_budgets(self) -> list[int]:
+        """FDT's feedback budgets: fdt.budget's and the sweep's."""
+        f = self.config["fdt"]
+        return sorted({f["budget"], *f.get("sweep", [])})
+
+    def fdt_name(self, budget: int) -> str:
+        """How FDT with this budget is named in the results: `fdt` without a sweep (the paper's
+        single budget), else `fdt_b{budget}` for every budget, so none is mistaken for another."""
+        return f"fdt_b{budget}" if self.config["fdt"].get("sweep") else "fdt"
+
+    def model(self, game: str, model: str, budget: int | None = None) -> Stage:
+        """What decides a model's weights for a game (the seed is the folder below the key);
+        `budget` picks one of FDT's budgets (fdt.budget's when None)."""
         if model == "dt_pref":  # DT on the training set relabelled by a learnt reward
             return self.preference_model(game, self.config["preferences"]["budget"])
         settings = train_settings(self.config, game)
         params = {"model": model, **{k: v for k, v in settings.items() if k not in TRAIN_RUN_SETTINGS}}
         inputs = [self.dataset(game).key]
         if model == "fdt":
-            params.update(budget=self.config["fdt"]["budget"],
+            params.update(budget=self.config["fdt"]["budget"] if budget is None else budget,
                           feedback_lambda=self.config["fdt"]["lambda"])
             inputs.append(self.feedback_labels(game).key)
         if model == "radt":  # RA-DT: its retrieval settings and its memory decide it too
@@ -193,6 +204,9 @@ class StagePlan:
             return Stage({"kind": kind, "game": game, "agent": agent["name"],
                           "seed": agent["seed"]}, (self.agent(game, agent["name"]).key,),
                          self.code["evaluate_oracle"])
+        if kind == "demo":  # the demo's controller, recorded by the simulator: its key decides
+            return Stage({"kind": kind, "game": game, "run": d["run"]}, (self.demo().key,),
+                         self.code["demo"])
         return Stage({"kind": kind, "game": game, "labels_path": oracle["labels_path"]}, (),
                      self.code["fetch_oracle"])
 
@@ -202,7 +216,7 @@ class StagePlan:
 
     def oracle_is_network(self) -> bool:
         """An oracle with weights of its own (scored, and read by labelling)."""
-        return "fdt" in self.config["models"] and self.oracle_kind() != "published"
+        return "fdt" in self.config["models"] and self.oracle_kind() not in ("published", "demo")
 
     def oracle_kind(self) -> str:
         """The kind of oracle whose network or files label the mined states: the configured one,
@@ -258,10 +272,16 @@ class StagePlan:
                      self.code["teacher_report"])
 
     # --- evaluation and the report ---
-    def evaluation(self, game: str, model: str) -> Stage:
-        """What decides a model's evaluation results for a game."""
+    def evaluation(self, game: str, model: str, budget: int | None = None) -> Stage:
+        """What decides a model's evaluation results for a game (`budget`: one of FDT's)."""
         e = self.evaluation_section
         params = {k: v for k, v in e.items() if k not in EVAL_RUN_SETTINGS + ("targets",)}
+        if model == "fdt" and self.config["fdt"].get("sweep"):
+            # the name the episodes carry is part of what the folder holds
+            budget = self.config["fdt"]["budget"] if budget is None else budget
+            return Stage({**params, "game": game, "targets": e["targets"][game],
+                          "name": self.fdt_name(budget)},
+                         (self.model(game, model, budget).key,), self.code["evaluate"])
         if model == "radt":  # its own script; in-context mode is a way of evaluating
             return Stage({**params, "game": game, "targets": e["targets"][game],
                           "eval_cache": self.config["retrieval"]["eval_cache"]},
@@ -286,6 +306,9 @@ class StagePlan:
                                 "checkpoints": self.training_buffers()}}
         inputs = [self.evaluation(g, m).key for g in games for m in models]
         inputs += [self.model(g, m).key for g in games for m in models]  # training curves
+        if "fdt" in models:  # FDT's other budgets (fdt.sweep)
+            others = [b for b in self.fdt_budgets() if b != self.config["fdt"]["budget"]]
+            inputs += [self.evaluation(g, "fdt", b).key for g in games for b in others]
         inputs += [self.random_policy(g).key for g in games] + [self.replay().key]
         if "fdt" in models:  # the mined states' contact sheet and the labels' agreement
             inputs += [self.labels(g).key for g in games]
@@ -424,7 +447,8 @@ class StagePlan:
         if "fdt" in c["models"]:
             out["feedback"] = (f"{self.oracle_section['kind']} oracle; mining over "
                                f"{c['mining']['transitions']} transitions; budget "
-                               f"{c['fdt']['budget']}, lambda {c['fdt']['lambda']}")
+                               f"{', '.join(map(str, self.fdt_budgets()))}, "
+                               f"lambda {c['fdt']['lambda']}")
         if c["agents"]["names"]:
             a = c["agents"]
             out["offline agents"] = (f"{a['names']} on {a['data']} data, {a['iterations']} "

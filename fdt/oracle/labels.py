@@ -5,7 +5,9 @@ Three oracle sources:
 - a C51 network (Dopamine's published TF or JAX checkpoint, or our offline-trained one): batched
   inference on each state's frame stack, keeping the oracle action and its Q-values;
 - the FDT authors' published labels (`$store$_feedback_ckpt.N.gz`, int64, one per file slot
-  0..capacity-2 of checkpoint N): the label of a training-set row is that of its (buffer, slot).
+  0..capacity-2 of checkpoint N): the label of a training-set row is that of its (buffer, slot);
+- the demo's scripted controller (`oracle.kind: demo`): the action it would have taken at the
+  row, recorded by the simulator in `controller.parquet` (fdt.replay.demo), found by replay index.
 
 Outputs: `labels.parquet` (the mined states in order with position, replay index, buffer, slot,
 dataset action, best and worst action of the cell, oracle action, Q-values, feedback) and
@@ -26,8 +28,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from fdt.dataset.training_set import TrainingSet
-from fdt.io import atomic_path, write_json
+from fdt.io import atomic_path, read_json, write_json
 from fdt.oracle.c51 import C51Network, greedy_actions
+from fdt.replay.demo import CONTROLLER_FILE, NO_ACTION
 from fdt.replay.dopamine import ReplayFormatError, read_npy_gz
 
 PUBLISHED_NAME = "$store$_feedback_ckpt.{number}.gz"
@@ -106,8 +109,62 @@ class PublishedLabels:
         return Verdicts(feedback, np.full(len(positions), -1, np.int32), None)
 
 
+class DemoController:
+    """The demo simulator's record of its controller's action at every logged row of one run
+    (`controller.parquet` in the run's demo folder, beside `demo.json`)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / CONTROLLER_FILE
+        self.description = {"kind": "demo", "path": str(self.path)}
+        if not self.path.is_file():
+            raise LabelError(f"{self.path}: no controller record (demo logs simulated before the "
+                             "controller's actions were recorded? delete the folder and rerun)")
+        table = pq.read_table(self.path)
+        missing = {"replay_index", "action", "controller_action"} - set(table.column_names)
+        if missing:
+            raise LabelError(f"{self.path}: expected columns replay_index, action and "
+                             f"controller_action; missing {', '.join(sorted(missing))}")
+        summary = self.folder / "demo.json"
+        try:
+            rows = int(read_json(summary)["rows"])
+        except (OSError, KeyError, ValueError) as err:
+            raise LabelError(f"{summary}: cannot read the demo's row count ({err})") from None
+        if table.num_rows != rows:
+            raise LabelError(f"{self.path}: {table.num_rows} rows recorded, but the demo logged "
+                             f"{rows} rows ({summary}); the record belongs to another run")
+        index = table["replay_index"].to_numpy()
+        if not np.array_equal(index, np.arange(rows)):
+            raise LabelError(f"{self.path}: replay_index must run 0..{rows - 1} in order")
+        self.action = table["action"].to_numpy().astype(np.int64)
+        self.controller_action = table["controller_action"].to_numpy().astype(np.int32)
+
+    def verdicts(self, data: TrainingSet, positions: np.ndarray, progress: bool) -> Verdicts:
+        replay_index = np.asarray(data.replay_index)[positions].astype(np.int64)
+        outside = (replay_index < 0) | (replay_index >= len(self.action))
+        if np.any(outside):
+            first = int(np.flatnonzero(outside)[0])
+            raise LabelError(f"{self.path}: position {int(positions[first])} of the training set "
+                             f"has replay index {int(replay_index[first])}, outside the "
+                             f"{len(self.action)} rows recorded")
+        dataset_actions = np.asarray(data.actions)[positions].astype(np.int64)
+        differs = self.action[replay_index] != dataset_actions
+        if np.any(differs):
+            first = int(np.flatnonzero(differs)[0])
+            raise LabelError(f"{self.path}: at replay index {int(replay_index[first])} the record "
+                             f"logged action {int(self.action[replay_index[first]])} but the "
+                             f"training set has {int(dataset_actions[first])} (a record of "
+                             "another run?)")
+        actions = self.controller_action[replay_index]
+        if np.any(actions == NO_ACTION):
+            first = int(np.flatnonzero(actions == NO_ACTION)[0])
+            raise LabelError(f"{self.path}: replay index {int(replay_index[first])} is a padding "
+                             "row, where the controller chose no action")
+        return Verdicts((actions == dataset_actions).astype(np.int8), actions, None)
+
+
 def label_states(training_set: str | Path, states_path: str | Path, out_dir: str | Path,
-                 oracle: NetworkOracle | PublishedLabels, *, all_transitions: bool = False,
+                 oracle: NetworkOracle | PublishedLabels | DemoController, *, all_transitions: bool = False,
                  progress: bool = True) -> dict[str, Any]:
     """Label the mined states of one training set; write labels.parquet and agreement.json."""
     data = TrainingSet(training_set)

@@ -114,6 +114,42 @@ def training_set_arrays(folder):
     return [f"{folder}/{name}.npy" for name in TRAINING_SET_ARRAYS]
 
 
+def fdt_budget_of(game, key, stage, what):
+    """The FDT budget whose folder key this is (fdt.budget and fdt.sweep share the rules)."""
+    for budget in PLAN.fdt_budgets():
+        if stage(game, "fdt", budget).key == key:
+            return budget
+    raise ValueError(
+        f"{what}: key {key} is not the current config's for any FDT budget "
+        f"({PLAN.fdt_budgets()}); old folders are kept but only the current config's are built"
+    )
+
+
+def model_stage(wildcards):
+    """The planned stage of a model folder (for FDT, of the budget its key was planned for)."""
+    game, model = wildcards.game, wildcards.model
+    if model == "fdt":
+        what = f"fdt model of {game}"
+        return PLAN.model(game, model, fdt_budget_of(game, wildcards.key, PLAN.model, what))
+    expect_key(wildcards.key, PLAN.model(game, model).key, f"{model} model of {game}")
+    return PLAN.model(game, model)
+
+
+def eval_stage(wildcards):
+    """The planned stage of an evaluation folder (for FDT, of its budget)."""
+    game, model = wildcards.game, wildcards.model
+    if model == "fdt":
+        what = f"evaluation of fdt on {game}"
+        budget = fdt_budget_of(game, wildcards.key, PLAN.evaluation, what)
+        return PLAN.evaluation(game, model, budget)
+    expect_key(
+        wildcards.key,
+        PLAN.evaluation(game, model).key,
+        f"evaluation of {model} on {game}",
+    )
+    return PLAN.evaluation(game, model)
+
+
 def training_set_inputs(wildcards):
     game = wildcards.game
     expect_key(wildcards.key, PLAN.dataset(game).key, f"training set of {game}")
@@ -122,7 +158,7 @@ def training_set_inputs(wildcards):
 
 def train_inputs(wildcards):
     game, model = wildcards.game, wildcards.model
-    expect_key(wildcards.key, PLAN.model(game, model).key, f"{model} model of {game}")
+    model_stage(wildcards)  # the key must be the current config's (a budget's, for FDT)
     folder = dataset_dir(game, wildcards.seed)
     inputs = {
         "manifest": f"{folder}/manifest.json",
@@ -204,7 +240,8 @@ def dopamine_checkpoint_dir(game):
 
 
 def oracle_network_files(game):
-    """The files a network oracle is loaded from (none for published labels)."""
+    """The files a network oracle is loaded from (none for published labels or the demo's
+    controller)."""
     if ORACLE_KIND == "offline":
         return [f"{oracle_dir(game)}/oracle.pt"]
     if ORACLE_KIND == "dopamine":
@@ -240,6 +277,8 @@ def label_inputs(wildcards):
     if ORACLE_KIND == "published":
         inputs["published"] = published_label_files(game)
         inputs["buffers"] = training_buffers(game)
+    if ORACLE_KIND == "demo":  # the controller's actions, recorded beside the demo's logs
+        inputs["demo"] = demo_dir(game, DATASET["run"])
     return inputs
 
 
@@ -268,12 +307,15 @@ def eval_dir(game, model, seed, key=None):
 
 def eval_inputs(wildcards):
     game, model = wildcards.game, wildcards.model
-    expect_key(
-        wildcards.key,
-        PLAN.evaluation(game, model).key,
-        f"evaluation of {model} on {game}",
-    )
-    return {"model": f"{model_dir(game, model, wildcards.seed)}/model.pt"}
+    stage = eval_stage(wildcards)
+    return {"model": f"{model_dir(game, model, wildcards.seed, stage.inputs[0])}/model.pt"}
+
+
+def fdt_sweep_budgets():
+    """FDT's budgets beyond fdt.budget (fdt.sweep), trained and evaluated beside it."""
+    if "fdt" not in MODELS:
+        return []
+    return [b for b in PLAN.fdt_budgets() if b != config["fdt"]["budget"]]
 
 
 def eval_episode_files():
@@ -281,6 +323,11 @@ def eval_episode_files():
         f"{eval_dir(game, model, seed)}/episodes.parquet"
         for game in GAMES
         for model in MODELS
+        for seed in SEEDS
+    ] + [
+        f"{eval_dir(game, 'fdt', seed, PLAN.evaluation(game, 'fdt', budget).key)}/episodes.parquet"
+        for game in GAMES
+        for budget in fdt_sweep_budgets()
         for seed in SEEDS
     ]
 

@@ -16,9 +16,9 @@ rule evaluate:
     resources:
         **rule_resources("evaluate"),
     params:
-        evaluation=lambda wc: PLAN.evaluation(wc.game, wc.model).params,
+        evaluation=lambda wc: eval_stage(wc).params,
         run={k: EVALUATION[k] for k in fdt.plan.EVAL_RUN_SETTINGS},
-        input_keys=lambda wc: list(PLAN.evaluation(wc.game, wc.model).inputs),
+        input_keys=lambda wc: list(eval_stage(wc).inputs),
         code=CODE["evaluate"],
     message:
         "evaluate: {wildcards.model} on {wildcards.game}, seed {wildcards.seed}"

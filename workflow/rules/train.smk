@@ -42,10 +42,10 @@ rule train:
     resources:
         **rule_resources("train"),
     params:
-        train=lambda wc: PLAN.model(wc.game, wc.model).params,
+        train=lambda wc: model_stage(wc).params,
         run=lambda wc: PLAN.run_settings(wc.game),
         dataset_key=lambda wc: PLAN.dataset(wc.game).key,
-        input_keys=lambda wc: list(PLAN.model(wc.game, wc.model).inputs),
+        input_keys=lambda wc: list(model_stage(wc).inputs),
         code=CODE["train"],
     message:
         "train: {wildcards.model} on {wildcards.game}, seed {wildcards.seed}"

@@ -19,8 +19,9 @@ e = p.evaluation
 params = params_from(EvalParams, e, p.run, targets=tuple(float(t) for t in e["targets"]),
                      device=str(resolve_device(p.run["device"])))
 out_dir = Path(snakemake.output.episodes).parent
-summary = evaluate_model(snakemake.input.model, wc.game, params, out_dir, model_name=wc.model,
-                         train_seed=int(wc.seed))
+# FDT with a budget sweep is named by its budget (fdt.plan.StagePlan.fdt_name)
+summary = evaluate_model(snakemake.input.model, wc.game, params, out_dir,
+                         model_name=e.get("name", wc.model), train_seed=int(wc.seed))
 record_stage(out_dir, "evaluate", e, p.input_keys, p.code,
              wc.key, details={"seed": int(wc.seed), **p.run})
 scores = {f"{r['setup']}.target{r['target']:g}": r for r in summary["scores"]}

@@ -10,7 +10,7 @@ from fdt.atari import minimal_action_count
 from fdt.device import resolve_device, set_job_threads
 from fdt.keys import record_stage
 from fdt.oracle.checkpoints import load_oracle
-from fdt.oracle.labels import NetworkOracle, PublishedLabels, label_states
+from fdt.oracle.labels import DemoController, NetworkOracle, PublishedLabels, label_states
 from fdt.replay.store import read_summary
 from fdt.tracking import track_finished_stage
 
@@ -21,6 +21,8 @@ kind = p.oracle["kind"]
 if kind == "published":
     capacity = int(read_summary(snakemake.input.buffers[0])["capacity"])
     oracle = PublishedLabels(Path(snakemake.input.published[0]).parent, capacity)
+elif kind == "demo":  # the demo's scripted controller, recorded beside its logs
+    oracle = DemoController(snakemake.input.demo)
 else:
     actions = minimal_action_count(game)
     net = load_oracle(kind, snakemake.input.oracle[0], p.oracle, actions)
