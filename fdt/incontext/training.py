@@ -33,6 +33,7 @@ class TrainParams:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     checkpoint_every: int = 500
+    log_every: int = 50
     seed: int = 0
 
 
@@ -96,9 +97,10 @@ def train(stream: Stream, mp: ModelParams, p: TrainParams, out_dir: str | Path,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        curve.append((step, loss.item()))
-        if log is not None and step % 50 == 0:
-            log(step, {"loss": float(loss)})
+        value = loss.item()
+        curve.append((step, value))
+        if log is not None and step % p.log_every == 0:
+            log(step, {"loss": value})
         if step % p.checkpoint_every == 0 and step < p.steps:
             with atomic_path(checkpoint) as tmp:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
