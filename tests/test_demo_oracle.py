@@ -15,7 +15,7 @@ from fdt.config import ConfigError, load_config, validate_config
 from fdt.dataset.sampling import SamplingParams
 from fdt.dataset.training_set import TrainingSet, build_training_set
 from fdt.oracle.labels import DemoController, LabelError, label_states
-from fdt.plan import StagePlan
+from fdt.plan import STAGE_SCRIPTS, StagePlan
 from fdt.replay.demo import CONTROLLER_FILE, NO_ACTION, simulate_run
 from fdt.replay.dopamine import load_checkpoint
 from tests.conftest import REPO
@@ -137,7 +137,7 @@ def test_oracle_kind_demo_needs_the_demo_source() -> None:
     config = load_config(REPO / "config" / "config.yaml")
     config["oracle"]["kind"] = "demo"
     config = validate_config(config, origin="config.yaml")
-    plan = StagePlan(config)
+    plan = StagePlan(config, code={stage: "c" for stage in STAGE_SCRIPTS})  # keys, not code
     assert plan.oracle("Breakout").params == {"kind": "demo", "game": "Breakout", "run": 1}
     assert plan.oracle("Breakout").inputs == (plan.demo().key,)
     assert not plan.oracle_is_network()  # nothing to train or score
