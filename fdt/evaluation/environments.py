@@ -119,3 +119,128 @@ class EnvPool:
                 connection.send(None)
             for process in self.processes:
                 process.join(timeout=10)
+
+
+# --- ALE's vector environment -------------------------------------------------------------------
+
+# ale-py's vector environment draws a reset's raw no-op count from its own std::mt19937, seeded
+# with the seed a reset is given (libstdc++'s uniform_int_distribution over 0..29). Without
+# sticky actions the seed changes nothing else, so a reset seeded with NOOP_SEEDS[n] plays
+# exactly n no-op frames: the count the episode's own seed chose (fdt.evaluation.rollout).
+# The smallest such seed per count; tests/test_vector_env.py checks them against the binary.
+NOOP_SEEDS = (9, 21, 7, 43, 12, 11, 5, 33, 17, 26, 58, 38, 1, 2, 50, 14, 0, 20, 85, 18, 51, 28,
+              138, 10, 52, 15, 6, 59, 24, 4)
+BACKENDS = ("processes", "vector")
+
+
+class VectorPool:
+    """Slots in ale-py's C++ vector environment (`ale_py.ALEVectorInterface`): frame skip,
+    max-pool, grayscale, OpenCV's INTER_AREA and no-ops in C++ threads, the GIL released, so
+    environments step while the model works. Same commands and results as `EnvPool`.
+
+    The two groups of slots (slot % 2) are two vector environments, since ALE steps a whole
+    vector at once; slots without an episode step NOOP, their results unread. Every start is a
+    seeded reset, which reloads the ROM as a fresh `AtariEnvironment` does: the Dopamine
+    protocol's sticky actions draw from the episode's seed; without sticky actions the seed
+    only picks the no-op count (NOOP_SEEDS). Sticky actions with no-ops cannot both follow one
+    seed, so that pairing is refused.
+    """
+
+    def __init__(self, game: str, protocol: Protocol, envs: int, threads: int = 0,
+                 rom_dir: str | None = None) -> None:
+        import ale_py
+
+        from fdt.atari import FRAME_SKIP, resolve_rom
+
+        self.sticky = protocol.sticky_actions > 0
+        self.size = (envs + 1) // 2  # slots per group
+        rom = str(resolve_rom(game, rom_dir))
+        self.vectors = []
+        for _ in range(2):
+            vector = ale_py.ALEVectorInterface(
+                rom, self.size, FRAME_SKIP, 1, 84, 84, True, True,
+                0 if self.sticky else len(NOOP_SEEDS),  # noop_max: draws 0..noop_max-1
+                False, False, False, False,  # no fire reset, episodic life, life info, clipping
+                10**9, protocol.sticky_actions, False,  # frames per episode: our caps decide
+                self.size, threads, -1, "NextStep")
+            # A partial reset needs a full one first; seed -1 keeps the ROM loaded.
+            vector.reset(np.arange(self.size), np.full(self.size, -1))
+            self.vectors.append(vector)
+        self.in_flight: list[list[int] | None] = [None, None]  # per group: the slots stepped
+        self.pending_group: dict[int, int] = {}  # ticket of a step submission -> its group
+        self.received: dict[int, list[tuple]] = {}
+        self.tickets = 0
+
+    def _start(self, commands: list[tuple]) -> list[tuple]:
+        out: list[Any] = [None] * len(commands)
+        for g in (0, 1):
+            mine = [i for i, c in enumerate(commands) if c[1] % 2 == g]
+            if not mine:
+                continue
+            seeds = []
+            for i in mine:
+                _, _, seed, noops = commands[i]
+                if self.sticky and noops:
+                    raise ValueError("the vector backend cannot draw sticky actions and no-ops "
+                                     "from one seed; use evaluation.backend: processes")
+                seeds.append(seed if self.sticky else NOOP_SEEDS[noops])
+            mask = np.zeros(self.size, bool)
+            index = [commands[i][1] // 2 for i in mine]
+            mask[index] = True
+            # The seeds follow the reset environments in index order.
+            order = np.argsort(index)
+            frames, info = self.vectors[g].reset(np.flatnonzero(mask),
+                                                 np.array(seeds, np.int64)[order])
+            at = {int(e): k for k, e in enumerate(info["env_id"])}
+            for i, e in zip(mine, index):
+                out[i] = (frames[at[e], -1].copy(), int(info["lives"][at[e]]))
+        return out
+
+    def submit(self, commands: list[tuple]) -> int:
+        """Starts run at once; the steps of one submission must be of one group."""
+        self.tickets += 1
+        starts = [c for c in commands if c[0] == "start"]
+        if starts:
+            if len(starts) != len(commands):
+                raise ValueError("a submission is either starts or steps")
+            self.received[self.tickets] = self._start(commands)
+            return self.tickets
+        group = commands[0][1] % 2
+        if any(c[1] % 2 != group for c in commands) or self.in_flight[group] is not None:
+            raise ValueError("steps of one group at a time, each collected before the next")
+        actions = np.zeros(self.size, np.int32)  # idle slots: NOOP
+        for _, slot, action in commands:
+            actions[slot // 2] = action
+        self.vectors[group].send(actions, np.ones(self.size, np.float32))
+        self.in_flight[group] = [c[1] for c in commands]
+        self.pending_group[self.tickets] = group
+        return self.tickets
+
+    def collect(self, ticket: int) -> list[tuple]:
+        if ticket in self.received:
+            return self.received.pop(ticket)
+        group = self.pending_group.pop(ticket)
+        slots, self.in_flight[group] = self.in_flight[group], None
+        frames, rewards, terminated, _, info = self.vectors[group].recv()
+        at = {int(e): k for k, e in enumerate(info["env_id"])}
+        lives = info["lives"]
+        return [(frames[at[s // 2], -1].copy(), float(rewards[at[s // 2]]),
+                 bool(terminated[at[s // 2]]), int(lives[at[s // 2]])) for s in slots]
+
+    def run(self, commands: list[tuple]) -> list[tuple]:
+        return self.collect(self.submit(commands))
+
+    def close(self) -> None:
+        self.vectors = []  # the C++ threads stop when the vectors are freed
+
+
+def make_pool(game: str, protocol: Protocol, *, backend: str = "processes", envs: int = 32,
+              workers: int = 0, rom_dir: str | None = None) -> EnvPool | VectorPool:
+    """The environments of a rollout: our worker processes (`workers`, 0: this process) or
+    ale-py's vector environment (`workers` C++ threads, 0: one per core)."""
+    if backend == "processes":
+        return EnvPool(game, protocol, workers, rom_dir)
+    if backend == "vector":
+        return VectorPool(game, protocol, envs, workers, rom_dir)
+    raise ValueError(f"unknown environment backend {backend!r}; expected one of "
+                     f"{', '.join(BACKENDS)}")

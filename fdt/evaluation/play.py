@@ -32,6 +32,8 @@ class EvalParams:
     max_steps: int | None = _EVALUATION["max_steps"]  # below the protocol's cap, for quick runs
     envs: int = _EVALUATION["envs"]
     workers: int = _EVALUATION["workers"]
+    # how environments step (fdt.evaluation.environments.make_pool); the same episodes either way
+    backend: str = _EVALUATION.get("backend", "processes")
     device: str = "cpu"
     timestep: str = _EVALUATION["timestep"]
     rom_dir: str | None = _EVALUATION["rom_dir"]
@@ -78,7 +80,7 @@ def play_protocol(policy: Policy, game: str, params: EvalParams, out_dir: str | 
     try:
         rows = rollout(policy, game, jobs, PROTOCOLS[params.protocol], envs=params.envs,
                        workers=params.workers, max_steps=params.max_steps,
-                       rom_dir=params.rom_dir, progress=bar.update)
+                       rom_dir=params.rom_dir, progress=bar.update, backend=params.backend)
     finally:
         bar.close()
     seconds = time.perf_counter() - started

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fdt.atari import AtariEnvironment
-from fdt.evaluation.environments import EnvPool
+from fdt.evaluation.environments import EnvPool, VectorPool, make_pool
 from fdt.evaluation.policies import Policy, choose
 from fdt.evaluation.protocols import MAX_NOOPS, SETUPS, EvaluationError, Job, Protocol
 from fdt.replay.dopamine import FRAME_SHAPE, STACK_SIZE
@@ -38,15 +38,18 @@ class Live:
 def rollout(policy: Policy, game: str, jobs: Iterable[Job], protocol: Protocol, *,
             envs: int = 32, workers: int = 0, max_steps: int | None = None,
             rom_dir: str | None = None, progress: Callable[[int], None] | None = None,
-            record_fires: bool = False, pool: EnvPool | None = None) -> list[dict[str, Any]]:
+            record_fires: bool = False, pool: EnvPool | VectorPool | None = None,
+            backend: str = "processes") -> list[dict[str, Any]]:
     """Play every job; one row per episode (its raw return, steps, how it ended).
 
     Slots form two groups that alternate: while one group's environments step (in worker
     processes), the model chooses the other group's actions. A `pool` from an earlier call
-    (same game and protocol) keeps its environments; otherwise one is made and closed here.
+    (same game and protocol) keeps its environments; otherwise one is made and closed here,
+    with `backend` (fdt.evaluation.environments.make_pool).
     """
     own = pool is None
-    pool = pool or EnvPool(game, protocol, workers, rom_dir)
+    pool = pool or make_pool(game, protocol, backend=backend, envs=envs, workers=workers,
+                             rom_dir=rom_dir)
     run = _Rollout(policy, game, protocol, envs, pool, max_steps, rom_dir, progress,
                    record_fires)
     try:
@@ -58,7 +61,7 @@ def rollout(policy: Policy, game: str, jobs: Iterable[Job], protocol: Protocol, 
 
 class _Rollout:
     def __init__(self, policy: Policy, game: str, protocol: Protocol, envs: int,
-                 pool: EnvPool, max_steps: int | None, rom_dir: str | None,
+                 pool: EnvPool | VectorPool, max_steps: int | None, rom_dir: str | None,
                  progress: Callable[[int], None] | None, record_fires: bool) -> None:
         self.policy, self.game, self.protocol = policy, game, protocol
         self.cap = min(protocol.cap(game), max_steps) if max_steps else protocol.cap(game)
