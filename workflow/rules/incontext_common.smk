@@ -1,0 +1,83 @@
+# Paths and input functions of the in-context rules (workflow/rules/incontext.smk); what
+# decides each folder is planned in Python: fdt.incontext.plan.InContextPlan.
+import fdt.incontext.plan
+
+INCONTEXT = config["incontext"]
+ICPLAN = fdt.incontext.plan.InContextPlan(config)
+ICENVS = "|".join(ICPLAN.envs()) or "(?!)"
+ICMETHODS = "|".join(ICPLAN.methods()) or "(?!)"
+
+
+def incontext_histories_dir(env):
+    return f"results/incontext/{env}/histories/{ICPLAN.histories(env).key}"
+
+
+def incontext_model_dir(env, method, seed):
+    key = ICPLAN.model(env, method).key
+    return f"results/incontext/{env}/models/{method}/{key}/seed{seed}"
+
+
+def incontext_eval_dir(env, method, seed):
+    key = ICPLAN.evaluation(env, method).key
+    return f"results/incontext/{env}/eval/{method}/{key}/seed{seed}"
+
+
+def incontext_histories_params(wildcards):
+    expect_key(
+        wildcards.key,
+        ICPLAN.histories(wildcards.env).key,
+        f"learning histories of {wildcards.env}",
+    )
+    return ICPLAN.histories(wildcards.env).params
+
+
+def incontext_train_inputs(wildcards):
+    env, method = wildcards.env, wildcards.method
+    expect_key(wildcards.key, ICPLAN.model(env, method).key, f"{method} on {env}")
+    inputs = {"manifest": f"{incontext_histories_dir(env)}/manifest.json"}
+    if method == "radt":  # the pretrained DT embeds RA-DT's memory
+        inputs["embedder"] = (
+            f"{incontext_model_dir(env, 'dt', wildcards.seed)}/model.pt"
+        )
+    return inputs
+
+
+def incontext_eval_inputs(wildcards):
+    env, method = wildcards.env, wildcards.method
+    expect_key(
+        wildcards.key,
+        ICPLAN.evaluation(env, method).key,
+        f"evaluation of {method} on {env}",
+    )
+    inputs = {
+        "manifest": f"{incontext_histories_dir(env)}/manifest.json",
+        "model": f"{incontext_model_dir(env, method, wildcards.seed)}/model.pt",
+    }
+    if method == "radt":
+        inputs["embedder"] = (
+            f"{incontext_model_dir(env, 'dt', wildcards.seed)}/model.pt"
+        )
+    return inputs
+
+
+def incontext_report_dir(key=None):
+    return f"results/report/incontext/{key or ICPLAN.report().key}"
+
+
+def incontext_report_inputs(wildcards):
+    expect_key(wildcards.key, ICPLAN.report().key, "in-context report")
+    return {
+        "episodes": [
+            f"{incontext_eval_dir(env, method, seed)}/episodes.parquet"
+            for env in ICPLAN.envs()
+            for method in ICPLAN.methods()
+            for seed in ICPLAN.seeds()
+        ]
+    }
+
+
+def incontext_report_targets():
+    """The in-context section (none while incontext.envs is empty)."""
+    if not ICPLAN.envs():
+        return []
+    return [f"{incontext_report_dir()}/section.json"]
