@@ -1,0 +1,76 @@
+# Paths and settings of the online loop's rules (workflow/rules/online.smk).
+import hashlib
+import json
+
+ONLINE = config.get("online") or {}
+
+
+def online_settings(env, mode, budget, seed):
+    """The run's OnlineParams fields: the section's defaults, its scale's, then the run's."""
+    scale = ONLINE.get("scales", {}).get(ONLINE.get("scale", "reduced"), {})
+    settings = {
+        **ONLINE.get("defaults", {}),
+        **scale,
+        "env": env,
+        "mode": mode,
+        "seed": seed,
+    }
+    if mode != "rl":
+        settings["labels"] = budget
+    return settings
+
+
+def online_key(settings):
+    """What decides a run's folder: its settings (seed aside: one folder per seed below)."""
+    decided = {k: v for k, v in settings.items() if k != "seed"}
+    return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def online_runs():
+    runs = []
+    for env in ONLINE.get("envs", []):
+        for mode in ONLINE.get("modes", []):
+            for budget in [0] if mode == "rl" else ONLINE.get("budgets", []):
+                for seed in ONLINE.get("seeds", []):
+                    settings = online_settings(env, mode, budget, seed)
+                    folder = (
+                        f"results/online/{env}/{mode}/labels{budget}/"
+                        f"{online_key(settings)}/seed{seed}"
+                    )
+                    runs.append(
+                        {
+                            "env": env,
+                            "mode": mode,
+                            "budget": budget,
+                            "seed": seed,
+                            "settings": settings,
+                            "curve": f"{folder}/curve.csv",
+                            "summary": f"{folder}/summary.json",
+                        }
+                    )
+    return runs
+
+
+def online_run_settings(wildcards):
+    for run in online_runs():
+        if run["summary"] == (
+            f"results/online/{wildcards.env}/{wildcards.mode}/labels{wildcards.budget}/"
+            f"{wildcards.key}/seed{wildcards.seed}/summary.json"
+        ):
+            return run["settings"]
+    raise ValueError(
+        f"results/online/{wildcards.env}/{wildcards.mode}/labels{wildcards.budget}/"
+        f"{wildcards.key}: not a run of the current config's online section"
+    )
+
+
+def online_report_key():
+    return hashlib.sha256(
+        json.dumps([r["summary"] for r in online_runs()]).encode()
+    ).hexdigest()[:12]
+
+
+def online_targets():
+    if not online_runs():
+        return []
+    return [f"results/report/online/{online_report_key()}/section.json"]
