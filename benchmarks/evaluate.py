@@ -73,9 +73,9 @@ def model_seconds_per_window(model: DecisionTransformer, batch: int, device: str
 
 def timed_rollout(model: DecisionTransformer | None, jobs: list, envs: int, workers: int,
                   cache: bool, max_steps: int | None, device: str, backend: str = "processes",
-                  protocol: str = "fdt") -> tuple[float, int, float, list[dict]]:
-    """(env steps/s, env steps, seconds to create the environments, the episodes); without a
-    model the uniform-random policy plays."""
+                  protocol: str = "fdt") -> tuple[float, int, float, list[dict], int | None]:
+    """(env steps/s, env steps, seconds to create the environments, the episodes, the vector
+    environment's ROM reloads); without a model the uniform-random policy plays."""
     pool = make_pool("Breakout", PROTOCOLS[protocol], backend=backend, envs=envs,
                      workers=workers)
     started = time.perf_counter()
@@ -91,7 +91,7 @@ def timed_rollout(model: DecisionTransformer | None, jobs: list, envs: int, work
     finally:
         pool.close()
     steps = sum(r["steps"] for r in rows)
-    return steps / seconds, steps, created, rows
+    return steps / seconds, steps, created, rows, getattr(pool, "reloads", None)
 
 
 def compare_backends(args: argparse.Namespace) -> None:
@@ -101,22 +101,24 @@ def compare_backends(args: argparse.Namespace) -> None:
         if protocol == "fdt":  # every setup of the paper's protocol, its no-ops and FIRE rules
             jobs = protocol_jobs(list(SETUPS), [90.0], list(range(args.backend_seeds)),
                                  args.backend_episodes)
-        else:  # the agents' and the oracle's: epsilon-greedy, sticky actions, no no-ops
-            jobs = [Job("eps", 0.0, seed, e) for seed in range(args.backend_seeds)
+        else:  # the agents' and the oracle's: sticky actions, no no-ops, no forced FIRE;
+            # sampled, since greedy over the random policy's equal logits never serves the ball
+            jobs = [Job("sample", 0.0, seed, e) for seed in range(args.backend_seeds)
                     for e in range(args.backend_episodes)]
         rates: dict[str, list[float]] = {"processes": [], "vector": []}
         episodes: dict[str, list] = {}
         for round_ in range(args.rounds):
             order = ["processes", "vector"] if round_ % 2 == 0 else ["vector", "processes"]
             for backend in order:
-                rate, steps, _, rows = timed_rollout(
+                rate, steps, _, rows, reloads = timed_rollout(
                     None, jobs, args.backend_envs, args.backend_workers, True,
                     args.backend_max_steps, "cpu", backend, protocol)
                 rates[backend].append(rate)
                 episodes[backend] = sorted((r["setup"], r["test_seed"], r["episode"],
                                             r["return"], r["steps"]) for r in rows)
+                reloaded = f", {reloads} no-op reloads" if reloads and protocol == "fdt" else ""
                 print(f"  {protocol} round {round_ + 1} {backend:>9}: {rate:8.1f} env steps/s "
-                      f"({steps} steps, {len(rows)} episodes)", flush=True)
+                      f"({steps} steps, {len(rows)} episodes{reloaded})", flush=True)
         ratios = [v / p for v, p in zip(rates["vector"], rates["processes"])]
         same = episodes["vector"] == episodes["processes"]
         print(f"{protocol} protocol, {len(jobs)} episodes, cap "
@@ -166,12 +168,12 @@ def main() -> None:
                                             **sizes))
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, model 6x128, K 30")
     jobs = protocol_jobs(["sample+noop"], [90.0], list(range(16)), args.episodes // 16)
-    ref_rate, ref_steps, _, _ = timed_rollout(model, jobs[:args.reference_episodes], 1, 0, False,
-                                           args.max_steps, args.device)
+    ref_rate, ref_steps, *_ = timed_rollout(model, jobs[:args.reference_episodes], 1, 0, False,
+                                            args.max_steps, args.device)
     print(f"reference loop (1 env, batch 1, re-encoding): {ref_rate:8.1f} env steps/s "
           f"({ref_steps} steps)")
-    rate, steps, created, _ = timed_rollout(model, jobs, args.envs, args.workers, True,
-                                         args.max_steps, args.device)
+    rate, steps, created, *_ = timed_rollout(model, jobs, args.envs, args.workers, True,
+                                             args.max_steps, args.device)
     print(f"batched evaluator ({args.envs} envs, {args.workers} workers): {rate:8.1f} env "
           f"steps/s ({steps} steps; creating {args.envs} environments took {created:.1f} s "
           "before timing)")

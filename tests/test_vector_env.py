@@ -11,7 +11,7 @@ import torch
 
 from fdt.atari import AtariEnvironment, resolve_rom
 from fdt.evaluation.environments import NOOP_SEEDS, VectorPool, make_pool
-from fdt.evaluation.policies import ModelPolicy
+from fdt.evaluation.policies import ModelPolicy, UniformPolicy
 from fdt.evaluation.protocols import PROTOCOLS, Job, protocol_jobs
 from fdt.evaluation.rollout import rollout
 from fdt.models.transformer import DecisionTransformer, ModelConfig
@@ -116,3 +116,22 @@ def test_sticky_actions_with_noops_and_unknown_backends_are_refused() -> None:
         pool.close()
     with pytest.raises(ValueError, match="unknown environment backend 'gym'"):
         make_pool("Breakout", PROTOCOLS["fdt"], backend="gym")
+
+
+def test_episodes_matched_to_the_coming_noop_draws_skip_the_reload() -> None:
+    """Under the FDT protocol a slot takes an episode needing the no-op count its unseeded reset
+    draws next (ale-py's generator, followed here): fewer ROM reloads, the same episodes."""
+    jobs = protocol_jobs(["argmax+noop", "sample", "eps+noop"], [0.0], [0, 1, 2], 4)
+    played = {}
+    for backend in ("processes", "vector"):
+        pool = make_pool("Breakout", PROTOCOLS["fdt"], backend=backend, envs=8, workers=1)
+        try:
+            rows = rollout(UniformPolicy(4, 8), "Breakout", jobs, PROTOCOLS["fdt"], envs=8,
+                           max_steps=25, pool=pool)
+        finally:
+            pool.close()
+        played[backend] = sorted((r["setup"], r["test_seed"], r["episode"], r["return"],
+                                  r["steps"], r["noops"]) for r in rows)
+    assert played["vector"] == played["processes"] and len(played["vector"]) == len(jobs)
+    # (every start checks the no-op frames it played against the episode's count)
+    assert isinstance(pool, VectorPool) and pool.reloads < len(jobs) - 4, pool.reloads

@@ -133,6 +133,32 @@ NOOP_SEEDS = (9, 21, 7, 43, 12, 11, 5, 33, 17, 26, 58, 38, 1, 2, 50, 14, 0, 20, 
 BACKENDS = ("processes", "vector")
 
 
+class NoopDraws:
+    """The no-op counts ale-py's vector environment will draw at a slot's unseeded resets:
+    std::mt19937 (numpy's MT19937 holds the same state) seeded as the reset seeded it, and
+    libstdc++'s uniform_int_distribution over 0..29 (Lemire's method). Knowing them, the
+    rollout can give a slot an episode that needs that count, with no reload of the ROM."""
+
+    def __init__(self, seed: int) -> None:
+        key = [seed & 0xFFFFFFFF]
+        for i in range(1, 624):  # std::mt19937's seeding (init_genrand)
+            key.append((1812433253 * (key[-1] ^ (key[-1] >> 30)) + i) & 0xFFFFFFFF)
+        self.generator = np.random.MT19937()
+        self.generator.state = {"bit_generator": "MT19937",
+                                "state": {"key": np.array(key, np.uint32), "pos": 624}}
+        self.advance()  # the seeded reset's own draw
+        self.advance()
+
+    def advance(self) -> None:
+        """The next reset has drawn: `next` becomes the one after it."""
+        count = len(NOOP_SEEDS)
+        while True:
+            product = int(self.generator.random_raw()) * count
+            if product & 0xFFFFFFFF >= 2**32 % count:  # else rejected, drawn again
+                self.next = product >> 32
+                return
+
+
 class VectorPool:
     """Slots in ale-py's C++ vector environment (`ale_py.ALEVectorInterface`): frame skip,
     max-pool, grayscale, OpenCV's INTER_AREA and no-ops in C++ threads, the GIL released, so
@@ -140,10 +166,11 @@ class VectorPool:
 
     The two groups of slots (slot % 2) are two vector environments, since ALE steps a whole
     vector at once; slots without an episode step NOOP, their results unread. Every start is a
-    seeded reset, which reloads the ROM as a fresh `AtariEnvironment` does: the Dopamine
-    protocol's sticky actions draw from the episode's seed; without sticky actions the seed
-    only picks the no-op count (NOOP_SEEDS). Sticky actions with no-ops cannot both follow one
-    seed, so that pairing is refused.
+    seeded reset, which reloads the ROM as a fresh `AtariEnvironment` does, where the Dopamine
+    protocol's sticky actions draw from the episode's seed. Without sticky actions the seed
+    only picks the no-op count (NOOP_SEEDS), and a start whose count is the one the slot's
+    unseeded reset will draw (`next_noops`, which the rollout matches episodes to) resets
+    without the reload. Sticky actions with no-ops cannot both follow one seed: refused.
     """
 
     def __init__(self, game: str, protocol: Protocol, envs: int, threads: int = 0,
@@ -163,13 +190,27 @@ class VectorPool:
                 False, False, False, False,  # no fire reset, episodic life, life info, clipping
                 10**9, protocol.sticky_actions, False,  # frames per episode: our caps decide
                 self.size, threads, -1, "NextStep")
-            # A partial reset needs a full one first; seed -1 keeps the ROM loaded.
-            vector.reset(np.arange(self.size), np.full(self.size, -1))
+            # A partial reset needs a full one first; its seeds start each slot's no-op draws.
+            vector.reset(np.arange(self.size), self._first_seeds(len(self.vectors)))
             self.vectors.append(vector)
+        # Without sticky actions: each slot's coming no-op draws, and which environments have
+        # ended a game (the next step resets them, drawing once).
+        self.draws = ([[NoopDraws(int(s)) for s in self._first_seeds(g)] for g in (0, 1)]
+                      if not self.sticky else None)
+        self.over = [np.zeros(self.size, bool), np.zeros(self.size, bool)]
+        self.reloads = 0  # starts that reloaded the ROM to draw their no-op count
         self.in_flight: list[list[int] | None] = [None, None]  # per group: the slots stepped
         self.pending_group: dict[int, int] = {}  # ticket of a step submission -> its group
         self.received: dict[int, list[tuple]] = {}
         self.tickets = 0
+
+    def _first_seeds(self, group: int) -> np.ndarray:
+        return np.arange(self.size) + group * self.size  # distinct: different draws per slot
+
+    def next_noops(self, slot: int) -> int | None:
+        """The no-op count a start in `slot` plays without reloading the ROM (None: every
+        start reloads, as the episode's seed drives sticky actions)."""
+        return None if self.draws is None else self.draws[slot % 2][slot // 2].next
 
     def _start(self, commands: list[tuple]) -> list[tuple]:
         out: list[Any] = [None] * len(commands)
@@ -183,16 +224,34 @@ class VectorPool:
                 if self.sticky and noops:
                     raise ValueError("the vector backend cannot draw sticky actions and no-ops "
                                      "from one seed; use evaluation.backend: processes")
-                seeds.append(seed if self.sticky else NOOP_SEEDS[noops])
+                if self.draws is None:
+                    seeds.append(seed)
+                    continue
+                draws = self.draws[g][commands[i][1] // 2]
+                if draws.next == noops:  # the reset draws it: no reload
+                    draws.advance()
+                    seeds.append(-1)
+                else:
+                    self.reloads += 1
+                    seeds.append(NOOP_SEEDS[noops])
+                    self.draws[g][commands[i][1] // 2] = NoopDraws(NOOP_SEEDS[noops])
             mask = np.zeros(self.size, bool)
             index = [commands[i][1] // 2 for i in mine]
             mask[index] = True
+            self.over[g][index] = False
             # The seeds follow the reset environments in index order.
             order = np.argsort(index)
             frames, info = self.vectors[g].reset(np.flatnonzero(mask),
                                                  np.array(seeds, np.int64)[order])
             at = {int(e): k for k, e in enumerate(info["env_id"])}
             for i, e in zip(mine, index):
+                # A reset's frame count is its no-ops: proof that the draws were followed.
+                played = int(info["episode_frame_number"][at[e]])
+                if played != commands[i][3]:
+                    raise RuntimeError(f"ale-py's vector environment played {played} no-ops "
+                                       f"where {commands[i][3]} were asked (its generator is "
+                                       "not the one NoopDraws follows); use evaluation.backend: "
+                                       "processes")
                 out[i] = (frames[at[e], -1].copy(), int(info["lives"][at[e]]))
         return out
 
@@ -211,6 +270,10 @@ class VectorPool:
         actions = np.zeros(self.size, np.int32)  # idle slots: NOOP
         for _, slot, action in commands:
             actions[slot // 2] = action
+        if self.draws is not None:  # an environment whose game ended resets, drawing once
+            for index in np.flatnonzero(self.over[group]):
+                self.draws[group][index].advance()
+        self.over[group][:] = False
         self.vectors[group].send(actions, np.ones(self.size, np.float32))
         self.in_flight[group] = [c[1] for c in commands]
         self.pending_group[self.tickets] = group
@@ -223,6 +286,7 @@ class VectorPool:
         slots, self.in_flight[group] = self.in_flight[group], None
         frames, rewards, terminated, _, info = self.vectors[group].recv()
         at = {int(e): k for k, e in enumerate(info["env_id"])}
+        self.over[group][info["env_id"]] = terminated
         lives = info["lives"]
         return [(frames[at[s // 2], -1].copy(), float(rewards[at[s // 2]]),
                  bool(terminated[at[s // 2]]), int(lives[at[s // 2]])) for s in slots]

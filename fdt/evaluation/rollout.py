@@ -6,6 +6,7 @@ group's environments step, the policy chooses the other group's actions.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -95,10 +96,21 @@ class _Rollout:
         free = self.groups[group]
         starting = []
         while queue and free:
+            slot = free.pop()
             job = queue.popleft()
+            matching = getattr(self.pool, "next_noops", lambda _: None)(slot)
+            if matching is not None and _noops(job) != matching:
+                # ALE's vector environment resets without reloading the ROM when the episode
+                # needs the no-op count it draws next: take the first such episode. Each
+                # episode's result depends on its own seed alone, so the order is free.
+                found = next((i for i, j in enumerate(queue) if _noops(j) == matching), None)
+                if found is not None:
+                    queue.appendleft(job)
+                    job = queue[found + 1]
+                    del queue[found + 1]
             rng = np.random.default_rng(job.seed())
             noops = int(rng.integers(MAX_NOOPS)) if SETUPS[job.setup].noops else 0
-            starting.append((free.pop(), job, rng, noops))
+            starting.append((slot, job, rng, noops))
         if not starting:
             return
         results = self.pool.run([("start", slot, job.seed(), noops)
@@ -148,6 +160,13 @@ class _Rollout:
                 observed.append(slot)
         if observed:
             self.policy.observe(observed, np.stack([self.live[s].stack for s in observed]))
+
+
+@functools.lru_cache(maxsize=65536)
+def _noops(job: Job) -> int:
+    """The raw no-op frames the episode starts with: the first draw of its own generator."""
+    rng = np.random.default_rng(job.seed())
+    return int(rng.integers(MAX_NOOPS)) if SETUPS[job.setup].noops else 0
 
 
 def _episode_row(episode: Live, game_over: bool, record_fires: bool) -> dict[str, Any]:
