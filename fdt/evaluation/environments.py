@@ -146,17 +146,27 @@ class NoopDraws:
         self.generator = np.random.MT19937()
         self.generator.state = {"bit_generator": "MT19937",
                                 "state": {"key": np.array(key, np.uint32), "pos": 624}}
+        self.coming: deque[int] = deque()
         self.advance()  # the seeded reset's own draw
-        self.advance()
+
+    def ahead(self, count: int) -> list[int]:
+        """The next `count` draws, the next reset's first."""
+        while len(self.coming) < count:
+            draws = len(NOOP_SEEDS)
+            product = int(self.generator.random_raw()) * draws
+            if product & 0xFFFFFFFF >= 2**32 % draws:  # else rejected, drawn again
+                self.coming.append(product >> 32)
+        return list(self.coming)[:count]
 
     def advance(self) -> None:
-        """The next reset has drawn: `next` becomes the one after it."""
-        count = len(NOOP_SEEDS)
-        while True:
-            product = int(self.generator.random_raw()) * count
-            if product & 0xFFFFFFFF >= 2**32 % count:  # else rejected, drawn again
-                self.next = product >> 32
-                return
+        """A reset has drawn."""
+        self.ahead(1)
+        self.coming.popleft()
+
+
+# Unseeded resets a start may spend to reach the draw it needs: one costs a reset's ~70 frames,
+# a reload (ROM, console, a reset) costs about 15 times that.
+LOOK_AHEAD = 10
 
 
 class VectorPool:
@@ -168,9 +178,9 @@ class VectorPool:
     vector at once; slots without an episode step NOOP, their results unread. Every start is a
     seeded reset, which reloads the ROM as a fresh `AtariEnvironment` does, where the Dopamine
     protocol's sticky actions draw from the episode's seed. Without sticky actions the seed
-    only picks the no-op count (NOOP_SEEDS), and a start whose count is the one the slot's
-    unseeded reset will draw (`next_noops`, which the rollout matches episodes to) resets
-    without the reload. Sticky actions with no-ops cannot both follow one seed: refused.
+    only picks the no-op count (NOOP_SEEDS), and a start whose count is among the next draws
+    of the slot's unseeded resets (`coming_noops`, which the rollout matches episodes to)
+    spends the draws before it on resets and plays without a reload. Sticky actions with no-ops cannot both follow one seed: refused.
     """
 
     def __init__(self, game: str, protocol: Protocol, envs: int, threads: int = 0,
@@ -207,10 +217,10 @@ class VectorPool:
     def _first_seeds(self, group: int) -> np.ndarray:
         return np.arange(self.size) + group * self.size  # distinct: different draws per slot
 
-    def next_noops(self, slot: int) -> int | None:
-        """The no-op count a start in `slot` plays without reloading the ROM (None: every
-        start reloads, as the episode's seed drives sticky actions)."""
-        return None if self.draws is None else self.draws[slot % 2][slot // 2].next
+    def coming_noops(self, slot: int) -> list[int] | None:
+        """The no-op counts a start in `slot` can play without reloading the ROM, soonest
+        first (None: every start reloads, as the episode's seed drives sticky actions)."""
+        return None if self.draws is None else self.draws[slot % 2][slot // 2].ahead(LOOK_AHEAD)
 
     def _start(self, commands: list[tuple]) -> list[tuple]:
         out: list[Any] = [None] * len(commands)
@@ -218,7 +228,7 @@ class VectorPool:
             mine = [i for i, c in enumerate(commands) if c[1] % 2 == g]
             if not mine:
                 continue
-            seeds = []
+            seeds, burns = [], []
             for i in mine:
                 _, _, seed, noops = commands[i]
                 if self.sticky and noops:
@@ -228,13 +238,20 @@ class VectorPool:
                     seeds.append(seed)
                     continue
                 draws = self.draws[g][commands[i][1] // 2]
-                if draws.next == noops:  # the reset draws it: no reload
-                    draws.advance()
+                coming = draws.ahead(LOOK_AHEAD)
+                if noops in coming:  # unseeded resets draw it: no reload
+                    burns.append((commands[i][1] // 2, coming.index(noops)))
+                    for _ in range(coming.index(noops) + 1):
+                        draws.advance()
                     seeds.append(-1)
                 else:
                     self.reloads += 1
                     seeds.append(NOOP_SEEDS[noops])
                     self.draws[g][commands[i][1] // 2] = NoopDraws(NOOP_SEEDS[noops])
+            # Resets that only spend a draw (their game is reset again below).
+            for burn in range(max((b for _, b in burns), default=0)):
+                spent = np.array(sorted(e for e, b in burns if b > burn))
+                self.vectors[g].reset(spent, np.full(len(spent), -1))
             mask = np.zeros(self.size, bool)
             index = [commands[i][1] // 2 for i in mine]
             mask[index] = True

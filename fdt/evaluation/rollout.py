@@ -98,16 +98,19 @@ class _Rollout:
         while queue and free:
             slot = free.pop()
             job = queue.popleft()
-            matching = getattr(self.pool, "next_noops", lambda _: None)(slot)
-            if matching is not None and _noops(job) != matching:
+            coming = getattr(self.pool, "coming_noops", lambda _: None)(slot)
+            if coming is not None and _noops(job) not in coming:
                 # ALE's vector environment resets without reloading the ROM when the episode
-                # needs the no-op count it draws next: take the first such episode. Each
-                # episode's result depends on its own seed alone, so the order is free.
-                found = next((i for i, j in enumerate(queue) if _noops(j) == matching), None)
-                if found is not None:
-                    queue.appendleft(job)
-                    job = queue[found + 1]
-                    del queue[found + 1]
+                # needs a no-op count among its next draws: take an episode needing the soonest
+                # one there is. Each episode's result depends on its own seed alone, so the
+                # order is free.
+                queue.appendleft(job)
+                for count in coming:
+                    found = next((i for i, j in enumerate(queue) if _noops(j) == count), None)
+                    if found is not None:
+                        break
+                job = queue[found or 0]
+                del queue[found or 0]
             rng = np.random.default_rng(job.seed())
             noops = int(rng.integers(MAX_NOOPS)) if SETUPS[job.setup].noops else 0
             starting.append((slot, job, rng, noops))
