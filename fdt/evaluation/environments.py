@@ -180,7 +180,8 @@ class VectorPool:
     protocol's sticky actions draw from the episode's seed. Without sticky actions the seed
     only picks the no-op count (NOOP_SEEDS), and a start whose count is among the next draws
     of the slot's unseeded resets (`coming_noops`, which the rollout matches episodes to)
-    spends the draws before it on resets and plays without a reload. Sticky actions with no-ops cannot both follow one seed: refused.
+    spends the draws before it on resets and plays without a reload. Sticky actions with
+    no-ops cannot both follow one seed: refused.
     """
 
     def __init__(self, game: str, protocol: Protocol, envs: int, threads: int = 0,
