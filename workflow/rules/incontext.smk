@@ -43,7 +43,7 @@ rule incontext_train:
         "logs/incontext_train/{env}_{method}_{key}_{seed}.log",
     wildcard_constraints:
         env=ICENVS,
-        method=ICMETHODS,
+        method=ICTRAINED,
     conda:
         "../envs/fdt.yaml"
     threads: rule_threads("incontext_train")

@@ -1,11 +1,25 @@
 # Paths and input functions of the in-context rules (workflow/rules/incontext.smk); what
 # decides each folder is planned in Python: fdt.incontext.plan.InContextPlan.
+import os
+
 import fdt.incontext.plan
 
 INCONTEXT = config["incontext"]
 ICPLAN = fdt.incontext.plan.InContextPlan(config)
 ICENVS = "|".join(ICPLAN.envs()) or "(?!)"
 ICMETHODS = "|".join(ICPLAN.methods()) or "(?!)"
+# trained: the methods, and DT whenever RA-DT needs it as its embedder
+ICTRAINED = "|".join(sorted({*ICPLAN.methods(), "dt"})) if ICPLAN.methods() else "(?!)"
+if ICPLAN.envs() and "radt_lm" in ICPLAN.methods():
+    # one sentence naming the folder, before any job (the training job checks it again)
+    if not INCONTEXT["lm_path"]:
+        raise ValueError(
+            "incontext.lm_path: radt_lm needs a local folder holding the frozen language model"
+        )
+    if not os.path.isdir(INCONTEXT["lm_path"]):
+        raise ValueError(
+            f"{INCONTEXT['lm_path']}: no such folder (incontext.lm_path, radt_lm's language model)"
+        )
 
 
 def incontext_histories_dir(env):
