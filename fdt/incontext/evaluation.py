@@ -48,10 +48,11 @@ class _EvalMemory:
         self.items += items
 
 
-def _as_batch(steps: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def _as_batch(steps: dict[str, np.ndarray],
+              device: torch.device | None = None) -> dict[str, torch.Tensor]:
     batch = {k: torch.as_tensor(v) for k, v in steps.items()}
     batch["mask"] = torch.ones(batch["row"].shape, dtype=torch.bool)
-    return batch
+    return {k: v.to(device) for k, v in batch.items()} if device is not None else batch
 
 
 def evaluate(model: InContextTransformer, method: str, split: TaskSplit, tasks: list[int],
@@ -62,6 +63,7 @@ def evaluate(model: InContextTransformer, method: str, split: TaskSplit, tasks: 
     rng = np.random.default_rng(p.seed)
     torch.manual_seed(p.seed)
     mp = model.p
+    device = next(model.parameters()).device
     worlds = [GridWorld(split.evaluation[i], split.size, split.max_episode_steps) for i in tasks]
     n, horizon = len(worlds), split.max_episode_steps
     retrieving = method.startswith("radt")
@@ -92,14 +94,14 @@ def evaluate(model: InContextTransformer, method: str, split: TaskSplit, tasks: 
                                          axis=1)[:, -mp.context:] for k in names}
             for k in names:
                 episode_steps[k].append(step[k].copy())
-            batch = _as_batch(history)
+            batch = _as_batch(history, device)
             if retrieving and t % p.retrieve_every == 0:
                 r0 = time.perf_counter()
                 tokens, pad = _retrieve(model, memories, embed, batch, item_length)
                 timing["retrieval_seconds"] += time.perf_counter() - r0
             with torch.no_grad():
                 logits = model(batch, tokens, pad)[:, -1]
-            probs = torch.softmax(logits.double(), dim=-1).numpy()
+            probs = torch.softmax(logits.double(), dim=-1).cpu().numpy()
             action = np.array([rng.choice(len(pr), p=pr / pr.sum()) for pr in probs])
             episode_steps["action"].append(action)
             results = [w.step(int(a)) for w, a in zip(worlds, action)]
@@ -144,10 +146,12 @@ def _retrieve(model: InContextTransformer, memories: list[_EvalMemory], embed: E
                                       for j in range(k)]) for c in chosen])
              for key in template}
     pad = np.array([[j >= len(c) or c[j] is None for j in range(k)] for c in chosen])
-    flat = {key: torch.as_tensor(v.reshape(-1, v.shape[-1])) for key, v in items.items()}
+    device = next(model.parameters()).device
+    flat = {key: torch.as_tensor(v.reshape(-1, v.shape[-1])).to(device)
+            for key, v in items.items()}
     with torch.no_grad():
         tokens = model.tokens(flat).reshape(len(memories), k * length, -1)
-    return tokens, torch.as_tensor(np.repeat(pad, length, axis=1))
+    return tokens, torch.as_tensor(np.repeat(pad, length, axis=1)).to(device)
 
 
 def _remember(memories: list[_EvalMemory], embed: Embedder | None,

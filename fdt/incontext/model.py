@@ -113,6 +113,7 @@ class InContextTransformer(nn.Module):
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, d) the mean hidden state of a window: RA-DT's key and query (the pretrained DT
         as embedder, representation_type "mean")."""
-        h = self.hidden(batch)
-        mask = batch["mask"].unsqueeze(-1).to(h.dtype)
-        return (h * mask).sum(1) / mask.sum(1).clamp(min=1)
+        device = next(self.parameters()).device
+        h = self.hidden({k: v.to(device) for k, v in batch.items()})
+        mask = batch["mask"].to(device).unsqueeze(-1).to(h.dtype)
+        return ((h * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu()

@@ -118,7 +118,9 @@ def retrieved_tokens(model: torch.nn.Module, stream: Stream, memory: Memory,
     """(B, k*L, d) the retrieved items read as step tokens, and their padding mask."""
     batch_size, k = ids.shape
     safe = np.maximum(ids, 0).reshape(-1)
-    items = gather(stream, memory.starts[safe], memory.length, True)
+    device = next(model.parameters()).device
+    items = {k: v.to(device) for k, v in gather(stream, memory.starts[safe], memory.length,
+                                                 True).items()}
     tokens = model.tokens(items).reshape(batch_size, k * memory.length, -1)
     pad = torch.as_tensor(np.repeat(ids < 0, memory.length, axis=1))
     return tokens, pad

@@ -94,7 +94,7 @@ def embedder(c: Mapping[str, Any], method: str, size: int,
     if method == "radt":
         if dt_model is None:
             raise ValueError("radt needs the trained DT as its embedder")
-        dt = load_model(dt_model)
+        dt = load_model(dt_model, "auto")
         return lambda batch: dt.embed(batch).numpy()
     return None
 
@@ -135,7 +135,7 @@ def run_evaluate(c: Mapping[str, Any], env: str, method: str, seed: int, model_p
     split = split_for(c, env)
     tasks = task_range(c["eval_tasks"], len(split.evaluation), "eval_tasks", split.source)
     embed = embedder(c, method, split.size, dt_model)
-    model = load_model(model_path)
+    model = load_model(model_path, "auto")
     key_width = None
     if embed is not None:  # the key width: one blank window through the embedder
         length = c["memory"]["length"]

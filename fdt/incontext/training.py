@@ -35,6 +35,16 @@ class TrainParams:
     checkpoint_every: int = 500
     log_every: int = 50
     seed: int = 0
+    device: str = "auto"  # how to run, outside the key: cuda when there is one
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                        ("cpu" if name == "auto" else name))
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def model_params(method: str, base: ModelParams) -> ModelParams:
@@ -64,7 +74,8 @@ def train(stream: Stream, mp: ModelParams, p: TrainParams, out_dir: str | Path,
     checkpoint = out / "checkpoint.pt"
     torch.manual_seed(p.seed)
     rng = np.random.default_rng(p.seed)
-    model = InContextTransformer(mp)
+    device = pick_device(p.device)
+    model = InContextTransformer(mp).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
     within = p.method != "ad"
     if memory is not None:
@@ -75,20 +86,21 @@ def train(stream: Stream, mp: ModelParams, p: TrainParams, out_dir: str | Path,
         raise ValueError(f"no training window of {mp.context} steps in the histories")
     step, curve = 0, []
     if checkpoint.exists():  # resume after a kill
-        state = torch.load(checkpoint, weights_only=False)
+        state = torch.load(checkpoint, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, curve = state["step"], state["curve"]
         rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
     model.train()
     began, first = time.perf_counter(), step
     while step < p.steps:
         pick = rng.integers(0, len(starts), p.batch_size)
-        batch = gather(stream, starts[pick], mp.context, within)
+        batch = to_device(gather(stream, starts[pick], mp.context, within), device)
         tokens = pad = None
         if memory is not None:
             tokens, pad = retrieved_tokens(model, stream, memory, memory.neighbours[pick])
+            pad = pad.to(device)
         for group in opt.param_groups:
             group["lr"] = _lr(step, p)
         loss = model.loss(batch, tokens, pad)
@@ -108,7 +120,8 @@ def train(stream: Stream, mp: ModelParams, p: TrainParams, out_dir: str | Path,
                             "torch_rng": torch.get_rng_state()}, tmp)
     seconds = time.perf_counter() - began
     with atomic_path(out / "model.pt") as tmp:
-        torch.save({"model": model.state_dict(), "params": asdict(mp)}, tmp)
+        torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "params": asdict(mp)}, tmp)
     with atomic_path(out / "curve.csv") as tmp:
         tmp.write_text("step,loss\n" + "".join(f"{s},{v:.6f}\n" for s, v in curve))
     checkpoint.unlink(missing_ok=True)
@@ -117,8 +130,8 @@ def train(stream: Stream, mp: ModelParams, p: TrainParams, out_dir: str | Path,
             "samples_per_s": done * p.batch_size / seconds if done and seconds > 0 else None}
 
 
-def load_model(path: str | Path) -> InContextTransformer:
-    state = torch.load(path, weights_only=False)
+def load_model(path: str | Path, device: str = "cpu") -> InContextTransformer:
+    state = torch.load(path, weights_only=False, map_location="cpu")
     model = InContextTransformer(ModelParams(**state["params"]))
     model.load_state_dict(state["model"])
-    return model.eval()
+    return model.to(pick_device(device)).eval()
