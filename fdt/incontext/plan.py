@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fdt.incontext.environments import InContextInputError
 from fdt.keys import stage_code_version
 from fdt.plan import SCRIPTS, Stage
 
@@ -30,7 +31,11 @@ def code_versions(scripts: Path = SCRIPTS) -> dict[str, str]:
 
 
 def _digest(path: str | None) -> str | None:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise InContextInputError(f"{path}: no such task list (incontext.goals)")
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 class InContextPlan:

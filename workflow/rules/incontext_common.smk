@@ -2,6 +2,7 @@
 # decides each folder is planned in Python: fdt.incontext.plan.InContextPlan.
 import os
 
+import fdt.incontext.environments
 import fdt.incontext.plan
 
 INCONTEXT = config["incontext"]
@@ -10,6 +11,10 @@ ICENVS = "|".join(ICPLAN.envs()) or "(?!)"
 ICMETHODS = "|".join(ICPLAN.methods()) or "(?!)"
 # trained: the methods, and DT whenever RA-DT needs it as its embedder
 ICTRAINED = "|".join(sorted({*ICPLAN.methods(), "dt"})) if ICPLAN.methods() else "(?!)"
+for (
+    _env
+) in ICPLAN.envs():  # a bad task list: one sentence naming the file, before any job
+    fdt.incontext.environments.load_split(_env, INCONTEXT["goals"])
 if ICPLAN.envs() and "radt_lm" in ICPLAN.methods():
     # one sentence naming the folder, before any job (the training job checks it again)
     if not INCONTEXT["lm_path"]:
