@@ -66,14 +66,3 @@ def test_missing_lm_folder_is_refused(tmp_path: Path) -> None:
     assert "no-such-lm: no such folder" in done.stdout + done.stderr
     assert not (tmp_path / "results").exists()
 
-
-@pytest.mark.slow
-def test_bad_goal_list_is_refused_at_planning(tmp_path: Path) -> None:
-    goals = tmp_path / "goals_20x20.yaml"
-    goals.write_text("train_goal_pos: [[15, 2]]\neval_goal_pos: [[1, 1]]\n")
-    overlay = {"incontext": {"envs": ["dark_room"], "goals": str(goals)}}
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(overlay))
-    done = snakemake(tmp_path, "--dry-run")
-    assert done.returncode != 0
-    assert "goals_20x20.yaml: train_goal_pos holds [15, 2], outside a 10x10 grid" in (
-        done.stdout + done.stderr)
