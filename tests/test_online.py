@@ -89,6 +89,7 @@ def test_tiny_synth_run_follows_the_schedule(tmp_path: Path) -> None:
     assert store.sources[:6] == ["random"] * 6 and "agent" in store.sources
 
 
+@pytest.mark.slow
 def test_tree_ordinal_and_rl_runs(tmp_path: Path) -> None:
     tree = run_online(OnlineParams(**TINY, mode="synth", comparisons="tree", loss="ordinal",
                                    ensemble=2), tmp_path / "tree")
@@ -137,3 +138,16 @@ def test_a_diverged_reward_model_stops_the_loop(tmp_path: Path,
     saved = torch.load(tmp_path / "run" / "reward_model.pt", weights_only=False)
     assert all(torch.isfinite(v).all() for v in saved["net"].values())
     assert saved["rounds"] == 1
+
+
+@pytest.mark.slow
+def test_tiny_atari_run_with_the_online_dqn(tmp_path: Path) -> None:
+    pytest.importorskip("ale_py")
+    summary = run_online(OnlineParams(env="Breakout", mode="synth", steps=120, labels=8,
+                                      pretrain_iters=2, retrain_every=60, retrain_updates=2,
+                                      eval_every=120, eval_episodes=1, start_steps=60,
+                                      batch_size=8, reward_batch=4, episode_steps=60,
+                                      checkpoint_every=1000), tmp_path / "atari")
+    assert summary["clip_length"] == 22 and summary["steps"] == 120 and summary["retrainings"] == 3
+    store = ClipStore.load(tmp_path / "atari" / "clips.npz", "Breakout", 22)
+    assert store.observations[0].shape == (22, 4, 84, 84) and store.observations[0].dtype == np.uint8

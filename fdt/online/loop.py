@@ -36,7 +36,7 @@ import csv
 import hashlib
 import json
 import logging
-import sqlite3
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
@@ -91,6 +91,7 @@ class OnlineParams:
     cant_tell: str = "equal"  # tree: how "can't tell" places a clip (fdt.preferences.tree)
     terminate: bool = False  # False: rl-teacher's NeverDone (fdt.online.tasks)
     clip_length: int | None = None  # None: rl-teacher's 1.5 s for the task
+    episode_steps: int = 27_000  # Atari: an episode's cap in agent steps (108k frames)
     eval_every: int = 5_000
     eval_episodes: int = 5
     checkpoint_every: int = 10_000
@@ -161,8 +162,8 @@ class OnlineLoop:
             raise OnlineInputError("human mode needs the app's answers database (--db)")
         self.digest = run_digest(params)
         self.rng = np.random.default_rng(params.seed)
-        self.env = make_training_env(self.task, params.terminate, params.seed)
-        self.eval_env = make_eval_env(self.task, params.seed + 10_000)
+        self.env = make_training_env(self.task, params.terminate, params.seed, params.episode_steps)
+        self.eval_env = make_eval_env(self.task, params.seed + 10_000, params.episode_steps)
         self.agent = self._agent()
         self.model = self._model()
         self.schedule = LabelSchedule(max(params.labels, 1), params.pretrain, params.steps)
@@ -176,6 +177,7 @@ class OnlineLoop:
         self.started = time.perf_counter()
         self._trace: dict[str, list] = {}
         self._resumed = self._restore()
+        self._stop = threading.Event()  # stop(): end at the next step, writing what is done
 
     # --- construction ---
     def _agent(self) -> SACAgent | DQNAgent:
@@ -202,6 +204,10 @@ class OnlineLoop:
                                  action_size=self.agent.action_size)
 
     # --- running ---
+    def stop(self) -> None:
+        """Ask a loop running in another thread to end after its current step."""
+        self._stop.set()
+
     def run(self) -> dict[str, Any]:
         p = self.params
         if self.model is not None and not self.state.pretrained:
@@ -211,7 +217,7 @@ class OnlineLoop:
         observation, _ = self.env.reset(seed=p.seed + self.state.episode)
         self._new_trace()
         episode_return, last_saved = 0.0, self.state.step
-        while self.state.step < p.steps:
+        while self.state.step < p.steps and not self._stop.is_set():
             action = self.agent.act(observation)
             physics = self._physics()
             next_observation, reward, terminated, truncated, _ = self.env.step(action)
@@ -391,7 +397,8 @@ class OnlineLoop:
 
     def _random_clips(self, count: int) -> None:
         """Random play until `count` clips (rl-teacher: max(1, 0.25 len / L) per episode)."""
-        env = make_training_env(self.task, self.params.terminate, self.params.seed + 20_000)
+        env = make_training_env(self.task, self.params.terminate, self.params.seed + 20_000,
+                                 self.params.episode_steps)
         space_rng = np.random.default_rng(self.params.seed + 20_000)
         episode = 0
         added = 0

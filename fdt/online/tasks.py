@@ -71,10 +71,10 @@ def resolve_task(env_id: str, clip_length: int | None = None) -> Task:
     return Task(env_id, "mujoco", clip_length)
 
 
-def make_training_env(task: Task, terminate: bool, seed: int) -> Any:
+def make_training_env(task: Task, terminate: bool, seed: int, episode_steps: int = 27_000) -> Any:
     """The environment the agent learns in (`terminate: false` is rl-teacher's NeverDone)."""
     if task.kind == "atari":
-        return AtariTask(task.env_id, seed)
+        return AtariTask(task.env_id, seed, episode_steps)
     import gymnasium
 
     kwargs = {} if terminate or task.name not in UNHEALTHY_TERMINATION else \
@@ -82,10 +82,10 @@ def make_training_env(task: Task, terminate: bool, seed: int) -> Any:
     return gymnasium.make(task.env_id, **kwargs)
 
 
-def make_eval_env(task: Task, seed: int) -> Any:
+def make_eval_env(task: Task, seed: int, episode_steps: int = 27_000) -> Any:
     """The unchanged task, whose true return is the score."""
     if task.kind == "atari":
-        return AtariTask(task.env_id, seed)
+        return AtariTask(task.env_id, seed, episode_steps)
     import gymnasium
 
     return gymnasium.make(task.env_id)
