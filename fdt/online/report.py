@@ -96,8 +96,8 @@ def write_figure(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
         axis.set_xlabel("environment steps")
         axis.set_ylabel("true return (mean, 95% bootstrap CI over seeds)")
     handles, labels = axes[0][-1].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="center left", bbox_to_anchor=(0.80, 0.5), frameon=False)
-    figure.tight_layout(rect=(0, 0, 0.80, 1))
+    figure.legend(handles, labels, loc="center left", bbox_to_anchor=(0.72, 0.5), frameon=False)
+    figure.tight_layout(rect=(0, 0, 0.71, 1))
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     plt.close(figure)
