@@ -1,7 +1,8 @@
 # rl-teacher's loop online (issue 32, fdt.online): an agent trained on the reward a model learns
 # from comparisons of its own clips. One job per (environment, mode, label budget, seed), then
 # the report: true return against environment steps. Off unless the config has an `online`
-# section (config/online.yaml); `snakemake --configfile config/online.yaml online` runs it.
+# section (config/online.yaml); its report is results/report/online/{online.scale}/section.json:
+#   snakemake --configfile config/online.yaml results/report/online/reduced/section.json
 # Human mode is a command outside the graph (python -m fdt.online human).
 
 
@@ -35,11 +36,11 @@ rule online_report:
     input:
         [path for run in online_runs() for path in (run["curve"], run["summary"])],
     output:
-        table="results/report/online/{key}/online.csv",
-        figure="results/report/online/{key}/return_vs_steps.png",
-        section="results/report/online/{key}/section.json",
+        table="results/report/online/{scale}/online.csv",
+        figure="results/report/online/{scale}/return_vs_steps.png",
+        section="results/report/online/{scale}/section.json",
     log:
-        "logs/online_report/{key}.log",
+        "logs/online_report/{scale}.log",
     conda:
         "../envs/fdt.yaml"
     threads: rule_threads("online_report")
@@ -54,8 +55,3 @@ rule online_report:
         "online: true return against environment steps, the report section"
     script:
         "../scripts/online_report.py"
-
-
-rule online:
-    input:
-        online_targets(),

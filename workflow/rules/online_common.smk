@@ -64,13 +64,7 @@ def online_run_settings(wildcards):
     )
 
 
-def online_report_key():
-    return hashlib.sha256(
-        json.dumps([r["summary"] for r in online_runs()]).encode()
-    ).hexdigest()[:12]
-
-
 def online_targets():
     if not online_runs():
         return []
-    return [f"results/report/online/{online_report_key()}/section.json"]
+    return [f"results/report/online/{ONLINE.get('scale', 'reduced')}/section.json"]
