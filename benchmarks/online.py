@@ -62,9 +62,11 @@ def labels_per_second(root: Path, seconds: float, steps: int, quick: bool) -> di
     """The app answering a human run's pairs while a synth loop trains beside it."""
     human = OnlineLoop(replace(loop_params(steps, quick), mode="human", labels=4000),
                        root / "human", root / "answers.sqlite")
-    human._random_clips(80)  # the pretraining clips and a long queue of pairs of them
+    clips = 12 if quick else 80
+    human._random_clips(clips)  # random-play clips and a long queue of pairs of them
     rng = human.rng
-    human.state.queued = [tuple(int(c) for c in rng.choice(80, 2, replace=False)) for _ in range(2000)]
+    human.state.queued = [tuple(int(c) for c in rng.choice(clips, 2, replace=False))
+                          for _ in range(2000)]
     human._publish_queries()
     trainer = OnlineLoop(replace(loop_params(10 * steps, quick), mode="synth"), root / "beside")
     training = threading.Thread(target=trainer.run, daemon=True)
@@ -98,7 +100,7 @@ def labels_per_second(root: Path, seconds: float, steps: int, quick: bool) -> di
 def retraining(root: Path, label_counts: list[int], quick: bool) -> list[dict[str, float]]:
     loop = OnlineLoop(replace(loop_params(1000, quick), mode="synth", labels=max(label_counts)),
                       root / "retrain")
-    loop._random_clips(120)
+    loop._random_clips(24 if quick else 120)
     labeller = synthetic_labeller(loop.store.returns_view(), 0.0, loop.rng)
     states, actions = loop.store.arrays()
     bundle = loop.store.bundle(loop.digest)
@@ -122,7 +124,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
-    steps, seconds = (300, 8.0) if args.quick else (args.steps, args.seconds)
+    steps, seconds = (300, 4.0) if args.quick else (args.steps, args.seconds)
     counts = [50, 100] if args.quick else [100, 200, 400, 800]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
