@@ -23,6 +23,8 @@ include: "workflow/rules/preferences.smk"
 include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/continuous.smk"
 include: "workflow/rules/teacher.smk"
+include: "workflow/rules/incontext.smk"
+include: "workflow/rules/online.smk"
 
 
 rule all:
@@ -41,6 +43,8 @@ rule all:
         continuous_report_targets(),
         queries_targets(),
         teacher_report_targets(),
+        incontext_report_targets(),
+        online_targets(),
         site_target(),
 
 

@@ -67,7 +67,7 @@ def code_versions(scripts: Path = SCRIPTS) -> dict[str, str]:
 
 # What the trainer is told about the machine: not part of any key (the weights' recipe).
 TRAIN_RUN_SETTINGS = ("device", "precision", "compile", "threads", "log_every")
-EVAL_RUN_SETTINGS = ("envs", "workers", "device")  # how to run, not what is measured
+EVAL_RUN_SETTINGS = ("envs", "workers", "backend", "device")  # how to run, not what is measured
 ORACLE_RUN_SETTINGS = ("device", "checkpoint_every")
 AGENT_RUN_SETTINGS = ("device", "log_every")  # and evaluation.envs
 TEACHER_KINDS = ("human", "synthetic")  # label sources standing in for the oracle's labels

@@ -14,7 +14,12 @@ def test_gpu_suite_dry_run_prints_its_table(tmp_path) -> None:
                           timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert lines[-5] == "GPU suite on the CPU (dry run)"
-    for name in ("cuda tests", "train (dry)", "evaluation protocol", "oracle labelling"):
-        assert any(line.strip().startswith(name) for line in lines[-4:]), name
+    assert lines[-7] == "GPU suite on the CPU (dry run)"
+    for name in ("cuda tests", "train (dry)", "evaluation protocol", "oracle labelling",
+                 "showcase (planned)", "evaluation protocol, vector env"):
+        assert any(line.strip().startswith(name) for line in lines[-6:]), name
     assert "target <= 5" in done.stdout and "target <= 10" in done.stdout
+    # the larger showcase is planned through the workflow: 10 seeds x (DT, BC, FDT at 3 budgets)
+    # trained and evaluated, among the jobs
+    planned = next(line for line in lines if line.strip().startswith("showcase (planned)"))
+    assert int(planned.split()[2]) > 100, planned

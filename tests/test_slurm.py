@@ -27,6 +27,7 @@ import yaml
 from fdt.resources import load_table
 from tests.conftest import REPO
 from tests.test_continuous_workflow import TINY_CONTINUOUS
+from tests.test_online_workflow import TINY_ONLINE
 from tests.test_preferences_workflow import PREFERENCES
 from tests.test_workflow import TINY
 
@@ -141,6 +142,14 @@ TINY_ALL = {
     "preferences": {**PREFERENCES, "sweep": []},
     "retrieval": {"top_k": 8, "reweight_top_k": 2},
     "continuous": {**copy.deepcopy(TINY_CONTINUOUS["continuous"]), "seeds": [1]},
+    # in-context RL on Dark-Room (AD, DT, RA-DT) and rl-teacher's online loop (rl, synth)
+    "incontext": {"envs": ["dark_room"], "train_tasks": 2, "eval_tasks": 2, "steps_per_task": 300,
+                  "methods": ["ad", "dt", "radt"], "seeds": [0],
+                  "model": {"context": 40, "n_layer": 1, "n_head": 2, "n_embd": 16},
+                  "train": {"steps": 3, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 2},
+                  "memory": {"length": 20, "stride": 20, "top_k": 4},
+                  "evaluation": {"episodes": 2}},
+    **copy.deepcopy(TINY_ONLINE),
 }
 
 
@@ -249,6 +258,10 @@ def test_tiny_workflow_with_every_system_on_slurm_equals_local(cluster: None,
                           capture_output=True, text=True, timeout=2400, env=env)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "slurm" in (done.stdout + done.stderr).lower()
+
+    page = next((local / "results/report/html").glob("*/index.html")).read_text()
+    assert "In-context" in page or "in-context" in page, "the grid-world section is not on the page"
+    assert "rl-teacher&#x27;s loop" in page, "the online loop's section is not on the page"
 
     ours, theirs = _results(local), _results(on_cluster)
     assert ours.keys() == theirs.keys()

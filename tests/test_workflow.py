@@ -16,6 +16,9 @@ from tests.conftest import REPO
 
 TINY = {
     "games": ["Breakout"], "runs": [1], "buffers": [0, 1, 2, 3],
+    # the grid-world system has its own end-to-end test (test_incontext_workflow.py); the SLURM
+    # test's tiny run has every system, this one included
+    "incontext": {"envs": []},
     "demo": {"capacity": 1500, "checkpoints": 3, "final_rows": 300, "max_episode_steps": 800},
     "seeds": [7],
     "dataset": {"num_buffers": 3, "buffers_end": 3, "capacity": 1500, "transitions": 600},

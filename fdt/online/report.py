@@ -123,6 +123,16 @@ def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Two sentences for the page: what ran and where each mode ended, beside the claim."""
+    ends = "; ".join(
+        f"{r['env']} {r['mode']}{'' if r['mode'] == 'rl' else ' with ' + str(r['budget']) + ' labels'} "
+        f"{r['true_return']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]"
+        for r in final_rows(rows))
+    return (f"True return of the agent after its last evaluation, per mode and label budget "
+            f"(mean over seeds, 95% bootstrap interval): {ends}. {CLAIM}")
+
+
 def write_report(folder: str | Path, runs: Sequence[Mapping[str, Any]],
                  settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     folder = Path(folder)
@@ -131,6 +141,13 @@ def write_report(folder: str | Path, runs: Sequence[Mapping[str, Any]],
     write_figure(folder / "return_vs_steps.png", rows)
     write_json(folder / "section.json", {
         "title": "Online preferences: rl-teacher's loop",
+        "summary": summary(rows),
+        # the HTML page's fields (fdt.report.section): the headline figure, then the table
+        "figures": [{"title": "True return against environment steps",
+                     "png": "return_vs_steps.png",
+                     "caption": "Mean over seeds with 95% bootstrap intervals; rl trains on the "
+                                "true reward, synth on the reward learnt from its labels."}],
+        "tables": [{"title": "True return per evaluation", "csv": "online.csv"}],
         "claim": CLAIM, "table": markdown(rows), "final": final_rows(rows),
         "settings": dict(settings), "figure": "return_vs_steps.png", "table_file": "online.csv"})
     return rows

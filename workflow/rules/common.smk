@@ -130,7 +130,9 @@ def model_stage(wildcards):
     game, model = wildcards.game, wildcards.model
     if model == "fdt":
         what = f"fdt model of {game}"
-        return PLAN.model(game, model, fdt_budget_of(game, wildcards.key, PLAN.model, what))
+        return PLAN.model(
+            game, model, fdt_budget_of(game, wildcards.key, PLAN.model, what)
+        )
     expect_key(wildcards.key, PLAN.model(game, model).key, f"{model} model of {game}")
     return PLAN.model(game, model)
 
@@ -277,7 +279,8 @@ def label_inputs(wildcards):
     if ORACLE_KIND == "published":
         inputs["published"] = published_label_files(game)
         inputs["buffers"] = training_buffers(game)
-    if ORACLE_KIND == "demo":  # the controller's actions, recorded beside the demo's logs
+    # the controller's actions, recorded beside the demo's logs
+    if ORACLE_KIND == "demo":
         inputs["demo"] = demo_dir(game, DATASET["run"])
     return inputs
 
@@ -308,7 +311,9 @@ def eval_dir(game, model, seed, key=None):
 def eval_inputs(wildcards):
     game, model = wildcards.game, wildcards.model
     stage = eval_stage(wildcards)
-    return {"model": f"{model_dir(game, model, wildcards.seed, stage.inputs[0])}/model.pt"}
+    return {
+        "model": f"{model_dir(game, model, wildcards.seed, stage.inputs[0])}/model.pt"
+    }
 
 
 def fdt_sweep_budgets():
@@ -407,7 +412,10 @@ def site_sections(wildcards):
         "preferences": preferences_report_dir,
         "continuous": continuous_report_dir,
     }
-    return [f"{folders[system]()}/section.json" for system in PLAN.report_sections()]
+    planned = [f"{folders[system]()}/section.json" for system in PLAN.report_sections()]
+    # the grid-world and online systems plan their own keys (fdt.incontext, config online);
+    # their sections close the page when the config runs them
+    return planned + incontext_report_targets() + online_targets()
 
 
 def site_target():
