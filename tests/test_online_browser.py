@@ -65,7 +65,10 @@ def test_chromium_answers_while_the_agent_trains(browser, tmp_path: Path,  # noq
         page = browser.new_context().new_page()
         page.goto(url)
         page.fill("#name", "ann")
-        page.click("#start")
+        # each answer (and the sign-in) posts a form: wait for that navigation to end, or the
+        # next goto races it and one of the two is aborted (net::ERR_ABORTED)
+        with page.expect_navigation():
+            page.click("#start")
         returns = loop.store.returns_view()
         while thread.is_alive():
             page.goto(f"{url}/compare")
@@ -75,8 +78,8 @@ def test_chromium_answers_while_the_agent_trains(browser, tmp_path: Path,  # noq
             assert page.eval_on_selector("#left-clip", "img => img.complete && img.naturalWidth > 0")
             left = int(page.input_value("input[name=left]"))
             right = int(page.input_value("input[name=right]"))
-            page.keyboard.press("l" if returns[left] >= returns[right] else "r")
-            page.wait_for_load_state()
+            with page.expect_navigation():
+                page.keyboard.press("l" if returns[left] >= returns[right] else "r")
         thread.join()
     assert not errors, errors
     history = loop.model.history
