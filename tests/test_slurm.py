@@ -173,7 +173,8 @@ def _test_profile(folder: Path, jobs: list[dict[str, Any]]) -> Path:
 def _volatile(key: str) -> bool:
     """Fields that say how fast a job ran, or which MLflow run it logged to: they differ
     between any two runs, on one machine or two, and decide nothing downstream."""
-    return key == "tracking_run_id" or "seconds" in key or key.endswith("_per_s")
+    return (key == "tracking_run_id" or "seconds" in key or "per_second" in key
+            or key.endswith("_per_s") or key == "retrieval_share")  # a share of the step's time
 
 
 def _canonical(value: Any) -> Any:
@@ -195,7 +196,7 @@ def _canonical(value: Any) -> Any:
 
 def _digest(path: Path) -> str:
     """A file's bytes, except: a Parquet file's data (its footer names the folders it came
-    from); a JSON or CSV file's, and a training checkpoint's (checkpoint.pt: weights, optimizer,
+    from); a JSON or CSV file's, and a torch file's (checkpoints, models: weights, optimizer,
     history), without their volatile fields (see _volatile)."""
     if path.suffix == ".parquet":
         import pyarrow as pa
@@ -212,7 +213,7 @@ def _digest(path: Path) -> str:
         rows = list(csv.reader(path.read_text().splitlines()))
         keep = [i for i, name in enumerate(rows[0] if rows else []) if not _volatile(name)]
         found = [[row[i] for i in keep if i < len(row)] for row in rows]
-    elif path.name == "checkpoint.pt":
+    elif path.suffix == ".pt":  # checkpoints, models: torch.save's zip differs run to run
         import torch
 
         found = _canonical(torch.load(path, map_location="cpu", weights_only=False))
