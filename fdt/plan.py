@@ -68,6 +68,7 @@ def code_versions(scripts: Path = SCRIPTS) -> dict[str, str]:
 # What the trainer is told about the machine: not part of any key (the weights' recipe).
 TRAIN_RUN_SETTINGS = ("device", "precision", "compile", "threads", "log_every")
 EVAL_RUN_SETTINGS = ("envs", "workers", "backend", "device")  # how to run, not what is measured
+AGENT_EVAL_RUN_SETTINGS = ("envs", "backend")  # the agents' scoring: likewise
 ORACLE_RUN_SETTINGS = ("device", "checkpoint_every")
 AGENT_RUN_SETTINGS = ("device", "log_every")  # and evaluation.envs
 TEACHER_KINDS = ("human", "synthetic")  # label sources standing in for the oracle's labels
@@ -367,7 +368,8 @@ class StagePlan:
             "game": game, "agent": agent, "hyperparameters": dict(a[agent]),
             **{k: a[k] for k in ("data", "iterations", "steps_per_iteration", "batch_size",
                                  "evaluate_after")},
-            "evaluation": {k: v for k, v in a["evaluation"].items() if k != "envs"},
+            "evaluation": {k: v for k, v in a["evaluation"].items()
+                           if k not in AGENT_EVAL_RUN_SETTINGS},
         }
         if a["data"] == "batch_rl":
             params.update(run=self.agent_run(), checkpoints=self.agent_checkpoints(),

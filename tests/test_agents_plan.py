@@ -52,7 +52,8 @@ def test_an_agents_key_follows_its_own_settings() -> None:
 
 
 def test_run_settings_move_nothing() -> None:
-    assert moved({"agents": {"device": "cpu", "log_every": 7, "evaluation": {"envs": 1}}}) == set()
+    assert moved({"agents": {"device": "cpu", "log_every": 7,
+                             "evaluation": {"envs": 1, "backend": "vector"}}}) == set()
 
 
 def test_agents_move_no_other_stage() -> None:

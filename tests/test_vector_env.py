@@ -135,3 +135,45 @@ def test_episodes_matched_to_the_coming_noop_draws_skip_the_reload() -> None:
     assert played["vector"] == played["processes"] and len(played["vector"]) == len(jobs)
     # (every start checks the no-op frames it played against the episode's count)
     assert isinstance(pool, VectorPool) and pool.reloads < len(jobs) - 4, pool.reloads
+
+
+def _always_left_oracle() -> torch.nn.Module:
+    from fdt.oracle.c51 import C51Network
+
+    net = C51Network(4)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.head.bias.view(4, 51)[3, -1] = 50.0  # always LEFT
+        net.head.bias.view(4, 51)[1, -1] = 49.0  # FIRE second: epsilon's and stickiness's draws
+    return net
+
+
+def test_agents_step_budget_and_oracle_score_are_the_same_on_either_backend(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Dopamine protocol's two users (an agent's step budget over rounds of one pool, the
+    oracle's episodes) give the same episodes on the vector backend as in our processes."""
+    import fdt.evaluation.environments as environments
+    from fdt.agents.evaluation import score_agent
+    from fdt.oracle.scoring import evaluate_oracle
+
+    made: list[int] = []
+
+    class CountedVectorPool(VectorPool):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            made.append(1)
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(environments, "VectorPool", CountedVectorPool)
+    net = _always_left_oracle()
+    scored = {backend: score_agent(net, "Breakout", budget="steps", steps=70, episodes=1,
+                                   seed=4, max_steps=30, envs=2, backend=backend)
+              for backend in ("processes", "vector")}
+    assert scored["vector"] == scored["processes"]
+    # rounds of 2 episodes of 30 steps until 70 are counted: 3 episodes, the fourth dropped
+    assert [e["episode"] for e in scored["vector"]["episodes"]] == [0, 1, 2]
+    oracle = {backend: evaluate_oracle(net, "Breakout", episodes=3, seed=5, max_steps=40,
+                                       envs=2, progress=False, backend=backend)
+              for backend in ("processes", "vector")}
+    assert oracle["vector"] == oracle["processes"] and len(oracle["vector"]["episodes"]) == 3
+    assert len(made) == 2  # one pool for the agent's rounds, one for the oracle's episodes

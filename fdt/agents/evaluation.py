@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch.nn as nn
 
-from fdt.evaluation.environments import EnvPool
+from fdt.evaluation.environments import make_pool
 from fdt.evaluation.protocols import PROTOCOLS, Job
 from fdt.evaluation.rollout import rollout
 from fdt.oracle.scoring import QPolicy
@@ -46,10 +46,12 @@ def describe_budget(budget: str, steps: int, episodes: int) -> str:
 
 
 def play_for_steps(policy: QPolicy, game: str, steps: int, seed: int, max_steps: int | None,
-                   envs: int, rom_dir: str | None = None) -> list[dict[str, Any]]:
+                   envs: int, rom_dir: str | None = None,
+                   backend: str = "processes") -> list[dict[str, Any]]:
     """Episodes 0, 1, ... in rounds of `envs` until the ones counted reach `steps`."""
     protocol = PROTOCOLS["dopamine"]
-    pool = EnvPool(game, protocol, 0, rom_dir)  # one set of environments for every round
+    # one set of environments for every round (fdt.evaluation.environments.make_pool)
+    pool = make_pool(game, protocol, backend=backend, envs=envs, rom_dir=rom_dir)
     rows: list[dict[str, Any]] = []
     try:
         while True:
@@ -65,24 +67,27 @@ def play_for_steps(policy: QPolicy, game: str, steps: int, seed: int, max_steps:
 
 
 def play_episodes(policy: QPolicy, game: str, episodes: int, seed: int, max_steps: int | None,
-                  envs: int, rom_dir: str | None = None) -> list[dict[str, Any]]:
+                  envs: int, rom_dir: str | None = None,
+                  backend: str = "processes") -> list[dict[str, Any]]:
     """Episodes 0 .. episodes - 1."""
     jobs = [Job("eps", 0.0, seed, e) for e in range(episodes)]
     played = rollout(policy, game, jobs, PROTOCOLS["dopamine"], envs=min(envs, episodes),
-                     max_steps=max_steps, rom_dir=rom_dir)
+                     max_steps=max_steps, rom_dir=rom_dir, backend=backend)
     return sorted(played, key=lambda r: r["episode"])
 
 
 def score_agent(net: nn.Module, game: str, *, budget: str, steps: int, episodes: int,
-                seed: int, max_steps: int | None, envs: int,
-                rom_dir: str | None = None) -> dict[str, Any]:
-    """The agent's mean return under the Dopamine protocol, with its budget named."""
+                seed: int, max_steps: int | None, envs: int, rom_dir: str | None = None,
+                backend: str = "processes") -> dict[str, Any]:
+    """The agent's mean return under the Dopamine protocol, with its budget named; the
+    environments step in our processes or ale-py's vector environment (`backend`: the same
+    episodes either way, tests/test_vector_env.py)."""
     described = describe_budget(budget, steps, episodes)
     policy = QPolicy(net, envs)  # type: ignore[arg-type]  # any network with q_values
     if budget == "steps":
-        rows = play_for_steps(policy, game, steps, seed, max_steps, envs, rom_dir)
+        rows = play_for_steps(policy, game, steps, seed, max_steps, envs, rom_dir, backend)
     else:
-        rows = play_episodes(policy, game, episodes, seed, max_steps, envs, rom_dir)
+        rows = play_episodes(policy, game, episodes, seed, max_steps, envs, rom_dir, backend)
     returns = np.array([r["return"] for r in rows], dtype=float)
     return {"game": game, "protocol": "dopamine", "budget": described, "seed": seed,
             "max_steps": max_steps, "steps": int(sum(r["steps"] for r in rows)),

@@ -40,6 +40,7 @@ from fdt.agents.replay import Sampler, TransitionPool, iteration_rng
 from fdt.device import resolve_device
 from fdt.io import atomic_path, write_json
 from fdt.keys import canonical_json
+from fdt.plan import AGENT_EVAL_RUN_SETTINGS
 from fdt.settings import defaults
 from fdt.torchfile import load_torch_file
 
@@ -69,6 +70,7 @@ class AgentEvaluation:
     max_steps: int | None = _EVALUATION["max_steps"]
     seed: int = _EVALUATION["seed"]
     envs: int = _EVALUATION["envs"]  # how to run, not what is measured
+    backend: str = _EVALUATION.get("backend", "processes")  # likewise: the same episodes
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ class AgentTrainingParams:
     def digest(self, agent: Agent) -> str:
         """What decides the weights: a checkpoint resumes only when it is equal."""
         learning = {k: v for k, v in asdict(self).items() if k not in ("log_every", "device")}
-        learning["evaluation"] = {k: v for k, v in learning["evaluation"].items() if k != "envs"}
+        learning["evaluation"] = {k: v for k, v in learning["evaluation"].items()
+                                  if k not in AGENT_EVAL_RUN_SETTINGS}
         payload = {"agent": agent.name, "hyperparameters": asdict(agent.params), **learning}
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
@@ -229,7 +232,8 @@ def _evaluate(online: nn.Module, game: str, evaluation: AgentEvaluation,
     net = copy.deepcopy(online).cpu().eval()
     result = score_agent(net, game, budget=evaluation.budget, steps=evaluation.steps,
                          episodes=evaluation.episodes, seed=evaluation.seed + iteration,
-                         max_steps=evaluation.max_steps, envs=evaluation.envs)
+                         max_steps=evaluation.max_steps, envs=evaluation.envs,
+                         backend=evaluation.backend)
     online.train()
     return {"iteration": iteration, **{k: result[k] for k in (
         "budget", "seed", "max_steps", "steps", "episodes", "mean_return", "std_return")}}

@@ -32,9 +32,10 @@ class QPolicy(MemorylessPolicy):
 
 def evaluate_oracle(net: C51Network, game: str, *, episodes: int, seed: int,
                     max_steps: int | None = None, envs: int = 8, rom_dir: str | None = None,
-                    progress: bool = True) -> dict[str, Any]:
+                    progress: bool = True, backend: str = "processes") -> dict[str, Any]:
     """The oracle's score under the Dopamine protocol it was scored under (sticky actions 0.25,
-    epsilon-greedy 0.001, no no-ops, no forced FIRE)."""
+    epsilon-greedy 0.001, no no-ops, no forced FIRE), its environments stepping in our
+    processes or ale-py's vector environment (`backend`: the same episodes either way)."""
     from fdt.atari import minimal_action_count
     from fdt.evaluation.protocols import PROTOCOLS, Job
     from fdt.evaluation.rollout import rollout
@@ -47,7 +48,8 @@ def evaluate_oracle(net: C51Network, game: str, *, episodes: int, seed: int,
                disable=not progress)
     try:
         rows = rollout(QPolicy(net, envs), game, jobs, PROTOCOLS["dopamine"], envs=envs,
-                       max_steps=max_steps, rom_dir=rom_dir, progress=bar.update)
+                       max_steps=max_steps, rom_dir=rom_dir, progress=bar.update,
+                       backend=backend)
     finally:
         bar.close()
     returns = np.array([r["return"] for r in rows])

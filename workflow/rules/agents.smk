@@ -26,7 +26,9 @@ rule train_agent:
         agent=lambda wc: PLAN.agent(wc.game, wc.agent).params,
         run={
             **{k: AGENTS[k] for k in fdt.plan.AGENT_RUN_SETTINGS},
-            "evaluation": {"envs": AGENTS["evaluation"]["envs"]},
+            "evaluation": {
+                k: AGENTS["evaluation"][k] for k in fdt.plan.AGENT_EVAL_RUN_SETTINGS
+            },
         },
         input_keys=lambda wc: list(PLAN.agent(wc.game, wc.agent).inputs),
         code=CODE["agent"],

@@ -19,7 +19,7 @@ actions = minimal_action_count(game)
 net = load_oracle(p.oracle["kind"], snakemake.input.oracle[0], p.oracle, actions)
 e = p.evaluation
 result = evaluate_oracle(net, game, episodes=e["episodes"], seed=e["seed"],
-                         max_steps=e["max_steps"], envs=e["envs"])
+                         max_steps=e["max_steps"], envs=e["envs"], backend=e["backend"])
 result["oracle"] = p.oracle
 write_json(snakemake.output[0], result)
 track_finished_stage(f"{game}-oracle-eval", {"game": game, "stage": "evaluate_oracle",
