@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -75,29 +76,37 @@ def training(folder: Path, device: str, compile_model: bool, epochs: int, batch:
 
 def protocol(model_path: str, device: str, budget_s: float, envs: int, max_steps: int | None,
              test_seeds: int, episodes: int, backend: str = "processes",
-             workers: int = 0) -> dict[str, float]:
-    """Play the protocol's episodes until the budget is spent; project its full length. The
-    environments step in `workers` processes, or ale-py's vector environment's threads
-    (`backend`, fdt.evaluation.environments.make_pool), made once for every round."""
+             workers: int = 0) -> dict[str, Any]:
+    """Play each setup's episodes until its share of the budget is spent; project the full
+    protocol's length. The environments step in `workers` processes, or ale-py's vector
+    environment's threads (`backend`, fdt.evaluation.environments.make_pool), made once for
+    every round; env-steps/s are reported per setup (their episodes differ in length and in how
+    often the policy samples)."""
     model = load_model(model_path, device)
-    jobs = protocol_jobs(tuple(SETUPS), [90.0], range(test_seeds), episodes)
     full = len(protocol_jobs(tuple(SETUPS), [90.0], range(10), 10))
-    played: list[dict] = []
     policy = ModelPolicy(model, device, slots=envs)
     pool = make_pool("Breakout", PROTOCOLS["fdt"], backend=backend, envs=envs, workers=workers)
-    started = time.perf_counter()
+    played: list[dict] = []
+    by_setup: dict[str, float] = {}
+    seconds = 0.0
     try:
-        for first in range(0, len(jobs), envs):
-            played += rollout(policy, "Breakout", jobs[first:first + envs], PROTOCOLS["fdt"],
-                              envs=envs, max_steps=max_steps, pool=pool)
-            if time.perf_counter() - started > budget_s:
-                break
+        for setup in SETUPS:
+            jobs = protocol_jobs((setup,), [90.0], range(test_seeds), episodes)
+            started, rows = time.perf_counter(), []
+            for first in range(0, len(jobs), envs):
+                rows += rollout(policy, "Breakout", jobs[first:first + envs], PROTOCOLS["fdt"],
+                                envs=envs, max_steps=max_steps, pool=pool)
+                if time.perf_counter() - started > budget_s / len(SETUPS):
+                    break
+            spent = time.perf_counter() - started
+            by_setup[setup] = sum(r["steps"] for r in rows) / spent
+            seconds += spent
+            played += rows
     finally:
         pool.close()
-    seconds = time.perf_counter() - started
     steps = sum(r["steps"] for r in played)
     per_episode = seconds / len(played)
-    return {"episodes": len(played), "env_steps_per_s": steps / seconds,
+    return {"episodes": len(played), "env_steps_per_s": steps / seconds, "by_setup": by_setup,
             "projected_s": per_episode * full, "full_episodes": full}
 
 
@@ -193,10 +202,11 @@ def main() -> None:
                         envs=4 if dry else 128, max_steps=10 if dry else None,
                         test_seeds=1 if dry else 10, episodes=1 if dry else 10,
                         backend=backend, workers=workers)
+        setups = ", ".join(f"{k} {v:.0f}" for k, v in play["by_setup"].items())
         rows.append((name, f"{play['env_steps_per_s']:.0f} env-steps/s over "
-                     f"{play['episodes']} episodes ({workers} {backend}/threads); all "
-                     f"{play['full_episodes']}: {play['projected_s'] / 60:.1f} min (target <= "
-                     f"{PROTOCOL_TARGET_S / 60:.0f})"))
+                     f"{play['episodes']} episodes ({workers} {backend}/threads; by setup: "
+                     f"{setups}); all {play['full_episodes']}: {play['projected_s'] / 60:.1f} "
+                     f"min (target <= {PROTOCOL_TARGET_S / 60:.0f})"))
     rows.append(("oracle labelling", f"{labelling(device, 256 if dry else 65_536):.0f} states/s"))
     rows += showcase(workdir / "showcase", dry, args.showcase_budget)
     report(rows, dry)

@@ -19,6 +19,10 @@ def test_gpu_suite_dry_run_prints_its_table(tmp_path) -> None:
                  "showcase (planned)", "evaluation protocol, vector env"):
         assert any(line.strip().startswith(name) for line in lines[-6:]), name
     assert "target <= 5" in done.stdout and "target <= 10" in done.stdout
+    # each backend's env-steps/s per setup of the protocol, all six
+    for name in ("evaluation protocol ", "evaluation protocol, vector env"):
+        line = next(line for line in lines[-6:] if line.strip().startswith(name))
+        assert all(f" {setup} " in line for setup in ("argmax", "sample+noop", "eps")), line
     # the larger showcase is planned through the workflow: 10 seeds x (DT, BC, FDT at 3 budgets)
     # trained and evaluated, among the jobs
     planned = next(line for line in lines if line.strip().startswith("showcase (planned)"))
