@@ -19,7 +19,9 @@ install() {
 
 start() {
     host=$(hostname -s)
-    cpus=$(nproc)
+    # Twice the cores: the test's jobs are short and mostly wait (their own Snakemake start-up,
+    # status checks), so the node takes more of them at once; each job keeps its threads.
+    cpus=$(($(nproc) * 2))
     free_mb=$(awk '/MemAvailable/ {print int($2 / 1024)}' /proc/meminfo)
     memory=$((free_mb * 8 / 10))
     mkdir -p "$state/ctld" "$state/d" /etc/slurm /run/munge /var/log/munge /var/lib/munge
