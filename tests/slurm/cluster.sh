@@ -21,6 +21,7 @@ start() {
     host=$(hostname -s)
     # Twice the cores: the test's jobs are short and mostly wait (their own Snakemake start-up,
     # status checks), so the node takes more of them at once; each job keeps its threads.
+    # (SlurmdParameters=config_overrides below: slurmd would refuse a count above the hardware's.)
     cpus=$(($(nproc) * 2))
     free_mb=$(awk '/MemAvailable/ {print int($2 / 1024)}' /proc/meminfo)
     memory=$((free_mb * 8 / 10))
@@ -47,6 +48,7 @@ SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
 MinJobAge=600
 SchedulerType=sched/backfill
+SlurmdParameters=config_overrides
 StateSaveLocation=$state/ctld
 SlurmdSpoolDir=$state/d
 SlurmctldPidFile=$state/slurmctld.pid
@@ -58,7 +60,8 @@ DefMemPerCPU=1000
 NodeName=$host CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
-    pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
+    # -c: a fresh cluster each start (no jobs or node states, e.g. a drain, from an earlier one)
+    pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld -c
     pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
     for _ in $(seq 30); do
         if sinfo -h -o '%T' 2>/dev/null | grep -q -E 'idle|mixed'; then
