@@ -174,8 +174,21 @@ def _test_profile(folder: Path, jobs: list[dict[str, Any]]) -> Path:
 def _volatile(key: str) -> bool:
     """Fields that say how fast a job ran, or which MLflow run it logged to: they differ
     between any two runs, on one machine or two, and decide nothing downstream."""
-    return (key == "tracking_run_id" or "seconds" in key or "per_second" in key
-            or key.endswith("_per_s") or key == "retrieval_share")  # a share of the step's time
+    return (key == "tracking_run_id" or "seconds" in key or "minutes" in key
+            or "per_second" in key or key.endswith("_per_s")
+            or key == "retrieval_share")  # a share of the step's time
+
+
+def _markdown_without_timings(text: str) -> str:
+    """A Markdown table (a report section's `table`) without its volatile columns, named by
+    their headers as a CSV's are ('minutes per run'); other text as it is."""
+    lines = text.splitlines()
+    if len(lines) < 2 or not lines[0].startswith("|") or not lines[1].startswith("|---"):
+        return text
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    keep = [i for i, name in enumerate(header) if not _volatile(name.replace(" ", "_"))]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return "\n".join("|".join(row[i] for i in keep if i < len(row)) for row in rows)
 
 
 def _canonical(value: Any) -> Any:
@@ -192,7 +205,9 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return [str(value.dtype), list(value.shape),
                 hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()]
-    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+    if isinstance(value, str):
+        return _markdown_without_timings(value)
+    return value if isinstance(value, (int, float, bool, type(None))) else repr(value)
 
 
 def _digest(path: Path) -> str:
