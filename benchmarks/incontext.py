@@ -8,6 +8,10 @@ and at in-context evaluation (query, search and reading the items, beside the wh
 
     .venv/bin/python benchmarks/incontext.py            # config/incontext.yaml's sizes
     .venv/bin/python benchmarks/incontext.py --quick    # tiny sizes, seconds
+
+The full sizes are read from config/incontext.yaml (merged over config/config.yaml as the workflow
+merges them): its PPO steps per task (on 4 of the training tasks), model, batch, memory and
+retrieval settings; evaluation plays all 20 unseen goals for 3 episodes.
 """
 
 from __future__ import annotations
@@ -21,14 +25,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
+from snakemake.utils import update_config
+
+from fdt.config import validate_config
 
 from fdt.incontext.environments import GridWorld, load_split
 from fdt.incontext.evaluation import EvalParams, evaluate
 from fdt.incontext.learner import PPOParams, learning_history
 from fdt.incontext.model import InContextTransformer, ModelParams
 from fdt.incontext.sequences import build_memory, build_stream, gather, retrieved_tokens
+from fdt.incontext.stages import base_params, retrieval_params
 from fdt.incontext.training import TrainParams, model_params, train
 from fdt.retrieval.retrieve import RetrievalParams
+from fdt.settings import params_from
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def comparison_config() -> dict:
+    """config/incontext.yaml's `incontext` section as the workflow sees it (defaults filled)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "incontext.yaml").read_text()))
+    return validate_config(config)["incontext"]
 
 
 def main() -> None:
@@ -38,13 +57,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     quick = args.quick
-    steps = 2000 if quick else 100_000
+    split = load_split("dark_room")
+    c = comparison_config()
+    steps = 2000 if quick else c["steps_per_task"]
     tasks = 2 if quick else 4
     train_steps = 5 if quick else 100
     base = (ModelParams(context=100, n_layer=1, n_head=2, n_embd=16) if quick
-            else ModelParams(context=200, n_layer=4, n_head=4, n_embd=64))
-    batch = 4 if quick else 32
-    split = load_split("dark_room")
+            else base_params(c, split))
+    batch = 4 if quick else c["train"]["batch_size"]
+    ppo = PPOParams() if quick else params_from(PPOParams, c["ppo"])
 
     world, rng = GridWorld(split.train[0]), np.random.default_rng(0)
     world.reset()
@@ -56,15 +77,16 @@ def main() -> None:
 
     began = time.perf_counter()
     frames = [pd.DataFrame({"task": i, **learning_history(GridWorld(split.train[i]), steps,
-                                                          PPOParams(), seed=i)})
+                                                          ppo, seed=i)})
               for i in range(tasks)]
     seconds = time.perf_counter() - began
     print(f"generation (PPO learning while it plays): {tasks * steps / seconds:,.0f} env steps/s")
     stream = build_stream(frames)
 
-    retrieval = RetrievalParams(top_k=50 if not quick else 5, reweight_top_k=1, sim_cutoff=0.98,
-                                eval_top_k=50 if not quick else 5)
-    length = 50 if not quick else 20
+    retrieval = (RetrievalParams(top_k=5, reweight_top_k=1, sim_cutoff=0.98, eval_top_k=5)
+                 if quick else retrieval_params(c))
+    length = 20 if quick else c["memory"]["length"]
+    stride = 10 if quick else c["memory"]["stride"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         dt_params = model_params("dt", base)
@@ -72,7 +94,7 @@ def main() -> None:
         embedder = InContextTransformer(dt_params).eval()
         embed = lambda b: embedder.embed(b).numpy()  # noqa: E731
         began = time.perf_counter()
-        memory = build_memory(stream, embed, length, 10, retrieval)
+        memory = build_memory(stream, embed, length, stride, retrieval)
         print(f"RA-DT memory: {len(memory.starts):,} items keyed in "
               f"{time.perf_counter() - began:.1f} s")
         rates = {}
@@ -112,9 +134,12 @@ def main() -> None:
               f" (memory of {len(memory.starts):,} items, top_k {retrieval.top_k})")
 
         eval_split = replace(split, max_episode_steps=100 if not quick else 20)
-        _, timing = evaluate(model.eval(), "radt", eval_split, list(range(2 if quick else 20)),
-                             EvalParams(episodes=2 if quick else 3), embed, length, retrieval,
-                             memory.keys.shape[1])
+        evaluation = {} if quick else {k: c["evaluation"][k] for k in
+                                       ("target_return", "retrieve_every", "item_stride")}
+        _, timing = evaluate(model.eval(), "radt", eval_split,
+                             list(range(2 if quick else len(split.evaluation))),
+                             EvalParams(episodes=2 if quick else 3, **evaluation), embed, length,
+                             retrieval, memory.keys.shape[1])
         print(f"retrieval share of a RA-DT evaluation step: {timing['retrieval_share']:.1%} "
               f"({timing['env_steps_per_s']:,.0f} env steps/s over the goals in one batch)")
 
