@@ -54,7 +54,8 @@ def cuda_tests(dry: bool) -> tuple[str, str]:
     """The tests that need a device (skipped without one)."""
     if dry:
         return "cuda tests", "skipped (dry run)"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-k", "cuda", "tests"],
+    # -n 0: one process, so two workers never share the device
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-k", "cuda", "tests"],
                           cwd=REPO, capture_output=True, text=True)
     return "cuda tests", (done.stdout.strip().splitlines() or ["no output"])[-1]
 
