@@ -29,7 +29,6 @@ import yaml
 from snakemake.utils import update_config
 
 from fdt.config import validate_config
-
 from fdt.incontext.environments import GridWorld, load_split
 from fdt.incontext.evaluation import EvalParams, evaluate
 from fdt.incontext.learner import PPOParams, learning_history
