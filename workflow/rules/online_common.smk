@@ -5,9 +5,19 @@ import json
 ONLINE = config.get("online") or {}
 
 
+def online_scale():
+    """The settings of the scale the runs take (`online.scales[online.scale]`)."""
+    return ONLINE.get("scales", {}).get(ONLINE.get("scale", "reduced"), {})
+
+
+def online_budgets():
+    """The synth runs' label budgets: the scale's own `budgets`, else the section's."""
+    return online_scale().get("budgets", ONLINE.get("budgets", []))
+
+
 def online_settings(env, mode, budget, seed):
     """The run's OnlineParams fields: the section's defaults, its scale's, then the run's."""
-    scale = ONLINE.get("scales", {}).get(ONLINE.get("scale", "reduced"), {})
+    scale = {k: v for k, v in online_scale().items() if k != "budgets"}
     settings = {
         **ONLINE.get("defaults", {}),
         **scale,
@@ -30,7 +40,7 @@ def online_runs():
     runs = []
     for env in ONLINE.get("envs", []):
         for mode in ONLINE.get("modes", []):
-            for budget in [0] if mode == "rl" else ONLINE.get("budgets", []):
+            for budget in [0] if mode == "rl" else online_budgets():
                 for seed in ONLINE.get("seeds", []):
                     settings = online_settings(env, mode, budget, seed)
                     folder = (
