@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,18 @@ def test_online_rules_end_to_end(tmp_path: Path) -> None:
     assert (sections[0].parent / "return_vs_steps.png").stat().st_size > 1000
     again = snakemake(tmp_path, "--dry-run", TARGET)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_scale_with_its_own_budgets_replaces_the_sections(tmp_path: Path) -> None:
+    """config/online.yaml's `full` scale names its own budgets: the plan has exactly those synth
+    runs (and the rl runs, which have none), not the section's."""
+    section = json.loads(json.dumps(TINY_ONLINE))
+    section["online"]["scales"]["tiny"]["budgets"] = [3, 5]
+    section["online"]["seeds"] = [0, 1]
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(section))
+    dry = snakemake(tmp_path, "--dry-run", TARGET)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    planned = set(re.findall(r"online: (\w+) on Hopper-v5 \((\d+) labels\), seed (\d)",
+                             dry.stdout + dry.stderr))
+    assert planned == {(mode, budget, seed) for mode, budget in
+                       [("rl", "0"), ("synth", "3"), ("synth", "5")] for seed in "01"}
