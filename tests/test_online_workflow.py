@@ -43,12 +43,11 @@ def test_online_rules_end_to_end(tmp_path: Path) -> None:
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_a_scale_with_its_own_budgets_replaces_the_sections(tmp_path: Path) -> None:
-    """config/online.yaml's `full` scale names its own budgets: the plan has exactly those synth
-    runs (and the rl runs, which have none), not the section's."""
+def test_a_scales_own_budgets_and_seeds_replace_the_sections(tmp_path: Path) -> None:
+    """config/online.yaml's `full` scale names its own budgets (and `atari_cpu` its game and
+    seeds): the plan has exactly those runs (rl has no budget), not the section's."""
     section = json.loads(json.dumps(TINY_ONLINE))
-    section["online"]["scales"]["tiny"]["budgets"] = [3, 5]
-    section["online"]["seeds"] = [0, 1]
+    section["online"]["scales"]["tiny"].update(budgets=[3, 5], seeds=[0, 1])
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(section))
     dry = snakemake(tmp_path, "--dry-run", TARGET)
     assert dry.returncode == 0, dry.stderr[-3000:]

@@ -10,14 +10,18 @@ def online_scale():
     return ONLINE.get("scales", {}).get(ONLINE.get("scale", "reduced"), {})
 
 
-def online_budgets():
-    """The synth runs' label budgets: the scale's own `budgets`, else the section's."""
-    return online_scale().get("budgets", ONLINE.get("budgets", []))
+# What a scale may plan for itself (an Atari scale its game, a long scale fewer budgets).
+ONLINE_PLAN = ("envs", "modes", "budgets", "seeds")
+
+
+def online_plan(key):
+    """The scale's own `envs`, `modes`, `budgets` or `seeds`, else the section's."""
+    return online_scale().get(key, ONLINE.get(key, []))
 
 
 def online_settings(env, mode, budget, seed):
     """The run's OnlineParams fields: the section's defaults, its scale's, then the run's."""
-    scale = {k: v for k, v in online_scale().items() if k != "budgets"}
+    scale = {k: v for k, v in online_scale().items() if k not in ONLINE_PLAN}
     settings = {
         **ONLINE.get("defaults", {}),
         **scale,
@@ -38,10 +42,10 @@ def online_key(settings):
 
 def online_runs():
     runs = []
-    for env in ONLINE.get("envs", []):
-        for mode in ONLINE.get("modes", []):
-            for budget in [0] if mode == "rl" else online_budgets():
-                for seed in ONLINE.get("seeds", []):
+    for env in online_plan("envs"):
+        for mode in online_plan("modes"):
+            for budget in [0] if mode == "rl" else online_plan("budgets"):
+                for seed in online_plan("seeds"):
                     settings = online_settings(env, mode, budget, seed)
                     folder = (
                         f"results/online/{env}/{mode}/labels{budget}/"
