@@ -151,3 +151,33 @@ def test_tiny_atari_run_with_the_online_dqn(tmp_path: Path) -> None:
     assert summary["clip_length"] == 22 and summary["steps"] == 120 and summary["retrainings"] == 3
     store = ClipStore.load(tmp_path / "atari" / "clips.npz", "Breakout", 22)
     assert store.observations[0].shape == (22, 4, 84, 84) and store.observations[0].dtype == np.uint8
+
+
+def test_report_table_means_seeds_and_the_reward_models_correlation(tmp_path: Path) -> None:
+    """Two synth seeds and one rl seed, written by hand: each step's mean over seeds, the
+    bootstrap interval inside the seeds' range, the correlation averaged where it exists."""
+    from fdt.online.report import markdown, online_table
+
+    def run(mode: str, seed: int, returns: list[float], correlations: list[str]) -> dict:
+        folder = tmp_path / f"{mode}{seed}"
+        folder.mkdir()
+        rows = "".join(f"{1000 * (i + 1)},{r},{5 * (i + 1)},{c}\n"
+                       for i, (r, c) in enumerate(zip(returns, correlations)))
+        (folder / "curve.csv").write_text("step,true_return,labels,reward_correlation\n" + rows)
+        (folder / "summary.json").write_text('{"seconds": %d}' % (60 * (seed + 1)))
+        return {"env": "Hopper-v5", "mode": mode, "budget": 0 if mode == "rl" else 10,
+                "seed": seed, "curve": folder / "curve.csv", "summary": folder / "summary.json"}
+
+    rows = online_table([run("synth", 0, [10.0, 30.0], ["", "0.5"]),
+                         run("synth", 1, [20.0, 50.0], ["", "0.7"]),
+                         run("rl", 0, [5.0, 7.0], ["", ""])])
+    synth = [r for r in rows if r["mode"] == "synth"]
+    assert [(r["step"], r["true_return"], r["seeds"]) for r in synth] == [(1000, 15.0, 2),
+                                                                          (2000, 40.0, 2)]
+    assert 30.0 <= synth[1]["ci_low"] <= 40.0 <= synth[1]["ci_high"] <= 50.0
+    assert np.isnan(synth[0]["reward_correlation"]) and synth[1]["reward_correlation"] == \
+        pytest.approx(0.6)
+    assert synth[1]["seconds_per_run"] == 90.0
+    table = markdown(rows)
+    assert "| Hopper-v5 | synth | 10 | 2000 | 2 | 40.0 |" in table and "| 0.60 | 1.5 |" in table
+    assert "| Hopper-v5 | rl | - | 2000 | 1 | 7.0 | [7.0, 7.0] | - | 1.0 |" in table

@@ -43,6 +43,12 @@ def label(mode: str, budget: int) -> str:
     return "rl (true reward)" if mode == "rl" else f"{mode}, {budget} labels"
 
 
+def mean_or_nan(values: Sequence[float]) -> float:
+    """The mean of the values that are numbers (NaN when none is: rl has no reward model)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def online_table(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per (env, mode, budget): each evaluation step's mean true return and interval over the
     seeds; `runs` name env, mode, budget, seed and the run's curve and summary files."""
@@ -61,13 +67,16 @@ def online_table(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                          "seeds": len(values), "true_return": mean, "ci_low": low, "ci_high": high,
                          "labels": float(np.mean([row.get("labels", 0) for curve in curves
                                                   for row in curve if row["step"] == step])),
+                         "reward_correlation": mean_or_nan(
+                             [row.get("reward_correlation", float("nan")) for curve in curves
+                              for row in curve if row["step"] == step]),
                          "seconds_per_run": float(np.mean([s["seconds"] for s in summaries]))})
     return rows
 
 
 def write_table(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
     fields = ["env", "mode", "budget", "step", "seeds", "true_return", "ci_low", "ci_high",
-              "labels", "seconds_per_run"]
+              "labels", "reward_correlation", "seconds_per_run"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fields)
         writer.writeheader()
@@ -114,12 +123,16 @@ def final_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["| env | mode | labels | steps | seeds | true return (mean) | 95% CI | minutes per run |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| env | mode | labels | steps | seeds | true return (mean) | 95% CI | "
+             "learnt-true reward correlation | minutes per run |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in final_rows(rows):
+        correlation = r.get("reward_correlation", float("nan"))
         lines.append(f"| {r['env']} | {r['mode']} | {r['budget'] if r['mode'] != 'rl' else '-'} | "
                      f"{r['step']} | {r['seeds']} | {r['true_return']:.1f} | "
-                     f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}] | {r['seconds_per_run'] / 60:.1f} |")
+                     f"[{r['ci_low']:.1f}, {r['ci_high']:.1f}] | "
+                     f"{'-' if not np.isfinite(correlation) else f'{correlation:.2f}'} | "
+                     f"{r['seconds_per_run'] / 60:.1f} |")
     return "\n".join(lines)
 
 
