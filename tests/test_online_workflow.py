@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import REPO
 from tests.test_workflow import snakemake
 
 pytest.importorskip("mujoco")
@@ -55,3 +56,18 @@ def test_a_scales_own_budgets_and_seeds_replace_the_sections(tmp_path: Path) -> 
                              dry.stdout + dry.stderr))
     assert planned == {(mode, budget, seed) for mode, budget in
                        [("rl", "0"), ("synth", "3"), ("synth", "5")] for seed in "01"}
+
+
+@pytest.mark.parametrize("scale", ["reduced", "full", "atari_cpu", "atari_gpu"])
+def test_every_scale_of_the_committed_config_plans(tmp_path: Path, scale: str) -> None:
+    """config/online.yaml as the README runs it: each scale plans its runs and the report."""
+    committed = yaml.safe_load((REPO / "config" / "online.yaml").read_text())
+    committed["online"]["scale"] = scale
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(committed))
+    dry = snakemake(tmp_path, "--dry-run", f"results/report/online/{scale}/section.json")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    plan = committed["online"]["scales"][scale]
+    runs = len(plan.get("envs", committed["online"]["envs"])) * \
+        len(plan.get("seeds", committed["online"]["seeds"])) * \
+        (1 + len(plan.get("budgets", committed["online"]["budgets"])))
+    assert len(re.findall(r"online: (?:rl|synth) on ", dry.stdout + dry.stderr)) == runs
