@@ -89,6 +89,16 @@ def test_tiny_synth_run_follows_the_schedule(tmp_path: Path) -> None:
     assert store.sources[:6] == ["random"] * 6 and "agent" in store.sources
 
 
+def test_tiny_synth_run_on_halfcheetah(tmp_path: Path) -> None:
+    """The second MuJoCo task: rl-teacher's 30-step cheetah clips of 17 observations and 6
+    actions, which never terminates (so NeverDone changes nothing)."""
+    summary = run_online(OnlineParams(**{**TINY, "env": "HalfCheetah-v5"}, mode="synth"),
+                         tmp_path / "cheetah")
+    assert summary["clip_length"] == 30 and summary["steps"] == 300
+    store = ClipStore.load(tmp_path / "cheetah" / "clips.npz", "HalfCheetah-v5", 30)
+    assert store.observations[0].shape == (30, 17) and store.actions[0].shape == (30, 6)
+
+
 @pytest.mark.slow
 def test_tree_ordinal_and_rl_runs(tmp_path: Path) -> None:
     tree = run_online(OnlineParams(**TINY, mode="synth", comparisons="tree", loss="ordinal",
