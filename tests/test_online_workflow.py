@@ -66,8 +66,7 @@ def test_every_scale_of_the_committed_config_plans(tmp_path: Path, scale: str) -
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(committed))
     dry = snakemake(tmp_path, "--dry-run", f"results/report/online/{scale}/section.json")
     assert dry.returncode == 0, dry.stderr[-3000:]
-    plan = committed["online"]["scales"][scale]
-    runs = len(plan.get("envs", committed["online"]["envs"])) * \
-        len(plan.get("seeds", committed["online"]["seeds"])) * \
-        (1 + len(plan.get("budgets", committed["online"]["budgets"])))
+    plan = {**committed["online"], **committed["online"]["scales"][scale]}
+    runs = len(plan["envs"]) * len(plan["seeds"]) * \
+        sum(1 if mode == "rl" else len(plan["budgets"]) for mode in plan["modes"])
     assert len(re.findall(r"online: (?:rl|synth) on ", dry.stdout + dry.stderr)) == runs
